@@ -1,0 +1,45 @@
+# maild — the two commands of the quick start are `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config/maild.toml
+
+.PHONY: run test lint typecheck unit bench install services clean
+
+$(BIN)/maild: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/maild
+
+$(CONFIG):
+	cp config/maild.example.toml $(CONFIG)
+
+## run: install, initialise ./var from config/maild.toml, run the daemon in the foreground
+run: install $(CONFIG)
+	$(BIN)/maild --config $(CONFIG) init
+	exec $(BIN)/maild --config $(CONFIG) run
+
+## test: install what the tests need, then lint, type-check and run the whole suite
+test: install services lint typecheck unit
+
+services:
+	@scripts/install-test-services
+
+lint: install
+	$(BIN)/ruff check maild tests bench
+
+typecheck: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest
+
+## bench: the ingest benchmark (numbers, not a pass/fail)
+bench: install
+	$(BIN)/python bench/ingest_bench.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,351 @@
+"""The `maild` command line (SPEC §3): argument parsing, exit codes and printing.
+
+Exit status: 0 success, 1 failure, 2 bad usage or bad input; `maild ingest` exits 75
+(EX_TEMPFAIL) whenever the message could not be stored, so the MTA keeps it and retries.
+Every command that prints data takes --json and then prints one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from sqlmodel import col, select
+
+from maild import __version__, config
+from maild.app import App
+from maild.clock import FixedClock, parse_instant
+from maild.db import init as init_database
+from maild.db import transaction
+from maild.errors import ConfigError, MaildError, NotFound, StorageUnavailable, UsageError
+from maild.ingest import accept
+from maild.models import Inbound, InboundState, Outbox, OutboxState, Queue, Ticket
+from maild.threading import process_inbound, process_pending, retry_failed
+from maild.views import inbound_summary, queue_names, ticket_detail, ticket_summary
+
+EX_TEMPFAIL = 75
+log = logging.getLogger("maild")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"maild: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="maild", description="An email-first helpdesk daemon.")
+    parser.add_argument("--config", help="config file (default: $MAILD_CONFIG, else "
+                        "config/maild.toml)")
+    parser.add_argument("--version", action="version", version=f"maild {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    commands.add_parser("init", help="create or upgrade the database; load queues and staff")
+    commands.add_parser("run", help="run the daemon in the foreground")
+    commands.add_parser("check-config", help="validate the config file")
+
+    ingest = commands.add_parser("ingest", help="store and thread one message (MTA pipe)")
+    ingest.add_argument("file", nargs="?", help="the raw message (default: stdin)")
+    ingest.add_argument("--source", default="pipe", help="where it came from (default: pipe)")
+    ingest.add_argument("--sender", help="envelope sender, as the MTA knows it ('' for <>)")
+    ingest.add_argument("--no-deliver", action="store_true",
+                        help="leave the mail it owes to the daemon or `maild tick`")
+
+    tick = commands.add_parser("tick", help="run every time-driven duty once")
+    tick.add_argument("--at", help="as at this ISO 8601 instant (default: now)")
+    tick.add_argument("--json", action="store_true")
+
+    ticket = commands.add_parser("ticket", help="tickets").add_subparsers(
+        dest="ticket_command", required=True, parser_class=_Parser)
+    listing = ticket.add_parser("list", help="list tickets")
+    listing.add_argument("--status", choices=["new", "open", "waiting", "closed"])
+    listing.add_argument("--queue")
+    listing.add_argument("--owner")
+    listing.add_argument("--json", action="store_true")
+    show = ticket.add_parser("show", help="one ticket with its correspondence and history")
+    show.add_argument("number")
+    show.add_argument("--json", action="store_true")
+    show.add_argument("--raw", action="store_true", help="the original bytes of its first mail")
+
+    inbound = commands.add_parser("inbound", help="stored inbound messages").add_subparsers(
+        dest="inbound_command", required=True, parser_class=_Parser)
+    ilist = inbound.add_parser("list", help="list inbound messages")
+    ilist.add_argument("--state", choices=[s.value for s in InboundState])
+    ilist.add_argument("--limit", type=int, default=100)
+    ilist.add_argument("--json", action="store_true")
+    ishow = inbound.add_parser("show", help="one inbound message")
+    ishow.add_argument("id", type=int)
+    ishow.add_argument("--raw", action="store_true", help="print the stored bytes")
+    ishow.add_argument("--json", action="store_true")
+    retry = inbound.add_parser("retry", help="run failed messages through threading again")
+    retry.add_argument("ids", nargs="*", type=int, help="inbound ids (default: every failed one)")
+    retry.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        stream=sys.stderr, format="maild %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if args.command == "ingest":
+        return _ingest(args)
+    handler = _HANDLERS[args.command]
+    try:
+        app = App(config.load(config.config_path(args.config)))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    try:
+        return handler(app, args)
+    except (UsageError, NotFound) as exc:
+        print(f"maild: {exc}", file=sys.stderr)
+        return 2
+    except (MaildError, OSError) as exc:
+        print(f"maild: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        app.close()
+
+
+def _check_config(app: App, args: argparse.Namespace) -> int:
+    print(f"{app.settings.path}: OK")
+    return 0
+
+
+def _init(app: App, args: argparse.Namespace) -> int:
+    init_database(app.engine, app.settings)
+    print(f"database ready: {app.settings.database.url}")
+    return 0
+
+
+def _run(app: App, args: argparse.Namespace) -> int:
+    from maild.daemon import run
+
+    return run(app)
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    """MTA pipe: store first (else 75), then thread; a stored message always means exit 0."""
+    try:
+        raw = Path(args.file).read_bytes() if args.file else sys.stdin.buffer.read()
+    except OSError as exc:
+        print(f"maild: cannot read {args.file}: {exc}", file=sys.stderr)
+        return 2
+    if not raw.strip():
+        print("maild: empty message, nothing to store", file=sys.stderr)
+        return 2
+    try:
+        app = App(config.load(config.config_path(args.config)))
+    except ConfigError as exc:  # the operator's mistake must not bounce the customer's mail
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EX_TEMPFAIL
+    try:
+        limit = app.settings.smtp.max_message_bytes if app.settings.smtp \
+            else app.settings.mail.max_message_bytes
+        if len(raw) > limit:
+            print(f"maild: message of {len(raw)} bytes exceeds the limit of {limit}",
+                  file=sys.stderr)
+            return 2
+        try:
+            accepted = accept(app.engine, raw, source=args.source, now=app.clock.now(),
+                              envelope_from=args.sender)
+        except Exception as exc:  # nothing was stored: the MTA must keep the mail and retry
+            print(f"maild: could not store the message, try again later: {exc}",
+                  file=sys.stderr)
+            return EX_TEMPFAIL
+        try:
+            return _settle_ingested(app, accepted.inbound_id, deliver=not args.no_deliver)
+        except Exception:  # stored is stored: the daemon or `maild tick` finishes the work
+            log.exception("inbound %s stored; finishing it failed", accepted.inbound_id)
+            return 0
+    finally:
+        app.close()
+
+
+def _settle_ingested(app: App, inbound_id: int, *, deliver: bool) -> int:
+    try:
+        settled = process_inbound(app.engine, app.settings, app.templates, app.clock, inbound_id)
+    except StorageUnavailable as exc:
+        print(f"maild: stored as inbound {inbound_id}; threading postponed: {exc}",
+              file=sys.stderr)
+        return 0
+    if settled.state == InboundState.FAILED:
+        print(f"maild: stored as inbound {inbound_id}, but it failed: {settled.reason} "
+              f"(see `maild inbound show {inbound_id}`)", file=sys.stderr)
+        return 0
+    print(settled.ticket_number)
+    if deliver and settled.ticket_id is not None:
+        with transaction(app.engine, readonly=True) as session:
+            owed = list(session.exec(select(Outbox.id).where(
+                Outbox.ticket_id == settled.ticket_id, Outbox.state == OutboxState.PENDING)))
+        if owed:
+            try:
+                app.deliverer().deliver_due(app.clock, only=[i for i in owed if i is not None])
+            except Exception as exc:  # delivery is retried by the daemon or `maild tick`
+                log.warning("delivery postponed: %s", exc)
+    return 0
+
+
+def _tick(app: App, args: argparse.Namespace) -> int:
+    if args.at:
+        try:
+            app.clock = FixedClock(parse_instant(args.at))
+        except ValueError:
+            raise UsageError(f"--at: not an ISO 8601 instant: {args.at!r}") from None
+    settled = process_pending(app.engine, app.settings, app.templates, app.clock)
+    report = app.deliverer().deliver_due(app.clock)
+    done = {
+        "at": app.clock.now().isoformat(),
+        "inbound_done": sum(s.state == InboundState.DONE for s in settled),
+        "inbound_failed": sum(s.state == InboundState.FAILED for s in settled),
+        "sent": len(report.sent),
+        "deferred": len(report.deferred),
+        "failed": len(report.dead),
+    }
+    if args.json:
+        _print_json(done)
+    else:
+        print(f"tick at {done['at']}: inbound threaded {done['inbound_done']}, "
+              f"failed {done['inbound_failed']}; outbound {report.summary()}")
+    return 0
+
+
+def _ticket(app: App, args: argparse.Namespace) -> int:
+    return _TICKET_HANDLERS[args.ticket_command](app, args)
+
+
+def _ticket_list(app: App, args: argparse.Namespace) -> int:
+    with transaction(app.engine, readonly=True) as session:
+        names = queue_names(session)
+        query = select(Ticket).order_by(col(Ticket.id))
+        if args.status:
+            query = query.where(Ticket.status == args.status)
+        if args.owner:
+            query = query.where(Ticket.owner == args.owner.lower())
+        if args.queue:
+            queue = session.exec(select(Queue).where(Queue.name == args.queue)).first()
+            if queue is None:
+                raise NotFound(f"no queue named {args.queue!r}")
+            query = query.where(Ticket.queue_id == queue.id)
+        rows = [ticket_summary(t, names) for t in session.exec(query)]
+        failed = len(list(session.exec(select(Inbound.id).where(
+            Inbound.state == InboundState.FAILED))))
+    if args.json:
+        _print_json(rows)
+        return 0
+    for r in rows:
+        print(f"{r['number']}  {r['status']:<7}  {r['priority']:<7}  {r['queue'][:22]:<22}  "
+              f"{(r['owner'] or '-')[:24]:<24}  {r['customer'][:30]:<30}  {r['subject']}")
+    if failed:
+        print(f"{failed} inbound message(s) failed and wait for attention: "
+              "maild inbound list --state failed", file=sys.stderr)
+    return 0
+
+
+def _ticket_show(app: App, args: argparse.Namespace) -> int:
+    with transaction(app.engine, readonly=True) as session:
+        ticket = session.exec(select(Ticket).where(Ticket.number == args.number.strip())).first()
+        if ticket is None:
+            raise NotFound(f"no ticket {args.number}")
+        if args.raw:
+            first = session.exec(select(Inbound).where(Inbound.ticket_id == ticket.id)
+                                 .order_by(col(Inbound.id))).first()
+            if first is None:
+                raise NotFound(f"ticket {ticket.number} did not arrive by mail; no raw message")
+            sys.stdout.buffer.write(first.raw)
+            sys.stdout.buffer.flush()
+            return 0
+        data = ticket_detail(session, ticket)
+    if args.json:
+        _print_json(data)
+        return 0
+    print(f"Ticket {data['number']}: {data['subject']}")
+    print(f"  status {data['status']}, priority {data['priority']}, queue {data['queue']}, "
+          f"owner {data['owner'] or '-'}")
+    print(f"  customer {data['customer']} via {data['channel']}, created {data['created_at']}")
+    for m in data["messages"]:
+        arrow = "<-" if m["direction"] == "in" else "->"
+        print(f"\n{arrow} {m['created_at']} {m['kind']} from {m['from']} to "
+              f"{', '.join(m['to'])}\n   Subject: {m['subject']}")
+        for a in m["attachments"]:
+            print(f"   Attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)")
+        print("   " + "\n   ".join(m["body"].rstrip().splitlines()))
+    print("\nHistory:")
+    for e in data["events"]:
+        print(f"  {e['at']}  {e['type']:<20} {e['actor']:<28} {e['detail']}")
+    return 0
+
+
+def _inbound(app: App, args: argparse.Namespace) -> int:
+    return _INBOUND_HANDLERS[args.inbound_command](app, args)
+
+
+def _inbound_list(app: App, args: argparse.Namespace) -> int:
+    with transaction(app.engine, readonly=True) as session:
+        query = select(Inbound).order_by(col(Inbound.id).desc()).limit(args.limit)
+        if args.state:
+            query = query.where(Inbound.state == args.state)
+        rows = [inbound_summary(r) for r in session.exec(query)]
+    if args.json:
+        _print_json(rows)
+        return 0
+    for r in rows:
+        print(f"{r['id']:>7}  {r['state']:<6}  {r['received_at']}  {r['source']:<10}  "
+              f"{r['dedupe_key'][:50]:<50}  {r['reason']}")
+    return 0
+
+
+def _inbound_show(app: App, args: argparse.Namespace) -> int:
+    with transaction(app.engine, readonly=True) as session:
+        row = session.get(Inbound, args.id)
+        if row is None:
+            raise NotFound(f"no inbound message {args.id}")
+        if args.raw:
+            sys.stdout.buffer.write(row.raw)
+            sys.stdout.buffer.flush()
+            return 0
+        data = inbound_summary(row)
+    if args.json:
+        _print_json(data)
+    else:
+        for key, value in data.items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def _inbound_retry(app: App, args: argparse.Namespace) -> int:
+    ids = retry_failed(app.engine, args.ids or None)
+    results = [process_inbound(app.engine, app.settings, app.templates, app.clock, i)
+               for i in ids]
+    if args.json:
+        _print_json([{"id": r.inbound_id, "state": r.state, "ticket": r.ticket_number,
+                      "reason": r.reason} for r in results])
+    else:
+        for r in results:
+            print(f"{r.inbound_id}: {r.state} {r.ticket_number or r.reason}")
+        if not results:
+            print("no failed inbound messages")
+    return 0 if all(r.state == InboundState.DONE for r in results) else 1
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+    sys.stdout.write("\n")
+
+
+_Handler = Callable[[App, argparse.Namespace], int]
+_HANDLERS: dict[str, _Handler] = {
+    "init": _init, "run": _run, "check-config": _check_config, "tick": _tick,
+    "ticket": _ticket, "inbound": _inbound,
+}
+_TICKET_HANDLERS: dict[str, _Handler] = {"list": _ticket_list, "show": _ticket_show}
+_INBOUND_HANDLERS: dict[str, _Handler] = {
+    "list": _inbound_list, "show": _inbound_show, "retry": _inbound_retry}

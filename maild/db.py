@@ -1,0 +1,131 @@
+"""The database: engine, transactions, schema upgrades and storage-error translation.
+
+SQLite runs in WAL mode with `synchronous=FULL` (a commit is on disk before maild acknowledges
+anything), a busy timeout, and `BEGIN IMMEDIATE` for write transactions so two writers queue on
+the lock instead of failing half-way. PostgreSQL needs none of this; claims there use
+`FOR UPDATE SKIP LOCKED` (see `claim`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.sql.selectable import GenerativeSelect
+from sqlmodel import Session, select
+
+from maild.config import DatabaseSettings, Settings
+from maild.errors import StorageUnavailable
+from maild.models import Queue, Staff
+
+log = logging.getLogger("maild.db")
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(settings: DatabaseSettings) -> Engine:
+    """An engine for the configured URL; creates the SQLite file's folder when missing."""
+    url = make_url(settings.url)
+    timeout = settings.busy_timeout.total_seconds()
+    if url.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": timeout})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        readonly = connection.get_execution_options().get("maild_readonly", False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+@contextmanager
+def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Session]:
+    """One unit of work: commits when the block ends, rolls back when it raises."""
+    bind = engine.execution_options(maild_readonly=True) if readonly else engine
+    with Session(bind, expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+@contextmanager
+def storage_errors() -> Iterator[None]:
+    """Translate "cannot write now" database and disk errors into StorageUnavailable."""
+    try:
+        yield
+    except (OperationalError, OSError) as exc:
+        raise StorageUnavailable(_short(exc)) from exc
+    except DBAPIError as exc:
+        if exc.connection_invalidated:
+            raise StorageUnavailable(_short(exc)) from exc
+        raise
+
+
+_Query = TypeVar("_Query", bound=GenerativeSelect)
+
+
+def claim(statement: _Query, engine: Engine) -> _Query:
+    """Lock claimed rows so parallel workers on PostgreSQL never take the same one."""
+    if is_sqlite(engine):
+        return statement  # BEGIN IMMEDIATE already serialises writers
+    return statement.with_for_update(skip_locked=True)
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Create or upgrade the schema to the newest Alembic revision (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "head")
+
+
+def load_reference_data(session: Session, settings: Settings) -> None:
+    """Make the queue and staff tables match the config; staff no longer listed go inactive."""
+    known_queues = {q.name for q in session.exec(select(Queue))}
+    for queue in settings.queues:
+        if queue.name not in known_queues:
+            session.add(Queue(name=queue.name))
+    configured = {s.email.lower(): s for s in settings.staff}
+    for member in session.exec(select(Staff)):
+        wanted = configured.pop(member.email, None)
+        member.active = wanted is not None
+        if wanted is not None:
+            member.name = wanted.name
+    for email, wanted in configured.items():
+        session.add(Staff(email=email, name=wanted.name, active=True))
+
+
+def init(engine: Engine, settings: Settings) -> None:
+    """`maild init`: schema, then queues and staff from the config."""
+    upgrade_schema(engine)
+    with transaction(engine) as session:
+        load_reference_data(session, settings)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,38 @@
+"""Safe header values: customer text never reaches a header unsanitised.
+
+`single_line` removes every line-break character Python's `str.splitlines` knows (not only CR
+and LF: VT, FF, FS, GS, RS, NEL, LS, PS), which is exactly the set that makes the stdlib refuse
+to build a header, and the set an attacker would use to inject one.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+MAX_SUBJECT = 200
+
+
+def single_line(text: str, limit: int | None = None) -> str:
+    """Text folded onto one line, control characters removed, whitespace collapsed."""
+    flat = " ".join(" ".join(text.splitlines()).split())
+    flat = _CONTROL.sub("", flat)
+    if limit is not None and len(flat) > limit:
+        flat = flat[: limit - 1].rstrip() + "…"
+    return flat
+
+
+def normalize_message_id(value: str) -> str:
+    """A Message-ID as maild stores and compares it: no brackets, no surrounding space."""
+    return value.strip().strip("<>").strip()
+
+
+def make_message_id(domain: str) -> str:
+    """A fresh, globally unique Message-ID (without brackets) in maild's own domain."""
+    return f"maild.{int(time.time() * 1000)}.{secrets.token_hex(8)}@{domain}"
+
+
+def bracketed(message_id: str) -> str:
+    return f"<{normalize_message_id(message_id)}>"

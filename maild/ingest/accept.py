@@ -1,0 +1,74 @@
+"""`accept`: commit a raw message to `inbound`, once, and say where it is."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from email import policy
+from email.parser import BytesHeaderParser
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+
+from maild.db import storage_errors, transaction
+from maild.headers import normalize_message_id
+from maild.models import Inbound
+
+_MAX_KEY = 400
+_header_parser = BytesHeaderParser(policy=policy.compat32)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    inbound_id: int
+    duplicate: bool  # the same message was stored before; nothing new was written
+
+
+def dedupe_key(raw: bytes) -> str:
+    """`mid:<Message-ID>` when the message has one, else `sha256:<hex of the bytes>`."""
+    try:
+        value = _header_parser.parsebytes(raw).get("Message-ID")
+    except Exception:  # a header block broken enough to defeat even compat32
+        value = None
+    message_id = normalize_message_id(str(value)) if value else ""
+    message_id = message_id.split()[0] if message_id.split() else ""
+    if message_id:
+        if len(message_id) > _MAX_KEY:
+            return "mid-sha256:" + hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()
+        return "mid:" + message_id
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def accept(
+    engine: Engine,
+    raw: bytes,
+    *,
+    source: str,
+    now: datetime,
+    envelope_from: str | None = None,
+) -> Accepted:
+    """Store `raw` durably unless already stored; raises StorageUnavailable when it can't."""
+    key = dedupe_key(raw)
+    with storage_errors():
+        try:
+            return _insert(engine, raw, key, source, now, envelope_from)
+        except IntegrityError:
+            # Another worker stored the same message between our look-up and insert.
+            return _insert(engine, raw, key, source, now, envelope_from)
+
+
+def _insert(
+    engine: Engine, raw: bytes, key: str, source: str, now: datetime, envelope_from: str | None
+) -> Accepted:
+    with transaction(engine) as session:
+        existing = session.exec(select(Inbound.id).where(Inbound.dedupe_key == key)).first()
+        if existing is not None:
+            return Accepted(inbound_id=existing, duplicate=True)
+        row = Inbound(dedupe_key=key, source=source, envelope_from=envelope_from,
+                      received_at=now, raw=raw, size=len(raw))
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        return Accepted(inbound_id=row.id, duplicate=False)

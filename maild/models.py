@@ -1,0 +1,224 @@
+"""The tables of maild and their state enums — the only module that defines tables.
+
+The stages meet here and nowhere else:
+
+- `inbound`  raw bytes of every message received, exactly as received (state new|done|failed);
+- `ticket`, `message`, `attachment`, `event`  the tickets and their whole correspondence;
+- `outbox`   every message maild owes somebody, rendered and with its Message-ID, written in the
+             same transaction as the ticket change that owes it (state pending|sending|sent|
+             deferred|dead);
+- `ticket_counter`  the per-day counter behind date-based ticket numbers.
+
+Instants are stored as UTC and come back timezone-aware (`UTCDateTime`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Column, DateTime, Index, LargeBinary, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as naive UTC (SQLite has no zones) and returns them aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("maild stores only timezone-aware datetimes")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):  # raw SQL on SQLite hands back text
+            value = datetime.fromisoformat(value)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _utc(**kwargs: Any) -> Any:
+    return Field(sa_type=UTCDateTime, **kwargs)
+
+
+class InboundState(StrEnum):
+    NEW = "new"          # stored, not yet threaded
+    DONE = "done"        # on a ticket
+    FAILED = "failed"    # kept with a reason; `maild inbound retry` runs it again
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"    # due at next_attempt_at
+    SENDING = "sending"    # claimed by a worker; a stale claim is taken back after its lease
+    SENT = "sent"
+    DEFERRED = "deferred"  # a temporary failure; due again at next_attempt_at
+    DEAD = "dead"          # permanent failure or lifetime exceeded; recorded on the ticket
+
+
+class TicketStatus(StrEnum):
+    NEW = "new"          # in a queue, no owner
+    OPEN = "open"        # has an owner, being worked
+    WAITING = "waiting"  # staff answered; waiting for the customer
+    CLOSED = "closed"
+
+
+class Direction(StrEnum):
+    IN = "in"
+    OUT = "out"
+
+
+class MessageKind(StrEnum):
+    CUSTOMER = "customer"
+    STAFF = "staff"
+    NOTE = "note"
+    SYSTEM = "system"
+
+
+class Channel(StrEnum):
+    EMAIL = "email"
+    PHONE = "phone"
+    WEB = "web"
+
+
+class Queue(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+
+
+class Staff(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True)  # stored lower-case
+    name: str = ""
+    active: bool = True
+
+
+class Ticket(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(unique=True)
+    subject: str
+    status: str = Field(default=TicketStatus.NEW, index=True)
+    priority: int = 3
+    queue_id: int = Field(foreign_key="queue.id", index=True)
+    owner: str | None = Field(default=None, index=True)
+    customer: str = Field(index=True)  # lower-case address; "" for a phone contact without one
+    customer_name: str = ""
+    channel: str = Channel.EMAIL
+    language: str = "en"
+    created_at: datetime = _utc()
+    updated_at: datetime = _utc()
+
+
+class Message(SQLModel, table=True):
+    """One piece of the correspondence: inbound mail, outbound mail, or an internal note."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    direction: str
+    kind: str
+    sender: str = ""
+    recipients: str = ""  # comma-separated addresses (To and Cc)
+    subject: str = ""
+    body: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    message_id: str | None = Field(default=None, index=True)  # without angle brackets
+    inbound_id: int | None = Field(default=None, foreign_key="inbound.id")
+    outbox_id: int | None = Field(default=None, foreign_key="outbox.id")
+    automatic: bool = False
+    created_at: datetime = _utc()
+
+
+class Attachment(SQLModel, table=True):
+    """What a message carried; the bytes stay in the message's raw inbound row."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: int = Field(foreign_key="message.id", index=True)
+    filename: str = ""
+    content_type: str = "application/octet-stream"
+    size: int = 0
+
+
+class Event(SQLModel, table=True):
+    """The ticket's history: who did what, when."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    at: datetime = _utc()
+    type: str
+    actor: str = ""
+    detail: str = ""
+
+
+class Inbound(SQLModel, table=True):
+    """A received message, byte for byte, stored before anything acknowledges it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    dedupe_key: str = Field(unique=True)  # "mid:<Message-ID>" or "sha256:<hex of the bytes>"
+    source: str = ""                      # "pipe", "smtp", "imap:<name>", ...
+    envelope_from: str | None = None
+    received_at: datetime = _utc()
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    size: int = 0
+    state: str = Field(default=InboundState.NEW, index=True)
+    reason: str = ""
+    attempts: int = 0
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    processed_at: datetime | None = _utc(default=None)
+
+
+class Outbox(SQLModel, table=True):
+    """One message to one recipient, rendered when the row was written."""
+
+    __table_args__ = (
+        Index("ix_outbox_due", "state", "next_attempt_at"),
+        Index("ix_outbox_auto_reply", "rcpt_to", "auto_reply", "created_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    kind: str                             # template name: ack, reopened, ...
+    mail_from: str
+    rcpt_to: str
+    message_id: str = Field(unique=True)  # without angle brackets
+    raw: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    auto_reply: bool = False              # automatic answer to a sender: counts towards the cap
+    state: str = Field(default=OutboxState.PENDING)
+    attempts: int = 0
+    created_at: datetime = _utc()
+    next_attempt_at: datetime = _utc()
+    claimed_at: datetime | None = _utc(default=None)
+    sent_at: datetime | None = _utc(default=None)
+    last_error: str = ""
+
+
+class TicketCounter(SQLModel, table=True):
+    __tablename__ = "ticket_counter"
+
+    day: str = Field(primary_key=True)  # YYYYMMDD in sla.timezone
+    value: int = 0
+
+
+__all__ = [
+    "Attachment",
+    "Channel",
+    "Direction",
+    "Event",
+    "Inbound",
+    "InboundState",
+    "Message",
+    "MessageKind",
+    "Outbox",
+    "OutboxState",
+    "Queue",
+    "Staff",
+    "Ticket",
+    "TicketCounter",
+    "TicketStatus",
+    "UTCDateTime",
+]

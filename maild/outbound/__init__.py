@@ -1,0 +1,10 @@
+"""Outbound: deliver the rows of the outbox through a transport, with retries.
+
+The outbox rows already hold the complete rendered message (see maild.outbox); this stage only
+moves bytes: claim due rows, hand them to the transport, and record sent / deferred / dead.
+"""
+
+from maild.outbound.deliver import Deliverer, DeliveryReport
+from maild.outbound.transports import MaildirTransport, SmtpTransport, Transport
+
+__all__ = ["Deliverer", "DeliveryReport", "MaildirTransport", "SmtpTransport", "Transport"]

@@ -1,0 +1,154 @@
+"""The delivery worker: claim due outbox rows, send them, record what happened.
+
+A row is claimed (state `sending`) in a short transaction of its own, so no transaction stays
+open while the network is slow, and parallel workers never take the same row. Outcomes:
+
+- sent                            -> `sent`
+- TemporaryFailure                -> `deferred`, next attempt after a doubling back-off
+                                     (`retry_initial` … `retry_max`), `dead` past `lifetime`
+- PermanentFailure                -> `dead`, recorded as an event on the ticket, never retried
+A claim left behind by a crash is taken back once its lease has run out.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from maild.clock import Clock
+from maild.config import OutboundSettings
+from maild.db import claim, transaction
+from maild.errors import PermanentFailure, TemporaryFailure
+from maild.models import Event, Outbox, OutboxState
+from maild.outbound.transports import Transport
+
+log = logging.getLogger("maild.outbound")
+CLAIM_LEASE = timedelta(minutes=5)
+_DUE_STATES = (OutboxState.PENDING, OutboxState.DEFERRED)
+
+
+@dataclass
+class DeliveryReport:
+    sent: list[int] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)
+    dead: list[int] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.sent or self.deferred or self.dead)
+
+    def summary(self) -> str:
+        return f"sent {len(self.sent)}, deferred {len(self.deferred)}, failed {len(self.dead)}"
+
+
+class Deliverer:
+    """Delivers due outbox rows through one transport; remembers whether the peer is down."""
+
+    def __init__(self, engine: Engine, transport: Transport, settings: OutboundSettings) -> None:
+        self.engine = engine
+        self.transport = transport
+        self.settings = settings
+        self.outage: str | None = None  # set while the transport cannot connect
+
+    def deliver_due(
+        self, clock: Clock, *, limit: int | None = None, only: list[int] | None = None
+    ) -> DeliveryReport:
+        """Deliver up to `limit` due rows (or only the given outbox ids, when due)."""
+        now = clock.now()
+        report = DeliveryReport()
+        rows = self._claim(now, limit or self.settings.batch_size, only)
+        try:
+            for index, row in enumerate(rows):
+                outcome = self._send(row, clock.now())
+                assert row.id is not None
+                getattr(report, outcome).append(row.id)
+                if outcome == "deferred" and self.outage:
+                    # The peer is unreachable: the rest of the batch would fail the same way.
+                    for rest in rows[index + 1:]:
+                        self._defer(rest, clock.now(), self.outage)
+                        report.deferred.append(rest.id or 0)
+                    break
+        finally:
+            self.transport.close()
+        return report
+
+    def _claim(self, now: datetime, limit: int, only: list[int] | None) -> list[Outbox]:
+        with transaction(self.engine) as session:
+            stale = select(Outbox).where(Outbox.state == OutboxState.SENDING,
+                                         col(Outbox.claimed_at) < now - CLAIM_LEASE)
+            for row in session.exec(claim(stale, self.engine)):
+                log.warning("outbox %s message-id=<%s>: claim expired, taking it back",
+                            row.id, row.message_id)
+                row.state = OutboxState.PENDING
+            query = select(Outbox).where(col(Outbox.state).in_(_DUE_STATES),
+                                         col(Outbox.next_attempt_at) <= now)
+            if only is not None:
+                query = query.where(col(Outbox.id).in_(only))
+            query = query.order_by(col(Outbox.next_attempt_at), col(Outbox.id)).limit(limit)
+            rows = list(session.exec(claim(query, self.engine)))
+            for row in rows:
+                row.state = OutboxState.SENDING
+                row.claimed_at = now
+            return rows
+
+    def _send(self, row: Outbox, now: datetime) -> str:
+        assert row.id is not None
+        delivery_id = f"{int(row.created_at.timestamp())}.M{row.id}maild"
+        try:
+            self.transport.send(row.mail_from, row.rcpt_to, row.raw, delivery_id)
+        except TemporaryFailure as exc:
+            if exc.connection:
+                if self.outage is None:
+                    log.warning("outbound: cannot reach the relay, deferring mail: %s", exc)
+                self.outage = str(exc)
+            else:
+                log.warning("outbox %s message-id=<%s> to %s deferred: %s",
+                            row.id, row.message_id, row.rcpt_to, exc)
+            return self._defer(row, now, str(exc))
+        except PermanentFailure as exc:
+            log.error("outbox %s message-id=<%s> to %s failed permanently: %s",
+                      row.id, row.message_id, row.rcpt_to, exc)
+            self._finish(row, OutboxState.DEAD, now, str(exc))
+            return "dead"
+        if self.outage is not None:
+            log.info("outbound: relay reachable again")
+            self.outage = None
+        self._finish(row, OutboxState.SENT, now, "")
+        log.info("outbox %s message-id=<%s> to %s sent", row.id, row.message_id, row.rcpt_to)
+        return "sent"
+
+    def _defer(self, row: Outbox, now: datetime, error: str) -> str:
+        attempts = row.attempts + 1
+        delay = min(self.settings.retry_initial * (2 ** (attempts - 1)), self.settings.retry_max)
+        if now + delay - row.created_at > self.settings.lifetime:
+            self._finish(row, OutboxState.DEAD, now,
+                         f"gave up after {attempts} attempts: {error}")
+            return "dead"
+        with transaction(self.engine) as session:
+            fresh = session.get(Outbox, row.id)
+            assert fresh is not None
+            fresh.state = OutboxState.DEFERRED
+            fresh.attempts = attempts
+            fresh.next_attempt_at = now + delay
+            fresh.claimed_at = None
+            fresh.last_error = error[:1000]
+        return "deferred"
+
+    def _finish(self, row: Outbox, state: OutboxState, now: datetime, error: str) -> None:
+        with transaction(self.engine) as session:
+            fresh = session.get(Outbox, row.id)
+            assert fresh is not None
+            fresh.state = state
+            fresh.attempts = row.attempts + 1
+            fresh.claimed_at = None
+            fresh.last_error = error[:1000]
+            if state == OutboxState.SENT:
+                fresh.sent_at = now
+            elif fresh.ticket_id is not None:
+                session.add(Event(ticket_id=fresh.ticket_id, at=now, type="delivery_failed",
+                                  actor="maild",
+                                  detail=f"{fresh.kind} to {fresh.rcpt_to} "
+                                         f"<{fresh.message_id}>: {error}"[:1000]))

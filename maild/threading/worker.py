@@ -1,0 +1,113 @@
+"""The threading worker: take `inbound` rows in state `new` and settle each one.
+
+Each row is settled in one transaction: `done` with its ticket, or — when it cannot be parsed or
+threaded — `failed` with the reason, its bytes untouched, ready for `retry_failed`. A database
+that cannot take the write right now is not the message's fault: the row stays `new` and the
+error goes up to the caller, who tries again later.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
+from sqlmodel import Session, col, select
+
+from maild.clock import Clock
+from maild.compose import Templates
+from maild.config import Settings
+from maild.db import claim, storage_errors, transaction
+from maild.errors import StorageUnavailable
+from maild.models import Inbound, InboundState, Ticket
+from maild.parsing import parse_message
+from maild.threading.apply import Context, apply_message
+
+log = logging.getLogger("maild.threading")
+
+
+@dataclass(frozen=True)
+class Settled:
+    inbound_id: int
+    state: InboundState
+    ticket_number: str | None = None
+    ticket_id: int | None = None
+    reason: str = ""
+    created: bool = False
+
+
+def process_inbound(
+    engine: Engine, settings: Settings, templates: Templates, clock: Clock, inbound_id: int
+) -> Settled:
+    """Settle one inbound row (a row already settled is reported as it stands)."""
+    try:
+        with storage_errors(), transaction(engine) as session:
+            row = session.exec(claim(
+                select(Inbound).where(Inbound.id == inbound_id,
+                                      Inbound.state == InboundState.NEW), engine)).first()
+            if row is None:
+                return _current(session, inbound_id)
+            now = clock.now()
+            mail = parse_message(row.raw, row.envelope_from)
+            applied = apply_message(Context(session, settings, templates, now), row, mail)
+            row.state = InboundState.DONE
+            row.ticket_id = applied.ticket.id
+            row.reason = ""
+            row.attempts += 1
+            row.processed_at = now
+            log.info("inbound %s message-id=<%s> -> ticket %s%s", inbound_id, mail.message_id,
+                     applied.ticket.number, " (new)" if applied.created else "")
+            return Settled(inbound_id, InboundState.DONE, applied.ticket.number,
+                           applied.ticket.id, created=applied.created)
+    except StorageUnavailable:
+        raise
+    except Exception as exc:  # any other failure is this message's: keep it, say why
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        _mark_failed(engine, clock, inbound_id, reason)
+        log.warning("inbound %s failed: %s", inbound_id, reason)
+        return Settled(inbound_id, InboundState.FAILED, reason=reason)
+
+
+def process_pending(
+    engine: Engine, settings: Settings, templates: Templates, clock: Clock, limit: int = 100
+) -> list[Settled]:
+    """Settle up to `limit` rows in state `new`, oldest first."""
+    with transaction(engine, readonly=True) as session:
+        ids = list(session.exec(select(Inbound.id).where(Inbound.state == InboundState.NEW)
+                                .order_by(col(Inbound.id)).limit(limit)))
+    return [process_inbound(engine, settings, templates, clock, i) for i in ids if i is not None]
+
+
+def retry_failed(engine: Engine, inbound_ids: list[int] | None = None) -> list[int]:
+    """Put failed rows (all, or the given ones) back to `new`; returns their ids."""
+    with storage_errors(), transaction(engine) as session:
+        query = select(Inbound).where(Inbound.state == InboundState.FAILED)
+        if inbound_ids is not None:
+            query = query.where(col(Inbound.id).in_(inbound_ids))
+        rows = list(session.exec(query))
+        for row in rows:
+            row.state = InboundState.NEW
+        return [row.id for row in rows if row.id is not None]
+
+
+def _mark_failed(engine: Engine, clock: Clock, inbound_id: int, reason: str) -> None:
+    try:
+        with transaction(engine) as session:
+            row = session.get(Inbound, inbound_id)
+            if row is not None and row.state == InboundState.NEW:
+                row.state = InboundState.FAILED
+                row.reason = reason
+                row.attempts += 1
+                row.processed_at = clock.now()
+    except OperationalError as exc:
+        raise StorageUnavailable(str(exc)) from exc
+
+
+def _current(session: Session, inbound_id: int) -> Settled:
+    row = session.get(Inbound, inbound_id)
+    if row is None:
+        raise LookupError(f"no inbound message {inbound_id}")
+    ticket = session.get(Ticket, row.ticket_id) if row.ticket_id is not None else None
+    return Settled(inbound_id, InboundState(row.state), ticket.number if ticket else None,
+                   row.ticket_id, row.reason)

@@ -1,0 +1,76 @@
+"""Read models: tickets and inbound rows as the plain dicts `--json` prints (SPEC §3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from maild.clock import iso
+from maild.config import priority_name
+from maild.models import Attachment, Event, Inbound, Message, Queue, Ticket
+
+
+def ticket_summary(ticket: Ticket, queue_names: dict[int, str]) -> dict[str, Any]:
+    return {
+        "number": ticket.number,
+        "subject": ticket.subject,
+        "status": ticket.status,
+        "priority": priority_name(ticket.priority),
+        "queue": queue_names.get(ticket.queue_id, ""),
+        "owner": ticket.owner,
+        "customer": ticket.customer,
+        "customer_name": ticket.customer_name,
+        "channel": ticket.channel,
+        "created_at": iso(ticket.created_at),
+        "updated_at": iso(ticket.updated_at),
+        # The SLA clock is computed by maild.sla (issue #5); until then nothing accrues.
+        "sla": {"net_seconds": 0, "resolve_by": None, "breached": False},
+    }
+
+
+def ticket_detail(session: Session, ticket: Ticket) -> dict[str, Any]:
+    data = ticket_summary(ticket, queue_names(session))
+    messages = list(session.exec(select(Message).where(Message.ticket_id == ticket.id)
+                                 .order_by(col(Message.id))))
+    attachments: dict[int, list[dict[str, Any]]] = {}
+    if messages:
+        query = select(Attachment).where(col(Attachment.message_id).in_([m.id for m in messages]))
+        for a in session.exec(query):
+            attachments.setdefault(a.message_id, []).append(
+                {"filename": a.filename, "content_type": a.content_type, "size": a.size})
+    data["messages"] = [{
+        "direction": m.direction,
+        "kind": m.kind,
+        "from": m.sender,
+        "to": [r for r in m.recipients.split(",") if r],
+        "subject": m.subject,
+        "body": m.body,
+        "message_id": m.message_id,
+        "created_at": iso(m.created_at),
+        "automatic": m.automatic,
+        "attachments": attachments.get(m.id or 0, []),
+    } for m in messages]
+    data["events"] = [{"at": iso(e.at), "type": e.type, "actor": e.actor, "detail": e.detail}
+                      for e in session.exec(select(Event).where(Event.ticket_id == ticket.id)
+                                            .order_by(col(Event.id)))]
+    return data
+
+
+def queue_names(session: Session) -> dict[int, str]:
+    return {q.id: q.name for q in session.exec(select(Queue)) if q.id is not None}
+
+
+def inbound_summary(row: Inbound) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "state": row.state,
+        "source": row.source,
+        "dedupe_key": row.dedupe_key,
+        "size": row.size,
+        "received_at": iso(row.received_at),
+        "processed_at": iso(row.processed_at),
+        "attempts": row.attempts,
+        "reason": row.reason,
+        "ticket_id": row.ticket_id,
+    }
