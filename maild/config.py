@@ -24,8 +24,8 @@ PRIORITIES = ("lowest", "low", "normal", "high", "highest")
 LANGUAGES = ("en", "ru")
 DEFAULT_CONFIG = "config/maild.toml"
 
-_DURATION = re.compile(r"(\d+)\s*([smhdw])")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+)\s*(ms|[smhdw])")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _BUSINESS_HOURS = re.compile(
     r"^\s*(24x7|[A-Za-z]{3}(-[A-Za-z]{3})?\s+\d{2}:\d{2}-\d{2}:\d{2}"
     r"(\s*,\s*\d{2}:\d{2}-\d{2}:\d{2})*(\s*;\s*[A-Za-z]{3}(-[A-Za-z]{3})?\s+\d{2}:\d{2}-\d{2}:\d{2}"
@@ -35,7 +35,7 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def parse_duration(text: str) -> timedelta:
-    """`90s`, `30m`, `4h`, `3d`, `1w`, or combinations such as `1h30m`."""
+    """`500ms`, `90s`, `30m`, `4h`, `3d`, `1w`, or combinations such as `1h30m`."""
     compact = text.replace(" ", "")
     if not compact or _DURATION.sub("", compact):
         raise ValueError(f"not a duration: {text!r} (write e.g. 90s, 30m, 4h, 3d)")

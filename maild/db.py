@@ -70,10 +70,12 @@ def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Session]:
 
 @contextmanager
 def storage_errors() -> Iterator[None]:
-    """Translate "cannot write now" database and disk errors into StorageUnavailable."""
+    """Translate "cannot write now" database errors (locked, disk full, I/O error, server gone)
+    into StorageUnavailable. Only database errors: an OSError from elsewhere (a missing template
+    is one) is a different failure and must not be mistaken for a full disk."""
     try:
         yield
-    except (OperationalError, OSError) as exc:
+    except OperationalError as exc:
         raise StorageUnavailable(_short(exc)) from exc
     except DBAPIError as exc:
         if exc.connection_invalidated:

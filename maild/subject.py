@@ -21,7 +21,7 @@ _PREFIX = re.compile(
 
 @lru_cache(maxsize=8)
 def _tag_pattern(tag: str) -> re.Pattern[str]:
-    return re.compile(r"\[\s*" + re.escape(tag) + r"\s*#\s*(\d{1,40})\s*\]", re.IGNORECASE)
+    return re.compile(r"\[\s*" + re.escape(tag) + r"\s*#\s*([0-9]{1,40})\s*\]", re.IGNORECASE)
 
 
 def format_tag(tag: str, number: str) -> str:

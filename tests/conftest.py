@@ -1,0 +1,161 @@
+"""Shared fixtures: a real config file, a real SQLite database, a real Maildir outbox.
+
+`Helpdesk` drives maild through its command line (`maild.cli.main`, in-process) exactly as a
+user or an MTA would, and reads the results back from the database and the outbox Maildir.
+"""
+
+from __future__ import annotations
+
+import json
+import mailbox
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import format_datetime, make_msgid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from maild.cli import main
+
+BASE_CONFIG = """
+[database]
+url = "sqlite:///{root}/var/maild.db"
+busy_timeout = "{busy}"
+
+[mail]
+support_address = "support@example.com"
+accept = ["support@example.com"]
+subject_tag = "{tag}"
+language = "{language}"
+auto_reply_limit_per_hour = {cap}
+templates_dir = "{templates}"
+
+[outbound]
+transport = "maildir"
+maildir = "{root}/var/outbox"
+
+[tickets]
+reopen_closed = {reopen}
+
+[[staff]]
+email = "alice@example.com"
+name = "Alice"
+
+[[staff]]
+email = "bob@example.com"
+name = "Bob"
+
+[sla]
+timezone = "Europe/Moscow"
+"""
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+class Helpdesk:
+    """One maild installation in a temporary folder."""
+
+    def __init__(self, root: Path, capsys: pytest.CaptureFixture[str], **options: Any) -> None:
+        self.root = root
+        self.capsys = capsys
+        self.config = root / "maild.toml"
+        values = {"root": root, "tag": "Ticket", "language": "en", "cap": 5, "reopen": "true",
+                  "busy": "5s", "templates": ""}
+        values.update(options)
+        self.config.write_text(BASE_CONFIG.format(**values), encoding="utf-8")
+        assert self.run("init").code == 0
+
+    def run(self, *args: str) -> Run:
+        self.capsys.readouterr()
+        code = main(["--config", str(self.config), *args])
+        captured = self.capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    def ingest(self, message: bytes | EmailMessage, *extra: str) -> Run:
+        raw = message if isinstance(message, bytes) else message.as_bytes(policy=policy.SMTP)
+        path = self.root / f"in-{make_msgid()[1:-1]}.eml"
+        path.write_bytes(raw)
+        return self.run("ingest", *extra, str(path))
+
+    def ticket(self, number: str) -> dict[str, Any]:
+        result = self.run("ticket", "show", number, "--json")
+        assert result.code == 0, result.err
+        return result.json()  # type: ignore[no-any-return]
+
+    def tickets(self) -> list[dict[str, Any]]:
+        return self.run("ticket", "list", "--json").json()  # type: ignore[no-any-return]
+
+    def set_ticket(self, number: str, **fields: Any) -> None:
+        """Change a ticket behind maild's back, for states no command reaches yet."""
+        from sqlmodel import select
+
+        from maild import config
+        from maild.db import make_engine, transaction
+        from maild.models import Ticket
+
+        engine = make_engine(config.load(self.config).database)
+        try:
+            with transaction(engine) as session:
+                ticket = session.exec(select(Ticket).where(Ticket.number == number)).one()
+                for name, value in fields.items():
+                    setattr(ticket, name, value)
+        finally:
+            engine.dispose()
+
+    def outbox(self) -> list[EmailMessage]:
+        """Every message in the outbox Maildir, oldest first."""
+        box = self.root / "var" / "outbox"
+        if not (box / "new").exists():
+            return []
+        files = sorted((box / "new").iterdir(), key=lambda p: (p.stat().st_mtime_ns, p.name))
+        return [BytesParser(policy=policy.default).parsebytes(p.read_bytes())  # type: ignore[misc]
+                for p in files]
+
+    def maildir(self) -> mailbox.Maildir:
+        return mailbox.Maildir(self.root / "var" / "outbox", create=False)
+
+
+@pytest.fixture
+def helpdesk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Helpdesk]:
+    yield Helpdesk(tmp_path, capsys)
+
+
+def mail(
+    subject: str = "Printer does not print",
+    body: str = "Hello, my printer does not print.\n",
+    sender: str = "Ivan Petrov <ivan@example.org>",
+    to: str = "support@example.com",
+    message_id: str | None = None,
+    in_reply_to: str | None = None,
+    references: str | None = None,
+    headers: dict[str, str] | None = None,
+    date: datetime | None = None,
+) -> EmailMessage:
+    """A customer's mail as a mail client would write it."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(date or datetime.now(UTC))
+    msg["Message-ID"] = message_id or make_msgid(domain="example.org")
+    if in_reply_to:
+        msg["In-Reply-To"] = in_reply_to
+    if references:
+        msg["References"] = references
+    for name, value in (headers or {}).items():
+        msg[name] = value
+    msg.set_content(body)
+    return msg

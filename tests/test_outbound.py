@@ -1,0 +1,165 @@
+"""Outbound delivery against a real SMTP server and a real Maildir: nothing lost, nothing twice."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+
+from maild import config
+from maild.clock import FixedClock, parse_instant
+from maild.db import make_engine, transaction
+from maild.models import Event, Outbox
+from maild.outbound import Deliverer, MaildirTransport, SmtpTransport
+from tests.conftest import Helpdesk, mail
+from tests.smtp_sink import SmtpSink
+
+T0 = parse_instant("2026-11-25T10:00:00Z")
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    server = SmtpSink()
+    server.start()
+    yield server
+    server.stop()
+
+
+def _owe_mail(helpdesk: Helpdesk, count: int = 1) -> None:
+    for i in range(count):
+        assert helpdesk.ingest(mail(subject=f"problem {i}", sender=f"c{i}@example.org"),
+                               "--no-deliver").code == 0
+
+
+def _deliverer(helpdesk: Helpdesk, transport: object) -> Deliverer:
+    settings = config.load(helpdesk.config)
+    return Deliverer(make_engine(settings.database), transport,  # type: ignore[arg-type]
+                     settings.outbound)
+
+
+def _rows(deliverer: Deliverer) -> list[Outbox]:
+    with transaction(deliverer.engine, readonly=True) as session:
+        return list(session.exec(select(Outbox).order_by(Outbox.id)))  # type: ignore[arg-type]
+
+
+def test_smtp_delivery_sends_each_message_once_over_one_connection(
+    helpdesk: Helpdesk, sink: SmtpSink
+) -> None:
+    _owe_mail(helpdesk, 3)
+    deliverer = _deliverer(helpdesk, SmtpTransport("127.0.0.1", sink.port))
+    report = deliverer.deliver_due(FixedClock(T0 + timedelta(days=1)))
+    assert len(report.sent) == 3
+    assert sorted(m.rcpt_tos[0] for m in sink.messages) == \
+        ["c0@example.org", "c1@example.org", "c2@example.org"]
+    assert all(m.mail_from == "support@example.com" for m in sink.messages)
+    assert all(r.state == "sent" for r in _rows(deliverer))
+    assert not deliverer.deliver_due(FixedClock(T0 + timedelta(days=2)))  # nothing twice
+    assert len(sink.messages) == 3
+
+
+def test_a_temporary_refusal_is_retried_with_doubling_back_off(
+    helpdesk: Helpdesk, sink: SmtpSink
+) -> None:
+    _owe_mail(helpdesk)
+    sink.handler.reply = lambda rcpt: "450 4.2.0 mailbox busy"
+    deliverer = _deliverer(helpdesk, SmtpTransport("127.0.0.1", sink.port))
+    start = _rows(deliverer)[0].created_at
+    clock = FixedClock(start)
+
+    assert len(deliverer.deliver_due(clock).deferred) == 1
+    [row] = _rows(deliverer)
+    assert row.state == "deferred" and row.next_attempt_at == start + timedelta(minutes=1)
+    assert "450" in row.last_error
+
+    clock.set(start + timedelta(seconds=30))
+    assert not deliverer.deliver_due(clock)  # not due yet
+    clock.set(start + timedelta(minutes=1))
+    deliverer.deliver_due(clock)
+    assert _rows(deliverer)[0].next_attempt_at == clock.now() + timedelta(minutes=2)
+
+    sink.handler.reply = lambda rcpt: "250 OK"
+    clock.set(clock.now() + timedelta(minutes=2))
+    assert len(deliverer.deliver_due(clock).sent) == 1
+    assert len(sink.messages) == 1
+    assert _rows(deliverer)[0].attempts == 3
+
+
+def test_a_permanent_refusal_is_recorded_on_the_ticket_and_never_retried(
+    helpdesk: Helpdesk, sink: SmtpSink
+) -> None:
+    _owe_mail(helpdesk)
+    sink.handler.reply = lambda rcpt: "550 5.1.1 no such user"
+    deliverer = _deliverer(helpdesk, SmtpTransport("127.0.0.1", sink.port))
+    clock = FixedClock(T0 + timedelta(days=1))
+    assert len(deliverer.deliver_due(clock).dead) == 1
+    sink.handler.reply = lambda rcpt: "250 OK"
+    clock.set(T0 + timedelta(days=2))
+    assert not deliverer.deliver_due(clock)
+    assert sink.messages == []
+    [row] = _rows(deliverer)
+    assert row.state == "dead" and "550" in row.last_error
+    with transaction(deliverer.engine, readonly=True) as session:
+        events = list(session.exec(select(Event).where(Event.type == "delivery_failed")))
+    assert len(events) == 1 and "550" in events[0].detail
+
+
+def test_an_unreachable_relay_defers_the_batch_with_one_log_line(
+    helpdesk: Helpdesk, caplog: pytest.LogCaptureFixture
+) -> None:
+    down = SmtpSink()  # a free port nobody listens on
+    _owe_mail(helpdesk, 3)
+    deliverer = _deliverer(helpdesk, SmtpTransport("127.0.0.1", down.port, timeout=2))
+    created = max(r.created_at for r in _rows(deliverer))
+    with caplog.at_level(logging.WARNING, logger="maild.outbound"):
+        report = deliverer.deliver_due(FixedClock(created))
+        deliverer.deliver_due(FixedClock(created + timedelta(minutes=1)))
+    assert len(report.deferred) == 3
+    assert sum("cannot reach the relay" in r.message for r in caplog.records) == 1
+    assert all(r.state == "deferred" for r in _rows(deliverer))
+
+    down.start()  # the relay comes back: everything goes, once
+    try:
+        later = FixedClock(created + timedelta(hours=1))
+        assert len(deliverer.deliver_due(later).sent) == 3
+        assert len(down.messages) == 3
+    finally:
+        down.stop()
+
+
+def test_mail_past_its_lifetime_is_given_up_and_recorded(helpdesk: Helpdesk) -> None:
+    down = SmtpSink()
+    _owe_mail(helpdesk)
+    deliverer = _deliverer(helpdesk, SmtpTransport("127.0.0.1", down.port, timeout=2))
+    created = _rows(deliverer)[0].created_at
+    deliverer.deliver_due(FixedClock(created + timedelta(days=6)))
+    [row] = _rows(deliverer)
+    assert row.state == "dead" and "gave up" in row.last_error
+
+
+def test_maildir_delivery_of_the_same_row_twice_leaves_one_file(tmp_path: Path) -> None:
+    transport = MaildirTransport(tmp_path / "box")
+    transport.send("support@example.com", "a@example.org", b"Subject: x\r\n\r\nbody\r\n",
+                   "1764064800.M7maild")
+    transport.send("support@example.com", "a@example.org", b"Subject: x\r\n\r\nbody\r\n",
+                   "1764064800.M7maild")
+    [only] = list((tmp_path / "box" / "new").iterdir())
+    assert only.read_bytes().endswith(b"Subject: x\r\n\r\nbody\r\n")
+    assert b"Delivered-To: a@example.org" in only.read_bytes()
+    assert list((tmp_path / "box" / "tmp").iterdir()) == []
+
+
+def test_a_crashed_claim_is_taken_back_after_its_lease(helpdesk: Helpdesk) -> None:
+    _owe_mail(helpdesk)
+    deliverer = _deliverer(helpdesk, MaildirTransport(helpdesk.root / "var" / "outbox"))
+    created = _rows(deliverer)[0].created_at
+    with transaction(deliverer.engine) as session:  # a worker claimed it, then died
+        row = session.exec(select(Outbox)).one()
+        row.state = "sending"
+        row.claimed_at = created
+    assert not deliverer.deliver_due(FixedClock(created + timedelta(minutes=1)))
+    assert len(deliverer.deliver_due(FixedClock(created + timedelta(minutes=6))).sent) == 1
+    assert len(helpdesk.outbox()) == 1

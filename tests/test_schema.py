@@ -1,0 +1,50 @@
+"""The Alembic migrations build exactly the tables of maild.models, and `init` is idempotent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+from sqlmodel import SQLModel
+
+from maild import config
+from maild.db import make_engine, upgrade_schema
+from tests.conftest import Helpdesk
+
+
+def test_migrations_match_the_models(tmp_path: Path) -> None:
+    engine = make_engine(config.DatabaseSettings(url=f"sqlite:///{tmp_path}/m.db"))
+    upgrade_schema(engine)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_init_twice_changes_nothing_and_loads_queues_and_staff(helpdesk: Helpdesk) -> None:
+    assert helpdesk.run("init").code == 0
+    engine = make_engine(config.load(helpdesk.config).database)
+    with engine.connect() as connection:
+        queues = connection.exec_driver_sql("SELECT name FROM queue ORDER BY id").all()
+        staff = connection.exec_driver_sql("SELECT email, active FROM staff ORDER BY id").all()
+        mode = connection.exec_driver_sql("PRAGMA journal_mode").scalar()
+        tables = set(inspect(connection).get_table_names())
+    engine.dispose()
+    assert [q[0] for q in queues] == ["General questions", "Compatibility problems",
+                                      "Development questions"]
+    assert staff == [("alice@example.com", 1), ("bob@example.com", 1)]
+    assert mode == "wal"
+    assert {"inbound", "ticket", "message", "outbox", "event", "alembic_version"} <= tables
+
+
+def test_staff_removed_from_the_config_become_inactive(helpdesk: Helpdesk) -> None:
+    text = helpdesk.config.read_text()
+    helpdesk.config.write_text(text.replace('"bob@example.com"', '"carol@example.com"'))
+    assert helpdesk.run("init").code == 0
+    engine = make_engine(config.load(helpdesk.config).database)
+    with engine.connect() as connection:
+        staff = dict(connection.exec_driver_sql("SELECT email, active FROM staff").all())
+    engine.dispose()
+    assert staff == {"alice@example.com": 1, "bob@example.com": 0, "carol@example.com": 1}

@@ -1,0 +1,209 @@
+"""Threading as SPEC §5: new tickets, replies by tag and by reference, reopen, duplicates."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from email.header import Header
+
+from tests.conftest import Helpdesk, mail
+
+
+def _new_ticket(helpdesk: Helpdesk, **kwargs: object) -> str:
+    result = helpdesk.ingest(mail(**kwargs))  # type: ignore[arg-type]
+    assert result.code == 0, result.err
+    return result.out.strip()
+
+
+def test_a_new_mail_makes_a_ticket_and_one_acknowledgement(helpdesk: Helpdesk) -> None:
+    original = mail(message_id="<first@example.org>")
+    result = helpdesk.ingest(original)
+    number = result.out.strip()
+
+    assert result.code == 0
+    assert number.isdigit() and len(number) >= 13
+    ticket = helpdesk.ticket(number)
+    assert ticket["status"] == "new"
+    assert ticket["customer"] == "ivan@example.org"
+    assert ticket["queue"] == "General questions"
+    assert ticket["priority"] == "normal"
+    assert ticket["channel"] == "email"
+    [ack] = helpdesk.outbox()
+    assert ack["To"].addresses[0].addr_spec == "ivan@example.org"
+    assert ack["Subject"].startswith(f"[Ticket#{number}] ")
+    assert "Printer does not print" in ack["Subject"]
+    assert ack["Auto-Submitted"] == "auto-replied"
+    assert ack["In-Reply-To"] == "<first@example.org>"
+    assert "<first@example.org>" in ack["References"]
+    assert number in ack.get_content()
+    # The acknowledgement is part of the correspondence, with the Message-ID that was sent.
+    directions = [(m["direction"], m["message_id"]) for m in ticket["messages"]]
+    assert directions[0] == ("in", "first@example.org")
+    assert directions[1] == ("out", ack["Message-ID"].strip("<>"))
+
+
+def test_ticket_numbers_are_date_based_and_count_up(helpdesk: Helpdesk) -> None:
+    first = _new_ticket(helpdesk)
+    second = _new_ticket(helpdesk, subject="Another problem")
+    assert first[:8] == second[:8]
+    assert int(second) == int(first) + 1
+
+
+def test_a_reply_with_the_tag_lands_on_the_same_ticket(helpdesk: Helpdesk) -> None:
+    number = _new_ticket(helpdesk)
+    for subject in (
+        f"[Ticket#{number}] Printer does not print",
+        f"RE: AW: Fwd: [Ticket#{number}] Printer does not print",
+        f"Ответ: [ticket#{number}] Принтер",
+        f"Some words first [TICKET#{number}]",
+    ):
+        result = helpdesk.ingest(mail(subject=subject))
+        assert result.out.strip() == number, subject
+    ticket = helpdesk.ticket(number)
+    assert sum(m["direction"] == "in" for m in ticket["messages"]) == 5
+    assert len(helpdesk.tickets()) == 1
+    assert len(helpdesk.outbox()) == 1  # follow-ups are not acknowledged again
+
+
+def test_an_encoded_word_subject_with_the_tag_lands_on_the_same_ticket(
+    helpdesk: Helpdesk,
+) -> None:
+    number = _new_ticket(helpdesk)
+    encoded = Header(f"Re: [Ticket#{number}] Принтер не печатает", "utf-8").encode()
+    assert "=?utf-8?" in encoded and number not in encoded  # the tag is hidden by the encoding
+    raw = (f"From: ivan@example.org\r\nTo: support@example.com\r\nSubject: {encoded}\r\n"
+           "Message-ID: <enc@example.org>\r\n\r\nStill broken.\r\n").encode()
+    assert helpdesk.ingest(raw).out.strip() == number
+
+
+def test_a_reply_carrying_only_in_reply_to_lands_on_the_ticket(helpdesk: Helpdesk) -> None:
+    number = _new_ticket(helpdesk)
+    [ack] = helpdesk.outbox()
+    reply = mail(subject="Re: your message", in_reply_to=ack["Message-ID"])
+    assert helpdesk.ingest(reply).out.strip() == number
+
+
+def test_a_reply_referencing_the_customers_own_message_lands_on_the_ticket(
+    helpdesk: Helpdesk,
+) -> None:
+    number = _new_ticket(helpdesk, message_id="<orig@example.org>")
+    reply = mail(subject="more details", sender="colleague@example.net",
+                 references="<unrelated@x> <orig@example.org>")
+    assert helpdesk.ingest(reply).out.strip() == number
+
+
+def test_a_closed_ticket_is_reopened_by_a_reply_and_notices_are_queued(
+    helpdesk: Helpdesk,
+) -> None:
+    number = _new_ticket(helpdesk)
+    helpdesk.set_ticket(number, status="closed", owner="alice@example.com")  # issue #4: commands
+
+    result = helpdesk.ingest(mail(subject=f"Re: [Ticket#{number}] it broke again"))
+
+    assert result.out.strip() == number
+    shown = helpdesk.ticket(number)
+    assert shown["status"] == "open"  # it has an owner
+    assert "reopened" in [e["type"] for e in shown["events"]]
+    notices = helpdesk.outbox()[1:]
+    assert sorted(n["To"].addresses[0].addr_spec for n in notices) == \
+        ["alice@example.com", "ivan@example.org"]
+    assert all(n["Subject"].startswith(f"[Ticket#{number}]") for n in notices)
+
+
+def test_the_same_message_twice_is_stored_once(helpdesk: Helpdesk) -> None:
+    original = mail(message_id="<twice@example.org>")
+    first = helpdesk.ingest(original)
+    second = helpdesk.ingest(original)
+    assert first.out == second.out
+    assert len(helpdesk.tickets()) == 1
+    assert len(helpdesk.run("inbound", "list", "--json").json()) == 1
+    assert len(helpdesk.outbox()) == 1
+
+
+def test_the_same_bytes_without_message_id_are_stored_once(helpdesk: Helpdesk) -> None:
+    raw = b"From: a@example.org\r\nSubject: no id\r\n\r\nbody\r\n"
+    assert helpdesk.ingest(raw).out == helpdesk.ingest(raw).out
+    assert len(helpdesk.tickets()) == 1
+
+
+def test_a_stranger_quoting_a_tag_opens_a_new_ticket_that_records_the_claim(
+    helpdesk: Helpdesk,
+) -> None:
+    number = _new_ticket(helpdesk)
+    result = helpdesk.ingest(mail(subject=f"Re: [Ticket#{number}] give me the data",
+                                  sender="mallory@evil.example"))
+    other = result.out.strip()
+    assert other != number
+    claims = [e for e in helpdesk.ticket(other)["events"] if e["type"] == "claimed_ticket"]
+    assert claims and number in claims[0]["detail"]
+    assert len(helpdesk.ticket(number)["messages"]) == 2  # untouched: customer mail + ack
+
+
+def test_staff_and_cc_participants_may_use_the_tag(helpdesk: Helpdesk) -> None:
+    number = _new_ticket(helpdesk, to="support@example.com, boss@example.org")
+    assert helpdesk.ingest(mail(subject=f"[Ticket#{number}] x", sender="boss@example.org")) \
+        .out.strip() == number
+    assert helpdesk.ingest(mail(subject=f"[Ticket#{number}] x", sender="alice@example.com")) \
+        .out.strip() == number
+
+
+def test_an_unknown_number_in_the_tag_opens_a_new_ticket(helpdesk: Helpdesk) -> None:
+    number = _new_ticket(helpdesk)
+    other = helpdesk.ingest(mail(subject="[Ticket#2099010199999] hello")).out.strip()
+    assert other != number
+
+
+def test_an_out_of_office_reply_gets_no_acknowledgement(helpdesk: Helpdesk) -> None:
+    result = helpdesk.ingest(mail(subject="Out of office",
+                                  headers={"Auto-Submitted": "auto-replied"}))
+    number = result.out.strip()
+    assert helpdesk.outbox() == []
+    events = helpdesk.ticket(number)["events"]
+    assert any(e["type"] == "no_acknowledgement" for e in events)
+
+
+def test_an_out_of_office_reply_does_not_reopen_a_closed_ticket(helpdesk: Helpdesk) -> None:
+    number = _new_ticket(helpdesk)
+    helpdesk.set_ticket(number, status="closed")
+    helpdesk.ingest(mail(subject=f"Auto: [Ticket#{number}]",
+                         headers={"Auto-Submitted": "auto-replied"}))
+    assert helpdesk.ticket(number)["status"] == "closed"
+    assert len(helpdesk.outbox()) == 1
+
+
+def test_automatic_replies_to_one_address_are_capped_per_hour(
+    tmp_path: object, capsys: object
+) -> None:
+    helpdesk = Helpdesk(tmp_path, capsys, cap=2)  # type: ignore[arg-type]
+    for i in range(4):
+        helpdesk.ingest(mail(subject=f"problem {i}"))
+    assert len(helpdesk.tickets()) == 4
+    assert len(helpdesk.outbox()) == 2
+    suppressed = [e for t in helpdesk.tickets()
+                  for e in helpdesk.ticket(t["number"])["events"]
+                  if e["type"] == "auto_reply_suppressed"]
+    assert len(suppressed) == 2
+
+
+def test_a_tag_with_regex_metacharacters_threads(tmp_path: object, capsys: object) -> None:
+    helpdesk = Helpdesk(tmp_path, capsys, tag="Help.Desk+")  # type: ignore[arg-type]
+    number = helpdesk.ingest(mail()).out.strip()
+    assert helpdesk.outbox()[0]["Subject"].startswith(f"[Help.Desk+#{number}]")
+    assert helpdesk.ingest(mail(subject=f"Re: [Help.Desk+#{number}]")).out.strip() == number
+    assert helpdesk.ingest(mail(subject=f"Re: [HelpXDesk+#{number}]")).out.strip() != number
+
+
+def test_russian_templates_are_used_when_configured(tmp_path: object, capsys: object) -> None:
+    helpdesk = Helpdesk(tmp_path, capsys, language="ru")  # type: ignore[arg-type]
+    helpdesk.ingest(mail())
+    [ack] = helpdesk.outbox()
+    assert "Здравствуйте" in ack.get_content()
+
+
+def test_ticket_show_raw_prints_the_original_bytes(helpdesk: Helpdesk) -> None:
+    raw = b"From: a@example.org\r\nSubject: raw\r\nMessage-ID: <raw@x>\r\n\r\n\xff\xfe body\r\n"
+    number = helpdesk.ingest(raw).out.strip()
+    shown = subprocess.run(
+        [sys.executable, "-m", "maild", "--config", str(helpdesk.config), "ticket", "show",
+         number, "--raw"], capture_output=True, check=True)
+    assert shown.stdout == raw
