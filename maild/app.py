@@ -7,6 +7,7 @@ receive them as arguments.
 from __future__ import annotations
 
 import os
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +56,8 @@ def make_transport(settings: OutboundSettings) -> Transport:
         settings.smtp_host, settings.smtp_port, security=settings.smtp_security,
         username=settings.smtp_username, password=secret(
             settings.smtp_password_env, settings.smtp_password_file, "outbound.smtp_password"),
-        timeout=settings.smtp_timeout.total_seconds())
+        timeout=settings.smtp_timeout.total_seconds(),
+        tls_context=ssl.create_default_context(cafile=settings.smtp_tls_ca_file or None))
 
 
 def secret(env_name: str, file_name: str, key: str) -> str:

@@ -82,9 +82,19 @@ class MailSettings:
 @dataclass(frozen=True)
 class SmtpSettings:
     listen: str = "127.0.0.1:2525"
+    protocol: str = "smtp"
     max_message_bytes: int = 26_214_400
     tls_cert: str = ""
     tls_key: str = ""
+    require_tls: bool = False
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
 
 
 @dataclass(frozen=True)
@@ -96,10 +106,12 @@ class ImapSettings:
     username: str = ""
     password_env: str = ""
     password_file: str = ""
+    tls_ca_file: str = ""
     folder: str = "INBOX"
     processed_folder: str = "Processed"
     idle: bool = True
     poll_seconds: int = 60
+    batch_size: int = 50
 
 
 @dataclass(frozen=True)
@@ -109,6 +121,7 @@ class OutboundSettings:
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 25
     smtp_security: str = "none"
+    smtp_tls_ca_file: str = ""
     smtp_username: str = ""
     smtp_password_env: str = ""
     smtp_password_file: str = ""
@@ -333,7 +346,8 @@ class _Reader:
 
     def smtp(self, raw: Mapping[str, Any]) -> SmtpSettings:
         d = SmtpSettings()
-        t = self.table(raw, "smtp", {"listen", "max_message_bytes", "tls_cert", "tls_key"})
+        t = self.table(raw, "smtp", {"listen", "protocol", "max_message_bytes", "tls_cert",
+                                     "tls_key", "require_tls"})
         listen = self.value(t, "smtp.listen", d.listen)
         if not re.match(r"^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$", listen):
             self.problem("smtp.listen", "must be HOST:PORT, e.g. 127.0.0.1:2525")
@@ -341,8 +355,18 @@ class _Reader:
         key = self.value(t, "smtp.tls_key", d.tls_key)
         if bool(cert) != bool(key):
             self.problem("smtp.tls_cert", "tls_cert and tls_key go together")
-        return SmtpSettings(listen=listen, max_message_bytes=self.value(
-            t, "smtp.max_message_bytes", d.max_message_bytes), tls_cert=cert, tls_key=key)
+        for name, path in (("tls_cert", cert), ("tls_key", key)):
+            if path and not Path(path).is_file():
+                self.problem(f"smtp.{name}", f"no such file: {path}")
+        protocol = self.value(t, "smtp.protocol", d.protocol)
+        if protocol not in ("smtp", "lmtp"):
+            self.problem("smtp.protocol", "must be smtp or lmtp")
+        require_tls = self.value(t, "smtp.require_tls", d.require_tls)
+        if require_tls and not cert:
+            self.problem("smtp.require_tls", "needs tls_cert and tls_key")
+        return SmtpSettings(listen=listen, protocol=protocol, max_message_bytes=self.value(
+            t, "smtp.max_message_bytes", d.max_message_bytes), tls_cert=cert, tls_key=key,
+            require_tls=require_tls)
 
     def imap(self, raw: Mapping[str, Any]) -> tuple[ImapSettings, ...]:
         entries = raw.get("imap", [])
@@ -350,7 +374,8 @@ class _Reader:
             self.problem("imap", "must be an array of tables: [[imap]]")
             return ()
         known = {"name", "host", "port", "security", "username", "password_env",
-                 "password_file", "folder", "processed_folder", "idle", "poll_seconds"}
+                 "password_file", "tls_ca_file", "folder", "processed_folder", "idle",
+                 "poll_seconds", "batch_size"}
         result = []
         for i, entry in enumerate(entries):
             key = f"imap[{i}]"
@@ -368,10 +393,12 @@ class _Reader:
                 username=self.value(t, f"{key}.username", d.username),
                 password_env=self.value(t, f"{key}.password_env", d.password_env),
                 password_file=self.value(t, f"{key}.password_file", d.password_file),
+                tls_ca_file=self.value(t, f"{key}.tls_ca_file", d.tls_ca_file),
                 folder=self.value(t, f"{key}.folder", d.folder),
                 processed_folder=self.value(t, f"{key}.processed_folder", d.processed_folder),
                 idle=self.value(t, f"{key}.idle", d.idle),
-                poll_seconds=self.value(t, f"{key}.poll_seconds", d.poll_seconds),
+                poll_seconds=max(1, self.value(t, f"{key}.poll_seconds", d.poll_seconds)),
+                batch_size=max(1, self.value(t, f"{key}.batch_size", d.batch_size)),
             ))
         if len({m.name for m in result}) != len(result):
             self.problem("imap", "every [[imap]] mailbox needs a distinct name")
@@ -380,7 +407,8 @@ class _Reader:
     def outbound(self, raw: Mapping[str, Any]) -> OutboundSettings:
         d = OutboundSettings()
         t = self.table(raw, "outbound", {
-            "transport", "maildir", "smtp_host", "smtp_port", "smtp_security", "smtp_username",
+            "transport", "maildir", "smtp_host", "smtp_port", "smtp_security",
+            "smtp_tls_ca_file", "smtp_username",
             "smtp_password_env", "smtp_password_file", "smtp_timeout", "batch_size",
             "retry_initial", "retry_max", "lifetime"})
         transport = self.value(t, "outbound.transport", d.transport)
@@ -398,6 +426,7 @@ class _Reader:
             smtp_host=self.value(t, "outbound.smtp_host", d.smtp_host),
             smtp_port=self.value(t, "outbound.smtp_port", d.smtp_port),
             smtp_security=security,
+            smtp_tls_ca_file=self.value(t, "outbound.smtp_tls_ca_file", d.smtp_tls_ca_file),
             smtp_username=self.value(t, "outbound.smtp_username", d.smtp_username),
             smtp_password_env=self.value(t, "outbound.smtp_password_env", d.smtp_password_env),
             smtp_password_file=self.value(t, "outbound.smtp_password_file",

@@ -7,7 +7,8 @@ The stages meet here and nowhere else:
 - `outbox`   every message maild owes somebody, rendered and with its Message-ID, written in the
              same transaction as the ticket change that owes it (state pending|sending|sent|
              deferred|dead);
-- `ticket_counter`  the per-day counter behind date-based ticket numbers.
+- `ticket_counter`  the per-day counter behind date-based ticket numbers;
+- `imap_cursor`     per polled IMAP folder: UIDVALIDITY and the highest UID already stored.
 
 Instants are stored as UTC and come back timezone-aware (`UTCDateTime`).
 """
@@ -18,7 +19,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, LargeBinary, Text
+from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -193,8 +194,20 @@ class Outbox(SQLModel, table=True):
     created_at: datetime = _utc()
     next_attempt_at: datetime = _utc()
     claimed_at: datetime | None = _utc(default=None)
+    claimed_by: str = ""                  # "host:pid" of the worker holding the claim
     sent_at: datetime | None = _utc(default=None)
     last_error: str = ""
+
+
+class ImapCursor(SQLModel, table=True):
+    """How far the poller of one IMAP folder got: the highest UID stored, per UIDVALIDITY."""
+
+    __tablename__ = "imap_cursor"
+
+    mailbox: str = Field(primary_key=True)   # the [[imap]] name
+    folder: str = Field(primary_key=True)
+    uidvalidity: int = Field(default=0, sa_type=BigInteger)  # 32-bit unsigned in IMAP
+    last_uid: int = Field(default=0, sa_type=BigInteger)
 
 
 class TicketCounter(SQLModel, table=True):
@@ -209,6 +222,7 @@ __all__ = [
     "Channel",
     "Direction",
     "Event",
+    "ImapCursor",
     "Inbound",
     "InboundState",
     "Message",

@@ -1,30 +1,63 @@
 """Turning raw inbound bytes into the facts maild needs: one function, `parse_message`.
 
-Built on the stdlib `email` package with `policy.default` (measured against mail-parser in
-`bench/parse_compare.py`; see the README). Real mail is broken in every possible way, so every
-step has a fallback: a header the structured parser chokes on is decoded by hand, an unknown or
-wrong charset is decoded with replacement characters, HTML-only mail is converted to text.
-Only a message with no sender address anywhere is unparseable for maild's purposes.
+Built on the stdlib `email` package, but only for the MIME structure: the message is parsed with
+a lenient `compat32` policy (lazy headers, so parsing itself never raises, plus two repairs of
+real-world Content-Type headers), and every header is decoded here by hand from its raw value
+(8-bit bytes, RFC 2047 words with unknown or mislabelled charsets, broken base64), because the
+structured header parser of `policy.default` raises on broken input — during parsing as well as
+on access — and turns 8-bit header text into replacement characters.
+
+Real mail is broken in every possible way (see tests/test_corpus.py), so every step has a
+fallback: an unknown or wrong charset is decoded with a compatible superset or replacement
+characters, an obsolete `Name :` header is accepted, a header block with a stray line is
+repaired, HTML-only mail is converted to text, uuencoded files inside text become attachments,
+delivery reports are rendered as text. A bounce with a null sender (`<>`, `MAILER-DAEMON`) gets
+`mailer-daemon@<its host>` as sender, so it is stored on a ticket like any automatic mail.
+Only a message with no sender address anywhere — From, Sender, Reply-To, Return-Path, the
+envelope sender or an mbox `From ` line — is unparseable for maild's purposes.
 """
 
 from __future__ import annotations
 
+import binascii
+import mimetypes
+import quopri
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from email import policy
-from email.header import decode_header, make_header
-from email.message import EmailMessage, Message
-from email.parser import BytesParser
+from email.message import Message
+from email.parser import BytesHeaderParser, BytesParser
+from email.policy import Compat32
 from email.utils import getaddresses, parseaddr
+from typing import Any
 
 from maild.errors import UnparseableMessage
 from maild.headers import normalize_message_id, single_line
 from maild.htmltext import html_to_text
 
 _MSGID = re.compile(r"<([^<>\s]+)>")
+_MAX_MSGID = 900  # longer is no Message-ID (and would not fit a PostgreSQL index entry)
 _AUTO_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
 _REPORT_TYPES = {"delivery-status", "disposition-notification", "feedback-report"}
 _NULL_SENDERS = {"", "<>", "mailer-daemon", "postmaster"}
+_SENDER_HEADERS = ("from", "sender", "reply-to", "return-path")
+_MAX_DEPTH = 50  # MIME nesting deeper than this is not walked (its bytes stay in `inbound`)
+
+
+class _LenientPolicy(Compat32):
+    """compat32 (headers stay raw strings, nothing is parsed eagerly) that unfolds header values
+    and repairs a Content-Type that lost the ';' before its parameters, so the parser finds the
+    boundary of `boundary="a\\r\\n b"` and of `multipart/mixed boundary="x"`."""
+
+    def header_fetch_parse(self, name: str, value: str) -> Any:
+        value = _unfold(value)
+        if name.lower() in ("content-type", "content-disposition"):
+            value = _MISSING_SEMICOLON.sub(r"\1; ", value, count=1)
+        return super().header_fetch_parse(name, value)
+
+
+_MISSING_SEMICOLON = re.compile(r"^(\s*[\w.+-]+(?:/[\w.+-]+)?)\s+(?=[\w*-]+\s*=)")
+_POLICY = _LenientPolicy()
 
 
 @dataclass(frozen=True)
@@ -64,13 +97,22 @@ class ParsedMail:
 
 def parse_message(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
     """Parse raw RFC 5322 bytes; raises UnparseableMessage only when no sender can be found."""
-    msg = BytesParser(policy=policy.default).parsebytes(_normal_line_endings(raw))
-    defects = [type(d).__name__ for d in msg.defects]
-    sender_name, sender = _first_address(msg, "from", "sender", "reply-to", "return-path")
-    if not sender and envelope_from:
-        sender_name, sender = "", envelope_from.strip("<>").lower()
+    data = _obsolete_header_names(_normal_line_endings(raw))
+    msg = _parse(data)
+    sender_name, sender = _sender(msg, envelope_from)
     if not sender:
-        raise UnparseableMessage("no sender address in From, Sender, Reply-To or Return-Path")
+        # A stray line inside the header block ends the headers for the stdlib parser, and the
+        # From: below it is lost; drop such lines and look again.
+        repaired = _without_stray_header_lines(data)
+        if repaired != data:
+            again = _parse(repaired)
+            sender_name, sender = _sender(again, envelope_from)
+            if sender:
+                msg = again
+    if not sender:
+        raise UnparseableMessage("no sender address in From, Sender, Reply-To, Return-Path, "
+                                 "the envelope sender or an mbox From line")
+    defects = [type(d).__name__ for d in msg.defects]
     text, html, attachments = _bodies(msg, defects)
     if not text.strip() and html:
         text = html_to_text(html)
@@ -84,133 +126,549 @@ def parse_message(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
         cc=_addresses(msg, "cc"),
         in_reply_to=tuple(_message_ids(header_text(msg, "in-reply-to"))),
         references=tuple(_message_ids(header_text(msg, "references"))),
-        text=text,
-        html=html,
+        text=_clean(text),
+        html=_clean(html),
         attachments=tuple(attachments),
         automatic_reason=_automatic_reason(msg, sender, envelope_from),
         defects=tuple(defects),
     )
 
 
-def header_text(msg: Message, name: str) -> str:
-    """A header decoded to text, never raising; "" when absent."""
+# --- the message and its headers -------------------------------------------------------------
+
+
+def _parse(data: bytes) -> Message:
     try:
-        value = msg.get(name)
-        if value is None:
-            return ""
-        return str(value)
-    except Exception:  # the structured header parser has many ways to fail on broken input
-        raw = _raw_header(msg, name)
-        try:
-            return str(make_header(decode_header(raw)))
-        except Exception:
-            return raw
+        return BytesParser(policy=_POLICY).parsebytes(data)
+    except Exception:  # the feedparser is built never to raise; should it, keep the headers
+        head = BytesHeaderParser(policy=_POLICY).parsebytes(data)
+        head.defects.append(_ParseFailed())  # type: ignore[arg-type]
+        return head
 
 
-def _raw_header(msg: Message, name: str) -> str:
-    for key, value in msg.raw_items() if isinstance(msg, EmailMessage) else msg.items():
-        if key.lower() == name:
-            return value if isinstance(value, str) else str(value)
-    return ""
+class _ParseFailed(Exception):
+    """Defect marker: the body could not be parsed, only the headers were read."""
 
 
 def _normal_line_endings(raw: bytes) -> bytes:
-    """CR-only mail (old Macs, some gateways) parses as one giant header otherwise."""
+    """CR-only mail (old Macs, some gateways): one line ending throughout, and no stray CR."""
     if b"\r" in raw and b"\n" not in raw:
         return raw.replace(b"\r", b"\n")
+    if b"\r\r\n" in raw:  # a CR doubled by a gateway: an empty line for the parser otherwise
+        return raw.replace(b"\r\r\n", b"\r\n")
     return raw
+
+
+_HEADER_LINE = re.compile(rb"^[!-9;-~]+:")
+_OBSOLETE_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:")
+_CONTINUATION = re.compile(rb"^[ \t]")
+
+
+def _header_block(data: bytes) -> tuple[list[bytes], list[bytes]]:
+    lines = data.splitlines(keepends=True)
+    end = next((i for i, line in enumerate(lines) if not line.strip(b"\r\n")), len(lines))
+    return lines[:end], lines[end:]
+
+
+def _obsolete_header_names(data: bytes) -> bytes:
+    """RFC 5322 §4.5.3 allows space before the colon (`Subject :`); the stdlib ends the header
+    block there. Rewritten only in a block that is otherwise all header lines."""
+    head, rest = _header_block(data)
+    if not any(_OBSOLETE_NAME.match(line) for line in head):
+        return data
+    for i, line in enumerate(head):
+        ok = _HEADER_LINE.match(line) or _OBSOLETE_NAME.match(line) or \
+            _CONTINUATION.match(line) or (i == 0 and line.startswith(b"From "))
+        if not ok:
+            return data
+    fixed = [_OBSOLETE_NAME.sub(rb"\1:", line, count=1) for line in head]
+    return b"".join(fixed + rest)
+
+
+def _without_stray_header_lines(data: bytes) -> bytes:
+    """Drop lines in the header block that are neither header nor continuation when header lines
+    follow them (`quite Delivered-To: x` in the middle of the Received: lines)."""
+    head, rest = _header_block(data)
+    starts = [i for i, line in enumerate(head) if _HEADER_LINE.match(line)]
+    if not starts:
+        return data
+    kept = [line for i, line in enumerate(head)
+            if i > starts[-1] or _HEADER_LINE.match(line) or _CONTINUATION.match(line)
+            or (i == 0 and line.startswith(b"From "))]
+    return b"".join(kept + rest)
+
+
+def header_text(msg: Message, name: str) -> str:
+    """A header decoded to text (8-bit bytes, RFC 2047 words), unfolded; "" when absent.
+    Never raises."""
+    raw = _raw_header(msg, name)
+    if not raw:
+        return ""
+    return decode_words(_from_8bit(raw, msg))
+
+
+def _raw_header(msg: Message, name: str) -> str:
+    """The first `name` header exactly as it arrived (8-bit bytes as surrogate escapes)."""
+    name = name.lower()
+    try:
+        for key, value in msg.raw_items():
+            if key.strip().lower() == name:
+                return _unfold(value if isinstance(value, str) else str(value))
+    except Exception:
+        pass
+    return ""
+
+
+def _unfold(value: str) -> str:
+    return re.sub(r"\r?\n(?=[ \t])|\r(?=[ \t])", "", value).strip("\r\n")
+
+
+def _from_8bit(value: str, msg: Message | None = None) -> str:
+    """Turn 8-bit header bytes (surrogate escapes after parsing) into text: UTF-8 when it is
+    valid UTF-8, else the charset the message declares for its text, else windows-1252."""
+    if not re.search(r"[\udc80-\udcff]", value):
+        return value
+    data = value.encode("utf-8", "surrogateescape")
+    hint = _charset_hint(msg) if msg is not None else None
+    return decode_bytes(data, hint or "unknown-8bit", [])
+
+
+def _charset_hint(msg: Message) -> str | None:
+    for part in _leaves(msg):
+        charset = _declared_charset(part)
+        if charset and _codec(charset) not in (None, "ascii"):
+            return charset
+    return None
+
+
+# --- RFC 2047 and charsets --------------------------------------------------------------------
+
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([QqBb])\?([^?]*)\?=")
+_PSEUDO_CHARSETS = {"unknown-8bit", "x-unknown", "unknown", "none", "default", "x-user-defined",
+                    "charset", "8bit", "binary", "us-ascii-8bit", "x-binary"}
+_SUPERSETS = {
+    # what senders write : what they mean (the WHATWG encoding standard's choices)
+    "us-ascii": "ascii", "ascii": "ascii", "ansi_x3.4-1968": "ascii", "iso646-us": "ascii",
+    "iso-8859-1": "cp1252", "iso8859-1": "cp1252", "latin1": "cp1252", "latin-1": "cp1252",
+    "l1": "cp1252", "iso_8859-1": "cp1252",
+    "iso-8859-8-i": "iso-8859-8", "iso-8859-6-i": "iso-8859-6",
+    "gb2312": "gb18030", "gbk": "gb18030", "x-gbk": "gb18030", "euc-cn": "gb18030",
+    "cp936": "gb18030", "chinese": "gb18030", "csgb2312": "gb18030", "gb_2312-80": "gb18030",
+    "ks_c_5601-1987": "cp949", "ks_c_5601": "cp949", "ksc5601": "cp949", "euc-kr": "cp949",
+    "korean": "cp949", "ks_c_5601-1989": "cp949", "ksc_5601": "cp949",
+    "shift_jis": "cp932", "shift-jis": "cp932", "sjis": "cp932", "x-sjis": "cp932",
+    "ms_kanji": "cp932", "windows-31j": "cp932", "csshiftjis": "cp932",
+    "big5": "big5hkscs", "x-x-big5": "big5hkscs", "cn-big5": "big5hkscs",
+    "tis-620": "cp874", "iso-8859-11": "cp874", "windows-874": "cp874",
+    "iso-8859-9": "cp1254", "latin5": "cp1254",
+    "utf8": "utf-8", "unicode-1-1-utf-8": "utf-8",
+}
+# Tried in turn after the declared charset fails strictly, before giving up with U+FFFD.
+_ALTERNATIVES = {"iso2022_jp": ("iso2022_jp_2", "iso2022_jp_ext", "iso2022_jp_3"),
+                 "euc_jp": ("euc_jis_2004",), "cp949": ("johab",)}
+
+
+def _codec(charset: str | None) -> str | None:
+    """The Python codec for a charset name as mail writes it; None when unknown or not one."""
+    if not charset:
+        return None
+    name = charset.strip().strip("\"'").lower()
+    if name in _PSEUDO_CHARSETS:
+        return None
+    candidates = [_SUPERSETS.get(name, name)]
+    if name.startswith("x-"):
+        candidates.append(name[2:])
+    if name.startswith("cs"):
+        candidates.append(name[2:])
+    if name.startswith("windows-"):
+        candidates.append("cp" + name[len("windows-"):])
+    for candidate in candidates:
+        try:
+            codec = binascii.a2b_base64(b"").decode(candidate) == "" and candidate
+        except (LookupError, ValueError):
+            continue
+        import codecs
+
+        info = codecs.lookup(candidate)
+        if info.name in ("rot-13", "hex", "base64", "bz2", "zlib", "quopri", "uu"):
+            return None
+        return str(codec and info.name)
+    return None
+
+
+def decode_bytes(data: bytes, charset: str | None, defects: list[str]) -> str:
+    """Bytes to text, never raising: the declared charset (or its usual superset) strictly,
+    then its variants, then UTF-8, then the declared one with U+FFFD for what does not fit;
+    with no usable charset: UTF-8 when valid, else windows-1252."""
+    codec = _codec(charset)
+    if codec is None and charset and charset.strip().strip("\"'").lower() not in _PSEUDO_CHARSETS:
+        defects.append(f"UnknownCharset({single_line(charset)[:40]})")
+    tried = [codec, *_ALTERNATIVES.get(codec or "", ()), "utf-8"] if codec else ["utf-8"]
+    for name in tried:
+        if name is None:
+            continue
+        try:
+            return data.decode(name)
+        except (UnicodeDecodeError, LookupError):
+            continue
+    if codec and codec not in ("ascii", "utf-8"):
+        return data.decode(codec, errors="replace")
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def decode_words(text: str) -> str:
+    """Decode RFC 2047 encoded words, forgiving: unknown charsets, bad padding, words split in
+    the middle of a character, blanks inside a word. Whitespace between two words goes."""
+    matches = list(_ENCODED_WORD.finditer(text))
+    if not matches:
+        return text
+    out: list[str] = []
+    pos = 0
+    run: list[tuple[str, bytes]] = []  # adjacent words, decoded together (split characters)
+
+    def flush() -> None:
+        if not run:
+            return
+        charset = run[0][0]
+        joined = b"".join(chunk for _, chunk in run)
+        out.append(decode_bytes(joined, charset, []))
+        run.clear()
+
+    for match in matches:
+        between = text[pos:match.start()]
+        if between.strip() or not run:
+            flush()
+            out.append(between)
+        charset = match.group(1).split("*", 1)[0].lower()
+        chunk = _word_bytes(match.group(2), match.group(3))
+        if run and run[0][0] != charset:
+            flush()
+        run.append((charset, chunk))
+        pos = match.end()
+    flush()
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _word_bytes(encoding: str, payload: str) -> bytes:
+    if encoding.lower() == "q":
+        data = payload.replace("_", " ").encode("ascii", "replace")
+        return quopri.decodestring(data, header=True)
+    clean = re.sub(r"[^A-Za-z0-9+/]", "", payload)
+    clean = clean[: len(clean) - len(clean) % 4 + (4 if len(clean) % 4 > 1 else 0)]
+    try:
+        return binascii.a2b_base64((clean + "===")[: len(clean) + (-len(clean)) % 4])
+    except binascii.Error:
+        try:
+            return binascii.a2b_base64(clean[: len(clean) - len(clean) % 4])
+        except binascii.Error:
+            return payload.encode("ascii", "replace")
+
+
+# --- addresses --------------------------------------------------------------------------------
 
 
 def _message_ids(text: str) -> list[str]:
     found = _MSGID.findall(text)
-    if found:
-        return [normalize_message_id(m) for m in found]
-    # Some clients omit the angle brackets; take bare tokens that look like ids.
-    return [normalize_message_id(t) for t in text.split() if "@" in t]
+    if not found:
+        # Some clients omit the angle brackets; take bare tokens that look like ids.
+        found = [t for t in text.split() if "@" in t]
+    ids = [normalize_message_id(m) for m in found]
+    return [i for i in ids if i and len(i) <= _MAX_MSGID]
+
+
+def _address_pairs(msg: Message, name: str) -> list[tuple[str, str]]:
+    """(display name, address) pairs of a header; names decoded, addresses as written."""
+    raw = _raw_header(msg, name)
+    if not raw:
+        return []
+    text = _from_8bit(raw, msg)
+    try:
+        pairs = getaddresses([text])
+    except Exception:
+        pairs = []
+    result = [(decode_words(display), addr.strip()) for display, addr in pairs if addr.strip()]
+    if not result:
+        try:
+            display, addr = parseaddr(text)
+        except Exception:
+            display, addr = "", ""
+        if addr.strip():
+            result = [(decode_words(display), addr.strip())]
+    return result
 
 
 def _addresses(msg: Message, name: str) -> tuple[str, ...]:
-    text = header_text(msg, name)
-    if not text:
-        return ()
-    pairs = getaddresses([text])
-    return tuple(addr.lower() for _, addr in pairs if "@" in addr)
+    return tuple(addr.lower() for _, addr in _address_pairs(msg, name) if _qualified(addr))
 
 
-def _first_address(msg: Message, *names: str) -> tuple[str, str]:
-    for name in names:
-        text = header_text(msg, name)
-        if not text:
-            continue
-        display, addr = parseaddr(text)
-        if not addr or "@" not in addr:
-            pairs = [p for p in getaddresses([text]) if "@" in p[1]]
-            if not pairs:
-                continue
-            display, addr = pairs[0]
-        return display, addr.strip().lower()
+def _qualified(addr: str) -> bool:
+    local, at, domain = addr.rpartition("@")
+    return bool(at and local and domain and not any(c.isspace() for c in addr))
+
+
+def _sender(msg: Message, envelope_from: str | None) -> tuple[str, str]:
+    """(display name, address) of whoever the ticket belongs to; ("", "") when nobody at all.
+
+    In order: the first qualified address of From, Sender, Reply-To, Return-Path; the envelope
+    sender; the address of an mbox `From ` line. Then the null sender of a bounce (`<>`,
+    `MAILER-DAEMON` without a domain) becomes `mailer-daemon@<host>`, and any other address
+    without a domain (`From: root`) is kept as `<name>@invalid` — reachable by nobody, so no
+    automatic answer can go to a guessed address.
+    """
+    unqualified: tuple[str, str] | None = None
+    for name in _SENDER_HEADERS:
+        for display, addr in _address_pairs(msg, name):
+            addr = addr.strip("<>").strip()
+            if _qualified(addr):
+                return display, addr.lower()
+            if unqualified is None and addr:
+                unqualified = (display, addr)
+    envelope = (envelope_from or "").strip().strip("<>").strip()
+    if _qualified(envelope):
+        return "", envelope.lower()
+    mbox = _mbox_sender(msg)
+    if _qualified(mbox):
+        return "", mbox.lower()
+    if _null_sender(msg, envelope_from) or mbox.lower() in _NULL_SENDERS - {""}:
+        display = unqualified[0] if unqualified else ""
+        return display or "Mail Delivery System", f"mailer-daemon@{_origin_host(msg)}"
+    if unqualified is not None:
+        display, local = unqualified
+        if local.lower() in _NULL_SENDERS:
+            return display, f"mailer-daemon@{_origin_host(msg)}"
+        local = re.sub(r"[\s@<>(),;:\"\\\[\]]+", "", local).lower()
+        if local:
+            return display, f"{local}@invalid"
     return "", ""
+
+
+def _mbox_sender(msg: Message) -> str:
+    """The address of the mbox `From sender date` line the message was saved with, or ""."""
+    unixfrom = msg.get_unixfrom() or ""
+    parts = unixfrom.split()
+    if len(parts) >= 2 and parts[0] == "From":
+        return _from_8bit(parts[1]).strip("<>")
+    return ""
+
+
+def _null_sender(msg: Message, envelope_from: str | None) -> bool:
+    """An explicit null reverse-path: `<>` in Return-Path, From or Sender, or as envelope."""
+    if envelope_from is not None and envelope_from.strip().strip("<>").strip() == "":
+        return True
+    for name in ("return-path", "from", "sender"):
+        raw = _raw_header(msg, name).strip()
+        if raw == "<>" or raw.endswith("<>") or raw.lower() in _NULL_SENDERS - {""}:
+            return True
+    return False
+
+
+def _origin_host(msg: Message) -> str:
+    """The host that wrote the message, as far as its Message-ID tells; else "invalid"."""
+    for mid in _message_ids(header_text(msg, "message-id")):
+        host = mid.rpartition("@")[2].strip().lower().rstrip(".")
+        if re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", host):
+            return host
+    return "invalid"
+
+
+# --- bodies -----------------------------------------------------------------------------------
+
+
+def _leaves(msg: Message) -> Iterator[Message]:
+    """Every part that holds content, depth first, without recursion; a report part
+    (message/delivery-status and its kin) is yielded whole instead of descending into it."""
+    stack: list[tuple[Message, int]] = [(msg, 0)]
+    while stack:
+        part, depth = stack.pop()
+        if _content_type(part) in _REPORT_CONTENT_TYPES or not _is_multipart(part):
+            yield part
+            continue
+        if depth >= _MAX_DEPTH:
+            continue
+        children = part.get_payload()
+        if isinstance(children, list):
+            stack.extend((c, depth + 1) for c in reversed(children) if isinstance(c, Message))
+
+
+_REPORT_CONTENT_TYPES = {f"message/{t}" for t in _REPORT_TYPES} | {"message/global-delivery-status"}
+
+
+def _is_multipart(part: Message) -> bool:
+    try:
+        return part.is_multipart()
+    except Exception:
+        return False
+
+
+def _content_type(part: Message) -> str:
+    """`type/subtype`, lower-case; the part's default type when the header is unusable."""
+    raw = _raw_header(part, "content-type")
+    match = re.match(r"\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+)", raw)
+    if match:
+        return match.group(1).lower()
+    try:
+        return part.get_default_type()
+    except Exception:
+        return "text/plain"
 
 
 def _bodies(msg: Message, defects: list[str]) -> tuple[str, str, list[Attachment]]:
     text_parts: list[str] = []
     html_parts: list[str] = []
     attachments: list[Attachment] = []
-    for part in msg.walk():
-        if part.is_multipart():
+    for part in _leaves(msg):
+        ctype = _content_type(part)
+        if ctype in _REPORT_CONTENT_TYPES:
+            text_parts.append(_report_text(part, msg))
             continue
-        ctype = part.get_content_type()
-        disposition = (part.get_content_disposition() or "").lower()
-        filename = _filename(part)
-        if disposition == "attachment" or (filename and ctype not in ("text/plain", "text/html")):
-            payload = part.get_payload(decode=True)
-            attachments.append(Attachment(filename=single_line(filename or "unnamed"),
-                                          content_type=ctype,
-                                          size=len(payload) if isinstance(payload, bytes) else 0))
+        disposition = _disposition(part)
+        filename = _filename(part, msg)
+        textual = ctype.startswith("text/") or (ctype.startswith("multipart/")
+                                                and not _is_multipart(part))
+        if disposition == "attachment" or (filename and ctype not in ("text/plain", "text/html")) \
+                or not textual:
+            payload = _payload(part)
+            attachments.append(Attachment(
+                filename=single_line(filename or "unnamed"), content_type=ctype,
+                size=len(payload) if payload is not None else 0))
             continue
-        if ctype == "text/plain":
-            text_parts.append(_decoded_text(part, defects))
-        elif ctype == "text/html":
-            html_parts.append(_decoded_text(part, defects))
-        elif ctype.startswith("text/") or ctype in ("message/delivery-status",):
-            text_parts.append(_decoded_text(part, defects))
-        else:
-            payload = part.get_payload(decode=True)
-            attachments.append(Attachment(filename="unnamed", content_type=ctype,
-                                          size=len(payload) if isinstance(payload, bytes) else 0))
-    return "\n\n".join(p.strip("\n") for p in text_parts if p.strip()), \
-        "\n".join(html_parts), attachments
+        body = _decoded_text(part, defects)
+        if ctype == "text/html":
+            html_parts.append(body)
+            continue
+        body, files = _uuencoded(body)
+        attachments.extend(files)
+        text_parts.append(body)
+    text = "\n\n".join(p.strip("\r\n") for p in text_parts if p.strip())
+    return text, "\n".join(html_parts), attachments
 
 
-def _filename(part: Message) -> str:
+def _disposition(part: Message) -> str:
+    raw = _raw_header(part, "content-disposition")
+    return raw.split(";", 1)[0].strip().lower()
+
+
+def _filename(part: Message, msg: Message) -> str:
     try:
-        return part.get_filename() or ""
+        name = part.get_filename() or ""
     except Exception:
-        return ""
+        match = re.search(r"""(?:file)?name\*?=\s*"?([^";]+)""",
+                          _raw_header(part, "content-disposition")
+                          + ";" + _raw_header(part, "content-type"), re.IGNORECASE)
+        name = match.group(1) if match else ""
+    return decode_words(_from_8bit(str(name), msg)).strip()
+
+
+def _payload(part: Message) -> bytes | None:
+    """The decoded content of a leaf part; None when there is none."""
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        payload = None
+    if isinstance(payload, bytes):
+        return payload
+    body = part.get_payload()
+    if isinstance(body, str):
+        return body.encode("utf-8", "surrogateescape")
+    return None
+
+
+def _declared_charset(part: Message) -> str | None:
+    try:
+        charset = part.get_content_charset()
+    except Exception:
+        charset = None
+    if not charset:
+        match = re.search(r"charset\s*=\s*[\"']?([^\s\"';]+)", _raw_header(part, "content-type"),
+                          re.IGNORECASE)
+        charset = match.group(1).lower() if match else None
+    return charset
 
 
 def _decoded_text(part: Message, defects: list[str]) -> str:
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        # message/* sub-parts and the like: keep their text form.
-        body = part.get_payload()
-        return body if isinstance(body, str) else ""
-    charset = _charset(part)
-    try:
-        return payload.decode(charset, errors="replace")
-    except LookupError:
-        defects.append(f"UnknownCharset({charset})")
-        return payload.decode("utf-8", errors="replace")
+    payload = _payload(part)
+    if payload is None:
+        return ""
+    charset = _declared_charset(part)
+    if not charset and _content_type(part) == "text/html":
+        match = re.search(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", payload[:4096],
+                          re.IGNORECASE)
+        charset = match.group(1).decode("ascii") if match else None
+    return decode_bytes(payload, charset, defects)
 
 
-def _charset(part: Message) -> str:
+def _report_text(part: Message, msg: Message) -> str:
+    """A delivery-status (or MDN, feedback) report as `Field: value` lines, one block each."""
+    blocks = part.get_payload()
+    if not isinstance(blocks, list):
+        return _decoded_text(part, [])
+    rendered: list[str] = []
+    for block in blocks:
+        if not isinstance(block, Message):
+            continue
+        lines = [f"{key.strip()}: {single_line(decode_words(_from_8bit(str(value), msg)))}"
+                 for key, value in block.raw_items()]
+        body = block.get_payload()
+        if isinstance(body, str) and body.strip():
+            lines.append(body.strip("\r\n"))
+        if lines:
+            rendered.append("\n".join(lines))
+    return "\n\n".join(rendered)
+
+
+_UU_BEGIN = re.compile(r"^begin(?:-base64)? [0-7]{3,4} ([^\r\n]+)\r?$", re.MULTILINE)
+
+
+def _uuencoded(text: str) -> tuple[str, list[Attachment]]:
+    """Files uuencoded into plain text (old clients, some gateways) become attachments."""
+    if "begin " not in text:
+        return text, []
+    files: list[Attachment] = []
+    kept: list[str] = []
+    pos = 0
+    for match in _UU_BEGIN.finditer(text):
+        if match.start() < pos:
+            continue
+        end = re.compile(r"^end\s*$", re.MULTILINE).search(text, match.end())
+        if end is None:
+            break
+        filename = single_line(match.group(1)) or "unnamed"
+        size = sum(len(_uu_line(line)) for line in text[match.end():end.start()].splitlines())
+        content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        files.append(Attachment(filename=filename, content_type=content_type, size=size))
+        kept.append(text[pos:match.start()])
+        pos = end.end()
+    kept.append(text[pos:])
+    return "".join(kept), files
+
+
+def _uu_line(line: str) -> bytes:
+    data = line.strip("\r\n").encode("ascii", "replace")
+    if not data or data in (b"`", b" "):
+        return b""
     try:
-        charset = part.get_content_charset() or "utf-8"
-    except Exception:
-        return "utf-8"
-    aliases = {"unknown-8bit": "utf-8", "x-unknown": "utf-8", "us-ascii": "utf-8",
-               "ascii": "utf-8", "iso-8859-8-i": "iso-8859-8"}
-    return aliases.get(charset.lower(), charset)
+        return binascii.a2b_uu(data)
+    except binascii.Error:
+        nbytes = (((data[0] - 32) & 63) * 4 + 5) // 3  # what the uu module does with bad padding
+        try:
+            return binascii.a2b_uu(data[:nbytes])
+        except binascii.Error:
+            return b""
+
+
+def _clean(text: str) -> str:
+    """No NUL (PostgreSQL refuses it in text) and no lone surrogate (no database takes one)."""
+    text = text.replace("\x00", "")
+    if re.search(r"[\ud800-\udfff]", text):
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+# --- automatic mail ---------------------------------------------------------------------------
 
 
 def _automatic_reason(msg: Message, sender: str, envelope_from: str | None) -> str:
@@ -227,9 +685,9 @@ def _automatic_reason(msg: Message, sender: str, envelope_from: str | None) -> s
         value = header_text(msg, name).strip().lower()
         if value and (name != "x-auto-response-suppress" or value in ("all", "oof")):
             return f"{name}: {value}"
-    if msg.get_content_type() == "multipart/report":
+    if _content_type(msg) == "multipart/report":
         return "delivery or disposition report (multipart/report)"
-    if any(p.get_content_type().split("/")[-1] in _REPORT_TYPES for p in msg.walk()):
+    if any(_content_type(p).split("/")[-1] in _REPORT_TYPES for p in _leaves(msg)):
         return "delivery or disposition report"
     null_sender = envelope_from is not None and envelope_from.strip().lower() in _NULL_SENDERS
     return_path = header_text(msg, "return-path").strip()

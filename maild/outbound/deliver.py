@@ -7,12 +7,16 @@ open while the network is slow, and parallel workers never take the same row. Ou
 - TemporaryFailure                -> `deferred`, next attempt after a doubling back-off
                                      (`retry_initial` … `retry_max`), `dead` past `lifetime`
 - PermanentFailure                -> `dead`, recorded as an event on the ticket, never retried
-A claim left behind by a crash is taken back once its lease has run out.
+A claim left behind by a crash is taken back once its lease has run out, or at once when the
+claiming process ran on this host and is gone (`kill -9`, then a restart).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -52,16 +56,29 @@ class Deliverer:
         self.transport = transport
         self.settings = settings
         self.outage: str | None = None  # set while the transport cannot connect
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def deliver_due(
-        self, clock: Clock, *, limit: int | None = None, only: list[int] | None = None
+        self,
+        clock: Clock,
+        *,
+        limit: int | None = None,
+        only: list[int] | None = None,
+        should_stop: Callable[[], bool] = lambda: False,
     ) -> DeliveryReport:
-        """Deliver up to `limit` due rows (or only the given outbox ids, when due)."""
+        """Deliver up to `limit` due rows (or only the given outbox ids, when due).
+
+        When `should_stop` turns true the row in hand is finished and the rest of the batch is
+        handed back unsent, so a stopping daemon leaves no claims behind.
+        """
         now = clock.now()
         report = DeliveryReport()
         rows = self._claim(now, limit or self.settings.batch_size, only)
         try:
             for index, row in enumerate(rows):
+                if should_stop():
+                    self._release(rows[index:])
+                    break
                 outcome = self._send(row, clock.now())
                 assert row.id is not None
                 getattr(report, outcome).append(row.id)
@@ -77,12 +94,12 @@ class Deliverer:
 
     def _claim(self, now: datetime, limit: int, only: list[int] | None) -> list[Outbox]:
         with transaction(self.engine) as session:
-            stale = select(Outbox).where(Outbox.state == OutboxState.SENDING,
-                                         col(Outbox.claimed_at) < now - CLAIM_LEASE)
-            for row in session.exec(claim(stale, self.engine)):
-                log.warning("outbox %s message-id=<%s>: claim expired, taking it back",
-                            row.id, row.message_id)
-                row.state = OutboxState.PENDING
+            sending = select(Outbox).where(Outbox.state == OutboxState.SENDING)
+            for row in session.exec(claim(sending, self.engine)):
+                if self._orphaned(row, now):
+                    log.warning("outbox %s message-id=<%s>: taking back the claim of %s",
+                                row.id, row.message_id, row.claimed_by or "a lost worker")
+                    row.state = OutboxState.PENDING
             query = select(Outbox).where(col(Outbox.state).in_(_DUE_STATES),
                                          col(Outbox.next_attempt_at) <= now)
             if only is not None:
@@ -92,7 +109,25 @@ class Deliverer:
             for row in rows:
                 row.state = OutboxState.SENDING
                 row.claimed_at = now
+                row.claimed_by = self.worker
             return rows
+
+    def _orphaned(self, row: Outbox, now: datetime) -> bool:
+        if row.claimed_at is None or row.claimed_at < now - CLAIM_LEASE:
+            return True
+        host, _, pid = row.claimed_by.rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit() or row.claimed_by == self.worker:
+            return False
+        return not _alive(int(pid))
+
+    def _release(self, rows: list[Outbox]) -> None:
+        with transaction(self.engine) as session:
+            for row in rows:
+                fresh = session.get(Outbox, row.id)
+                if fresh is not None and fresh.state == OutboxState.SENDING:
+                    fresh.state = OutboxState.PENDING  # due again at its next_attempt_at
+                    fresh.claimed_at = None
+                    fresh.claimed_by = ""
 
     def _send(self, row: Outbox, now: datetime) -> str:
         assert row.id is not None
@@ -134,6 +169,7 @@ class Deliverer:
             fresh.attempts = attempts
             fresh.next_attempt_at = now + delay
             fresh.claimed_at = None
+            fresh.claimed_by = ""
             fresh.last_error = error[:1000]
         return "deferred"
 
@@ -144,6 +180,7 @@ class Deliverer:
             fresh.state = state
             fresh.attempts = row.attempts + 1
             fresh.claimed_at = None
+            fresh.claimed_by = ""
             fresh.last_error = error[:1000]
             if state == OutboxState.SENT:
                 fresh.sent_at = now
@@ -152,3 +189,13 @@ class Deliverer:
                                   actor="maild",
                                   detail=f"{fresh.kind} to {fresh.rcpt_to} "
                                          f"<{fresh.message_id}>: {error}"[:1000]))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -9,6 +9,7 @@ error goes up to the caller, who tries again later.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -56,7 +57,8 @@ def process_inbound(
             row.reason = ""
             row.attempts += 1
             row.processed_at = now
-            log.info("inbound %s message-id=<%s> -> ticket %s%s", inbound_id, mail.message_id,
+            log.info("inbound %s message-id=<%s> -> ticket %s%s", inbound_id,
+                     mail.message_id or "-",
                      applied.ticket.number, " (new)" if applied.created else "")
             return Settled(inbound_id, InboundState.DONE, applied.ticket.number,
                            applied.ticket.id, created=applied.created)
@@ -70,13 +72,24 @@ def process_inbound(
 
 
 def process_pending(
-    engine: Engine, settings: Settings, templates: Templates, clock: Clock, limit: int = 100
+    engine: Engine,
+    settings: Settings,
+    templates: Templates,
+    clock: Clock,
+    limit: int = 100,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> list[Settled]:
-    """Settle up to `limit` rows in state `new`, oldest first."""
+    """Settle up to `limit` rows in state `new`, oldest first, until `should_stop()`."""
     with transaction(engine, readonly=True) as session:
         ids = list(session.exec(select(Inbound.id).where(Inbound.state == InboundState.NEW)
                                 .order_by(col(Inbound.id)).limit(limit)))
-    return [process_inbound(engine, settings, templates, clock, i) for i in ids if i is not None]
+    settled = []
+    for inbound_id in ids:
+        if should_stop():
+            break
+        if inbound_id is not None:
+            settled.append(process_inbound(engine, settings, templates, clock, inbound_id))
+    return settled
 
 
 def retry_failed(engine: Engine, inbound_ids: list[int] | None = None) -> list[int]:

@@ -1,0 +1,200 @@
+"""The IMAP poller: one thread per `[[imap]]` mailbox, store first, then move.
+
+For each mailbox: connect (TLS, STARTTLS or plain, certificates checked), select the folder,
+check UIDVALIDITY against the stored cursor, and fetch the UIDs above the cursor, oldest first,
+in bounded batches (`batch_size`) so a mailbox of any size is drained with flat memory. Each
+message is committed to `inbound` before anything happens on the server; then the batch is
+MOVEd to `processed_folder` (or, on a server without MOVE, flagged `$MaildStored` and left in
+place) and the cursor advances. A crash between "stored" and "moved" re-fetches the message at
+the next start, and the de-duplicating store makes that harmless.
+
+Between passes the thread waits in IDLE (re-issued every `poll_seconds`) or sleeps
+`poll_seconds`. Any network or server error closes the connection and reconnects with a
+doubling back-off (1 s … 5 min), logged once per outage.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from maild.config import ImapSettings
+from maild.db import storage_errors, transaction
+from maild.errors import StorageUnavailable
+from maild.ingest.accept import Accepted
+from maild.models import ImapCursor
+
+log = logging.getLogger("maild.imap")
+
+STORED_FLAG = b"$MaildStored"
+MAX_BACKOFF = 300.0
+NETWORK_TIMEOUT = 60.0
+IDLE_SLICE = 1.0  # seconds per idle_check, so a stop request is noticed promptly
+Store = Callable[[bytes, str], Accepted]
+
+
+class ImapPoller:
+    def __init__(
+        self,
+        settings: ImapSettings,
+        password: str,
+        engine: Engine,
+        store: Store,
+        wake: Callable[[], None],
+        stop: threading.Event,
+    ) -> None:
+        self.settings = settings
+        self.password = password
+        self.engine = engine
+        self.store = store
+        self.wake = wake
+        self.stop = stop
+        self.source = f"imap:{settings.name}"
+        self.thread = threading.Thread(target=self.run, name=f"imap-{settings.name}",
+                                       daemon=True)
+
+    # --- the thread -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.thread.join(timeout)
+
+    def run(self) -> None:
+        backoff = 1.0
+        failing = False
+        while not self.stop.is_set():
+            try:
+                with self._connect() as client:
+                    if failing:
+                        log.info("%s: connected again", self.settings.name)
+                    failing, backoff = False, 1.0
+                    self._serve(client)
+            except (IMAPClientError, OSError, StorageUnavailable, EOFError) as exc:
+                # OSError covers refused connections, timeouts and TLS failures.
+                if not failing:
+                    log.warning("%s: %s: %s; reconnecting with back-off", self.settings.name,
+                                type(exc).__name__, exc)
+                failing = True
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+            except Exception:  # a bug must not silently end the poller: log, back off, retry
+                log.exception("%s: unexpected error", self.settings.name)
+                failing = True
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _serve(self, client: IMAPClient) -> None:
+        can_move = client.has_capability("MOVE")
+        can_idle = self.settings.idle and client.has_capability("IDLE")
+        self._ensure_folder(client, self.settings.processed_folder)
+        while not self.stop.is_set():
+            client.select_folder(self.settings.folder)
+            self.drain(client, can_move)
+            if can_idle:
+                self._idle(client)
+            else:
+                self.stop.wait(self.settings.poll_seconds)
+
+    # --- one pass ---------------------------------------------------------------------------
+
+    def drain(self, client: IMAPClient, can_move: bool) -> int:
+        """Store and move every message above the cursor; returns how many were stored."""
+        status = client.folder_status(self.settings.folder, [b"UIDVALIDITY"])
+        uidvalidity = int(status[b"UIDVALIDITY"])
+        last_uid = self._cursor(uidvalidity)
+        criteria: list[Any] = ["UID", f"{last_uid + 1}:*"]
+        if not can_move:
+            criteria += ["NOT", "KEYWORD", STORED_FLAG.decode()]
+        # `n:*` always matches the highest UID, even when it is <= n: filter.
+        uids = sorted(uid for uid in client.search(criteria) if uid > last_uid)
+        stored = 0
+        for start in range(0, len(uids), self.settings.batch_size):
+            if self.stop.is_set():
+                break
+            batch = uids[start:start + self.settings.batch_size]
+            fetched = client.fetch(batch, [b"BODY.PEEK[]"])
+            done = []
+            for uid in batch:
+                raw = fetched.get(uid, {}).get(b"BODY[]")
+                if raw is None:  # expunged by someone else meanwhile
+                    continue
+                accepted = self.store(bytes(raw), self.source)
+                log.info("%s: uid %s -> inbound %s%s", self.settings.name, uid,
+                         accepted.inbound_id, " (duplicate)" if accepted.duplicate else "")
+                done.append(uid)
+            del fetched
+            if done:
+                self.wake()
+                if can_move:
+                    client.move(done, self.settings.processed_folder)
+                else:
+                    client.add_flags(done, [STORED_FLAG, b"\\Seen"])
+                self._advance(uidvalidity, max(done))
+                stored += len(done)
+        return stored
+
+    def _idle(self, client: IMAPClient) -> None:
+        client.idle()
+        try:
+            deadline = time.monotonic() + self.settings.poll_seconds
+            while not self.stop.is_set() and time.monotonic() < deadline:
+                if client.idle_check(timeout=IDLE_SLICE):
+                    break
+        finally:
+            client.idle_done()
+
+    # --- the cursor -------------------------------------------------------------------------
+
+    def _cursor(self, uidvalidity: int) -> int:
+        with storage_errors(), transaction(self.engine) as session:
+            cursor = session.exec(select(ImapCursor).where(
+                ImapCursor.mailbox == self.settings.name,
+                ImapCursor.folder == self.settings.folder)).first()
+            if cursor is None:
+                cursor = ImapCursor(mailbox=self.settings.name, folder=self.settings.folder,
+                                    uidvalidity=uidvalidity, last_uid=0)
+                session.add(cursor)
+            elif cursor.uidvalidity != uidvalidity:
+                log.warning("%s: UIDVALIDITY of %s changed (%s -> %s): rescanning the folder",
+                            self.settings.name, self.settings.folder, cursor.uidvalidity,
+                            uidvalidity)
+                cursor.uidvalidity, cursor.last_uid = uidvalidity, 0
+            return cursor.last_uid
+
+    def _advance(self, uidvalidity: int, uid: int) -> None:
+        with storage_errors(), transaction(self.engine) as session:
+            cursor = session.get(ImapCursor, (self.settings.name, self.settings.folder))
+            if cursor is not None and cursor.uidvalidity == uidvalidity and uid > cursor.last_uid:
+                cursor.last_uid = uid
+
+    # --- connection -------------------------------------------------------------------------
+
+    def _connect(self) -> IMAPClient:
+        s = self.settings
+        context = ssl.create_default_context(cafile=s.tls_ca_file or None)
+        client = IMAPClient(s.host, port=s.port, ssl=s.security == "tls", ssl_context=context,
+                            timeout=NETWORK_TIMEOUT)
+        try:
+            if s.security == "starttls":
+                client.starttls(context)
+            client.login(s.username, self.password)
+        except Exception:
+            client.shutdown()
+            raise
+        return client
+
+    @staticmethod
+    def _ensure_folder(client: IMAPClient, folder: str) -> None:
+        if not client.folder_exists(folder):
+            client.create_folder(folder)

@@ -1,0 +1,117 @@
+"""The SMTP (or LMTP) listener: aiosmtpd in a thread, answering 250 only once mail is stored.
+
+The handler does one thing with a message: hand its raw bytes to `store` (which commits them to
+`inbound`) and answer by the outcome — 250 when stored, 451 when the database could not take it
+(the sender keeps the mail and retries). Recipients outside `mail.accept` get 550: maild is never
+an open relay. Size is enforced while the data arrives (552). End-of-data is only ever
+CRLF.CRLF (no SMTP smuggling); bare LF inside the data is accepted and stored as received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from maild.config import SmtpSettings
+from maild.errors import StorageUnavailable
+from maild.ingest.accept import Accepted
+
+log = logging.getLogger("maild.smtp")
+
+Store = Callable[[bytes, str | None], Accepted]
+
+
+class StoringHandler:
+    """aiosmtpd handler: the return value of each hook is the SMTP reply."""
+
+    def __init__(self, store: Store, accept: tuple[str, ...], wake: Callable[[], None]) -> None:
+        self.store = store
+        self.accept = {address.lower() for address in accept}
+        self.wake = wake
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        if address.lower() not in self.accept:
+            log.info("refused RCPT %s from %s", address, session.peer)
+            return f"550 5.1.1 <{address}>: recipient not accepted here"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        sender = envelope.mail_from or ""
+        try:
+            accepted = await asyncio.get_running_loop().run_in_executor(
+                None, self.store, raw, sender)
+        except StorageUnavailable as exc:
+            log.warning("could not store a message from %s: %s", session.peer, exc)
+            return "451 4.3.0 Could not store the message, please try again later"
+        except Exception:
+            log.exception("storing a message from %s failed", session.peer)
+            return "451 4.3.0 Local error while storing the message, please try again later"
+        self.wake()
+        log.info("inbound %s stored from %s (%d bytes)%s", accepted.inbound_id, session.peer,
+                 len(raw), " (duplicate)" if accepted.duplicate else "")
+        reply = f"250 2.0.0 OK stored as inbound {accepted.inbound_id}"
+        if isinstance(server, LMTP):
+            # LMTP answers once per recipient; aiosmtpd pushes only the last answer itself.
+            for _ in envelope.rcpt_tos[1:]:
+                await server.push(reply)
+        return reply
+
+
+def _server_class(protocol: str, line_limit: int) -> type[SMTP]:
+    base: type[SMTP] = LMTP if protocol == "lmtp" else SMTP
+
+    class Server(base):  # type: ignore[valid-type, misc]
+        # Bare-LF mail arrives as one long "line"; allow it up to the message size limit.
+        line_length_limit = line_limit
+
+    return Server
+
+
+class _Controller(Controller):
+    def __init__(self, server_class: type[SMTP], *args: Any, **kwargs: Any) -> None:
+        self.server_class = server_class
+        super().__init__(*args, **kwargs)
+
+    def factory(self) -> SMTP:
+        return self.server_class(self.handler, **self.SMTP_kwargs)
+
+
+class SmtpListener:
+    """Runs the listener on its own event loop thread; `start()` raises if it cannot bind."""
+
+    def __init__(self, settings: SmtpSettings, handler: StoringHandler) -> None:
+        tls_context = None
+        if settings.tls_cert:
+            tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls_context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        self.controller = _Controller(
+            _server_class(settings.protocol, settings.max_message_bytes + 1024),
+            handler,
+            hostname=settings.host,
+            port=settings.port,
+            data_size_limit=settings.max_message_bytes,
+            tls_context=tls_context,
+            require_starttls=settings.require_tls,
+            decode_data=False,
+            ident="maild ESMTP",
+        )
+        self.settings = settings
+
+    def start(self) -> None:
+        self.controller.start()
+        log.info("%s listener on %s", self.settings.protocol.upper(), self.settings.listen)
+
+    def stop(self) -> None:
+        self.controller.stop()
