@@ -22,11 +22,13 @@ from types import FrameType
 
 import schedule
 from sqlalchemy import func
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
 from maild.app import App, secret
 from maild.db import init as init_database
 from maild.db import transaction
+from maild.errors import StorageUnavailable
 from maild.ingest import Accepted, accept
 from maild.ingest.imap import ImapPoller
 from maild.ingest.smtp import SmtpListener, StoringHandler
@@ -36,6 +38,7 @@ from maild.threading import process_pending
 log = logging.getLogger("maild.daemon")
 IDLE_SLEEP_SECONDS = 5.0
 BATCH = 100
+DATABASE_RETRY_SECONDS = 2.0
 STATS_EVERY = timedelta(minutes=10)
 
 
@@ -81,13 +84,25 @@ class Daemon:
     def loop(self) -> None:
         deliverer = self.app.deliverer()
         self.log_stats()
+        blocked: str | None = None  # the database error of the current outage, logged once
         while not self.stop.is_set():
             self.wake.clear()
-            settled = process_pending(self.app.engine, self.app.settings, self.app.templates,
-                                      self.app.clock, BATCH, should_stop=self.stop.is_set)
-            report = deliverer.deliver_due(self.app.clock, limit=BATCH,
-                                           should_stop=self.stop.is_set)
-            self.scheduler.run_pending()
+            try:
+                settled = process_pending(self.app.engine, self.app.settings,
+                                          self.app.templates, self.app.clock, BATCH,
+                                          should_stop=self.stop.is_set)
+                report = deliverer.deliver_due(self.app.clock, limit=BATCH,
+                                               should_stop=self.stop.is_set)
+                self.scheduler.run_pending()
+            except (StorageUnavailable, OperationalError) as exc:
+                if blocked is None:
+                    log.warning("database unavailable, will retry: %s", exc)
+                blocked = str(exc)
+                self.stop.wait(DATABASE_RETRY_SECONDS)
+                continue
+            if blocked is not None:
+                log.info("database available again")
+                blocked = None
             if not settled and not report:
                 self.wake.wait(IDLE_SLEEP_SECONDS)
 

@@ -1,0 +1,190 @@
+"""Real servers for the daemon tests: Dovecot (IMAP, IMAPS, LMTP) and `maild run` itself.
+
+Dovecot runs from a self-contained config in a short /tmp folder (unix sockets must stay under
+108 characters), on free loopback ports, with a passwd-file user `support` / `supportpw` and a
+self-signed certificate for 127.0.0.1 — see ../shared/TESTING.md. `maild run` runs as a real
+subprocess (`python -m maild`), so signals, exit codes and crashes are the real thing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.smtp_sink import free_port
+
+DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
+SWAKS = shutil.which("swaks") or "/usr/bin/swaks"
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open within {timeout}s")
+
+
+def make_certificate(folder: Path) -> tuple[Path, Path]:
+    cert, key = folder / "tls.crt", folder / "tls.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True)
+    return cert, key
+
+
+class Dovecot:
+    """A private Dovecot instance; `start()`/`stop()`, ports as attributes."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="hd-dc.", dir="/tmp"))
+        self.dir.chmod(0o755)  # the auth process runs as `dovecot` and must traverse it
+        self.imap_port, self.imaps_port, self.lmtp_port = free_port(), free_port(), free_port()
+        self.cert, self.key = make_certificate(self.dir)
+        self.process: subprocess.Popen[bytes] | None = None
+        for sub in ("run", "state", "mail"):
+            (self.dir / sub).mkdir()
+        shutil.chown(self.dir / "mail", "nobody", "nogroup")
+        (self.dir / "users").write_text("support:{PLAIN}supportpw::::::\n")
+        (self.dir / "dovecot.conf").write_text(f"""
+base_dir = {self.dir}/run
+state_dir = {self.dir}/state
+instance_name = hd-dovecot-{self.imap_port}
+log_path = {self.dir}/dovecot.log
+protocols = imap lmtp
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{self.cert}
+ssl_key = <{self.key}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%n {self.dir}/users
+}}
+userdb {{
+  driver = static
+  args = uid=nobody gid=nogroup home={self.dir}/mail/%n
+}}
+mail_location = maildir:~/Maildir
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {self.imap_port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {self.imaps_port}
+    ssl = yes
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {self.lmtp_port}
+  }}
+}}
+""")
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [DOVECOT, "-F", "-c", str(self.dir / "dovecot.conf")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for port in (self.imap_port, self.imaps_port, self.lmtp_port):
+            wait_port(port)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self) -> str:
+        path = self.dir / "dovecot.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+class MaildProcess:
+    """`maild run` as a subprocess, with its own config, database and log file."""
+
+    def __init__(self, root: Path, config_text: str) -> None:
+        self.root = root
+        self.config = root / "maild.toml"
+        self.config.write_text(config_text)
+        self.log_path = root / "maild.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.env = {**os.environ, "MAILD_IMAP_PASSWORD": "supportpw"}
+        self.port = 0  # the SMTP listener's, when the test gives it one
+
+    def start(self, wait_for: int | None = None) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115  (kept open for the child's lifetime)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "maild", "--config", str(self.config), "run"],
+            stdout=log, stderr=log, env=self.env, cwd=self.root)
+        log.close()
+        if wait_for is not None:
+            wait_port(wait_for)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
+        assert self.process is not None
+        self.process.send_signal(sig)
+        try:
+            code = self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        return code
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "maild", "--config", str(self.config),
+                               *args], capture_output=True, text=True, env=self.env,
+                              cwd=self.root, timeout=60)
+
+
+def wait_until(predicate: object, timeout: float = 15.0, interval: float = 0.1) -> bool:
+    """Poll `predicate()` until true or the timeout; returns its last verdict."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():  # type: ignore[operator]
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+
+
+def kill_quietly(process: subprocess.Popen[bytes] | None) -> None:
+    if process is not None and process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+        process.wait()

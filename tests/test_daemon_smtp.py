@@ -1,0 +1,248 @@
+"""`maild run` as a real process: mail in over SMTP (smtplib, swaks, LMTP), mail out to a sink."""
+
+from __future__ import annotations
+
+import signal
+import smtplib
+import socket
+import sqlite3
+import ssl
+import subprocess
+from collections.abc import Iterator
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import mail
+from tests.servers import SWAKS, MaildProcess, make_certificate, wait_until
+from tests.smtp_sink import SmtpSink, free_port
+
+CONFIG = """
+[database]
+url = "sqlite:///{root}/maild.db"
+busy_timeout = "500ms"
+
+[mail]
+support_address = "support@example.com"
+accept = ["support@example.com", "help@example.com"]
+
+[smtp]
+listen = "127.0.0.1:{port}"
+protocol = "{protocol}"
+max_message_bytes = 20000
+tls_cert = "{cert}"
+tls_key = "{key}"
+
+[outbound]
+transport = "smtp"
+smtp_host = "127.0.0.1"
+smtp_port = {sink_port}
+smtp_timeout = "5s"
+retry_initial = "1s"
+retry_max = "2s"
+
+[[staff]]
+email = "alice@example.com"
+name = "Alice"
+"""
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    server = SmtpSink()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    return make_certificate(tmp_path)
+
+
+def start_maild(root: Path, sink: SmtpSink, certificate: tuple[Path, Path],
+                protocol: str = "smtp") -> MaildProcess:
+    port = free_port()
+    daemon = MaildProcess(root, CONFIG.format(
+        root=root, port=port, protocol=protocol, sink_port=sink.port,
+        cert=certificate[0], key=certificate[1]))
+    daemon.port = port
+    daemon.start(wait_for=port)
+    return daemon
+
+
+@pytest.fixture
+def maild(tmp_path: Path, sink: SmtpSink, certificate: tuple[Path, Path]
+          ) -> Iterator[MaildProcess]:
+    daemon = start_maild(tmp_path, sink, certificate)
+    yield daemon
+    if daemon.running():
+        daemon.stop()
+
+
+def _tickets(daemon: MaildProcess) -> list[dict[str, object]]:
+    import json
+
+    done = daemon.cli("ticket", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_a_mail_sent_with_smtplib_becomes_a_ticket_and_its_ack_reaches_the_sink(
+    maild: MaildProcess, sink: SmtpSink
+) -> None:
+    with smtplib.SMTP("127.0.0.1", maild.port) as client:
+        client.send_message(mail(message_id="<smtp-1@example.org>"))
+
+    assert wait_until(lambda: len(sink.messages) == 1), maild.log()
+    [ticket] = _tickets(maild)
+    ack = BytesParser(policy=policy.default).parsebytes(sink.messages[0].data)
+    assert sink.messages[0].rcpt_tos == ["ivan@example.org"]
+    assert ack["Subject"].startswith(f"[Ticket#{ticket['number']}]")
+    assert ack["In-Reply-To"] == "<smtp-1@example.org>"
+
+
+def test_a_mail_sent_with_swaks_becomes_a_ticket(maild: MaildProcess, sink: SmtpSink) -> None:
+    done = subprocess.run(
+        [SWAKS, "-s", f"127.0.0.1:{maild.port}", "-f", "olga@example.org",
+         "-t", "help@example.com", "--header", "Subject: Не работает экспорт",
+         "--body", "Export fails since the update."],
+        capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "250 2.0.0 OK stored as inbound" in done.stdout
+    assert wait_until(lambda: len(sink.messages) == 1), maild.log()
+    [ticket] = _tickets(maild)
+    assert ticket["customer"] == "olga@example.org"
+
+
+def test_starttls_with_a_verified_certificate(
+    maild: MaildProcess, sink: SmtpSink, certificate: tuple[Path, Path]
+) -> None:
+    context = ssl.create_default_context(cafile=str(certificate[0]))
+    with smtplib.SMTP("127.0.0.1", maild.port) as client:
+        client.starttls(context=context)
+        client.send_message(mail())
+    assert wait_until(lambda: len(_tickets(maild)) == 1)
+
+
+def test_a_foreign_recipient_gets_550_and_nothing_is_stored(maild: MaildProcess) -> None:
+    with smtplib.SMTP("127.0.0.1", maild.port) as client, \
+            pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+        client.sendmail("spammer@example.net", ["victim@elsewhere.example"], bytes(mail()))
+    code, _text = refused.value.recipients["victim@elsewhere.example"]
+    assert code == 550
+    assert maild.cli("inbound", "list", "--json").stdout.strip() == "[]"
+
+
+def test_an_oversized_message_gets_552(maild: MaildProcess) -> None:
+    big = mail(body="x" * 30000)
+    with smtplib.SMTP("127.0.0.1", maild.port) as client:
+        client.ehlo()
+        client.esmtp_features.pop("size", None)  # send it anyway, as a careless client would
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            client.sendmail("c@example.org", ["support@example.com"],
+                            big.as_bytes(policy=policy.SMTP))
+    assert refused.value.smtp_code == 552
+    assert maild.cli("inbound", "list", "--json").stdout.strip() == "[]"
+
+
+def test_an_unwritable_database_gets_451_and_nothing_half_stored(
+    maild: MaildProcess, tmp_path: Path
+) -> None:
+    locker = sqlite3.connect(tmp_path / "maild.db", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # the database refuses every other writer
+    try:
+        with smtplib.SMTP("127.0.0.1", maild.port) as client, \
+                pytest.raises(smtplib.SMTPDataError) as refused:
+            client.send_message(mail(message_id="<locked@example.org>"))
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert refused.value.smtp_code == 451
+    assert maild.cli("inbound", "list", "--json").stdout.strip() == "[]"
+    # The sender retries once the database is writable again, and the mail is taken.
+    with smtplib.SMTP("127.0.0.1", maild.port) as client:
+        client.send_message(mail(message_id="<locked@example.org>"))
+    assert wait_until(lambda: len(_tickets(maild)) == 1), maild.log()
+
+
+def test_a_bare_lf_message_is_stored_as_received(maild: MaildProcess, tmp_path: Path) -> None:
+    raw = b"From: lf@example.org\nSubject: bare LF\n\n" + b"a line\n" * 500
+    with smtplib.SMTP("127.0.0.1", maild.port) as client:
+        client.sendmail("lf@example.org", ["support@example.com"], raw)
+    assert wait_until(lambda: len(_tickets(maild)) == 1), maild.log()
+    with sqlite3.connect(tmp_path / "maild.db") as db:
+        [(stored,)] = db.execute("SELECT raw FROM inbound").fetchall()
+    assert stored == raw + b"\r\n"  # smtplib ends the data with CRLF before the final dot
+
+
+def test_sigterm_stops_the_daemon_cleanly(maild: MaildProcess) -> None:
+    assert maild.stop(signal.SIGTERM) == 0
+    assert "maild stopped" in maild.log()
+
+
+def test_lmtp_mode_answers_once_per_recipient(
+    tmp_path: Path, sink: SmtpSink, certificate: tuple[Path, Path]
+) -> None:
+    daemon = start_maild(tmp_path, sink, certificate, protocol="lmtp")
+    try:
+        # smtplib.LMTP reads one reply after DATA, RFC 2033 wants one per recipient: talk raw.
+        with socket.create_connection(("127.0.0.1", daemon.port), timeout=10) as conn:
+            replies = conn.makefile("rb")
+            assert replies.readline().startswith(b"220")
+            conn.sendall(b"LHLO test.example\r\n")
+            while not replies.readline().startswith(b"250 "):
+                pass
+            for command in (b"MAIL FROM:<c@example.org>", b"RCPT TO:<support@example.com>",
+                            b"RCPT TO:<help@example.com>", b"DATA"):
+                conn.sendall(command + b"\r\n")
+                assert replies.readline()[:3] in (b"250", b"354")
+            conn.sendall(mail().as_bytes(policy=policy.SMTP) + b".\r\n")
+            after_data = [replies.readline(), replies.readline()]
+            conn.sendall(b"QUIT\r\n")
+            assert replies.readline().startswith(b"221")
+        assert all(r.startswith(b"250 2.0.0 OK stored") for r in after_data), after_data
+        assert wait_until(lambda: len(_tickets(daemon)) == 1), daemon.log()
+    finally:
+        daemon.stop()
+
+
+def test_the_sink_down_defers_mail_and_delivers_it_once_when_back(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    sink = SmtpSink()  # not started: the relay is down
+    daemon = start_maild(tmp_path, sink, certificate)
+    try:
+        with smtplib.SMTP("127.0.0.1", daemon.port) as client:
+            for i in range(3):
+                client.send_message(mail(subject=f"outage {i}", sender=f"o{i}@example.org"))
+        assert wait_until(lambda: daemon.cli("inbound", "list", "--json").stdout.count(
+            '"done"') == 3), daemon.log()
+        assert wait_until(lambda: "cannot reach the relay" in daemon.log()), daemon.log()
+        sink.start()
+        assert wait_until(lambda: len(sink.messages) == 3, timeout=20), daemon.log()
+        assert sorted(m.rcpt_tos[0] for m in sink.messages) == \
+            ["o0@example.org", "o1@example.org", "o2@example.org"]
+        assert daemon.log().count("cannot reach the relay") == 1  # one line per outage
+    finally:
+        daemon.stop()
+        sink.stop()
+    assert len(sink.messages) == 3  # nothing sent twice
+
+
+def test_a_550_from_the_sink_is_recorded_and_not_retried(
+    maild: MaildProcess, sink: SmtpSink
+) -> None:
+    sink.handler.reply = lambda rcpt: "550 5.1.1 mailbox unknown"
+    with smtplib.SMTP("127.0.0.1", maild.port) as client:
+        client.send_message(mail(sender="gone@example.org"))
+    assert wait_until(lambda: "failed permanently" in maild.log()), maild.log()
+    [ticket] = _tickets(maild)
+    shown = maild.cli("ticket", "show", str(ticket["number"]), "--json").stdout
+    assert "delivery_failed" in shown and "550" in shown
+    sink.handler.reply = lambda rcpt: "250 OK"
+    maild.stop()
+    assert maild.log().count("failed permanently") == 1
+    assert sink.messages == []
