@@ -494,6 +494,7 @@ def bench(args: argparse.Namespace, root: Path) -> tuple[bool, dict[str, Any], l
     walls: list[float] = []
     cpus: list[float] = []
     sizes: list[int] = []
+    by_kind: dict[str, list[float]] = {"new ticket": [], "follow-up": [], "with attachment": []}
 
     def next_mail(new: bool, i: int) -> tuple[Mail, Path]:
         mail = workload.new_ticket() if new else workload.follow_up(ack_of)
@@ -510,6 +511,9 @@ def bench(args: argparse.Namespace, root: Path) -> tuple[bool, dict[str, Any], l
         call = run_main(["--config", cfg, "ingest", str(path)])
         walls.append(call.wall)
         cpus.append(call.cpu)
+        by_kind["new ticket" if mail.new else "follow-up"].append(call.wall)
+        if "attachment" in mail.features:
+            by_kind["with attachment"].append(call.wall)
         number = call.out.strip()
         if mail.new:
             workload.tickets[-1].number = number
@@ -522,6 +526,7 @@ def bench(args: argparse.Namespace, root: Path) -> tuple[bool, dict[str, Any], l
         "python": platform.python_version(),
         "machine": platform.machine(),
         "workdir": str(root),
+        "workdir_kept": args.keep,
         "seed": args.seed,
         "in_process": {
             "messages": n,
@@ -535,6 +540,13 @@ def bench(args: argparse.Namespace, root: Path) -> tuple[bool, dict[str, Any], l
             "wall_ms_p99": round(1000 * percentile(walls, 99), 2),
             "wall_ms_max": round(1000 * max(walls, default=0.0), 2),
             "wall_ms_mean": round(1000 * statistics.fmean(walls), 2) if walls else 0.0,
+            # Does a message cost more as the database fills up?
+            "wall_ms_p50_first_tenth": round(1000 * percentile(walls[:max(1, n // 10)], 50), 2),
+            "wall_ms_p50_last_tenth": round(1000 * percentile(walls[-max(1, n // 10):], 50), 2),
+            "by_kind": {kind: {"messages": len(w),
+                               "wall_ms_p50": round(1000 * percentile(w, 50), 2),
+                               "wall_ms_p99": round(1000 * percentile(w, 99), 2)}
+                        for kind, w in by_kind.items()},
         },
         "workload": {
             "mean_bytes": round(statistics.fmean(sizes)) if sizes else 0,
@@ -554,7 +566,12 @@ def bench(args: argparse.Namespace, root: Path) -> tuple[bool, dict[str, Any], l
         f"{result['in_process']['cpu_ms_per_message']:.2f} CPU ms/message",
         f"  per-message wall latency: p50 {result['in_process']['wall_ms_p50']:.2f} ms, "
         f"p99 {result['in_process']['wall_ms_p99']:.2f} ms, "
-        f"max {result['in_process']['wall_ms_max']:.2f} ms",
+        f"max {result['in_process']['wall_ms_max']:.2f} ms; p50 of the first tenth "
+        f"{result['in_process']['wall_ms_p50_first_tenth']:.2f} ms, of the last tenth "
+        f"{result['in_process']['wall_ms_p50_last_tenth']:.2f} ms",
+        "  p50 / p99 by kind: " + "; ".join(
+            f"{kind} ({v['messages']}) {v['wall_ms_p50']:.1f} / {v['wall_ms_p99']:.1f} ms"
+            for kind, v in result["in_process"]["by_kind"].items()),
     ]
 
     # -- subprocess: the real console script, one process per mail ---------------------------

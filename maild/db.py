@@ -9,10 +9,12 @@ the lock instead of failing half-way. PostgreSQL needs none of this; claims ther
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -62,10 +64,34 @@ def is_sqlite(engine: Engine) -> bool:
 
 @contextmanager
 def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Session]:
-    """One unit of work: commits when the block ends, rolls back when it raises."""
-    bind = engine.execution_options(maild_readonly=True) if readonly else engine
-    with Session(bind, expire_on_commit=False) as session, session.begin():
+    """One unit of work: commits when the block ends, rolls back when it raises.
+
+    On SQLite the writers of this process also queue on one lock before `BEGIN IMMEDIATE`:
+    a waiting thread is woken the moment the writer before it commits, instead of sleeping in
+    SQLite's busy handler (whose back-off reaches 100 ms a nap). That keeps the SMTP listener's
+    250 prompt while the main loop threads mail.
+    """
+    if readonly:
+        bind = engine.execution_options(maild_readonly=True)
+        with Session(bind, expire_on_commit=False) as session, session.begin():
+            yield session
+        return
+    with _writer_lock(engine), Session(engine, expire_on_commit=False) as session, \
+            session.begin():
         yield session
+
+
+_write_locks: WeakKeyDictionary[Engine, AbstractContextManager[object]] = WeakKeyDictionary()
+
+
+def _writer_lock(engine: Engine) -> AbstractContextManager[object]:
+    lock = _write_locks.get(engine)
+    if lock is None:
+        # Re-entrant, so a nested write in one thread fails on SQLite's busy timeout rather
+        # than hanging forever.
+        lock = _write_locks.setdefault(engine, threading.RLock() if is_sqlite(engine)
+                                       else nullcontext())
+    return lock
 
 
 @contextmanager

@@ -1,0 +1,242 @@
+"""End-to-end benchmark: mail over SMTP into a real `maild run`, acknowledgements out.
+
+Two servers are measured in the same run, on the same generated mails:
+
+- **ceiling**: an aiosmtpd listener that only commits each message's bytes to SQLite (WAL,
+  synchronous=FULL, one transaction per message) — the most any SMTP-to-SQLite service can do on
+  this machine;
+- **maild**: `maild run` as a subprocess (SMTP listener, threading, Maildir outbox).
+
+For each: N mails from C client connections as fast as they go (accepted messages/s, CPU ms per
+message of the server process, p50/p99 from DATA to 250), then a paced run at `--rate`
+messages/s for the accept latency under a steady load. For maild, also the time until every
+acknowledgement is in the outbox. Numbers only; nothing here passes or fails.
+
+    .venv/bin/python bench/e2e_bench.py [--count 2000] [--clients 4] [--rate 200] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from email.message import EmailMessage
+from email.policy import SMTP
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+TICK = os.sysconf("SC_CLK_TCK")
+
+CEILING_SERVER = r'''
+import signal, sqlite3, sys, threading
+from aiosmtpd.controller import Controller
+db = sqlite3.connect(sys.argv[1], isolation_level=None, check_same_thread=False)
+db.execute("PRAGMA journal_mode=WAL"); db.execute("PRAGMA synchronous=FULL")
+db.execute("CREATE TABLE inbound (id INTEGER PRIMARY KEY, raw BLOB NOT NULL)")
+lock = threading.Lock()
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        with lock:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO inbound (raw) VALUES (?)", (envelope.original_content,))
+            db.execute("COMMIT")
+        return "250 OK"
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+controller = Controller(Handler(), hostname="127.0.0.1", port=int(sys.argv[2]),
+                        decode_data=False)
+controller.start()
+signal.sigwait({signal.SIGTERM, signal.SIGINT})
+controller.stop()
+'''
+
+CONFIG = """
+[database]
+url = "sqlite:///{root}/maild.db"
+
+[mail]
+support_address = "support@example.com"
+accept = ["support@example.com"]
+
+[smtp]
+listen = "127.0.0.1:{port}"
+
+[outbound]
+transport = "maildir"
+maildir = "{root}/outbox"
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
+
+
+def make_mails(count: int, tag: str) -> list[bytes]:
+    mails = []
+    for i in range(count):
+        msg = EmailMessage()
+        msg["From"] = f"Customer {i} <customer{i}@example.org>"
+        msg["To"] = "support@example.com"
+        msg["Subject"] = (f"Принтер {i} не печатает" if i % 3 == 0
+                          else f"Problem {i}: the export fails")
+        msg["Message-ID"] = f"<bench-{tag}-{i}@example.org>"
+        msg.set_content(("Здравствуйте! Не работает печать.\n" if i % 3 == 0
+                         else "Hello, the export fails with error 42.\n") * 20)
+        mails.append(msg.as_bytes(policy=SMTP))
+    return mails
+
+
+def send_all(port: int, mails: list[bytes], clients: int, rate: float | None) -> dict[str, Any]:
+    """Send `mails` over `clients` connections; returns wall time and DATA->250 latencies."""
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    start = time.monotonic()
+
+    def client(index: int) -> None:
+        mine = list(range(index, len(mails), clients))
+        local: list[float] = []
+        with smtplib.SMTP("127.0.0.1", port, timeout=60) as conn:
+            conn.ehlo()
+            for n in mine:
+                if rate:  # paced: message n is due at start + n / rate
+                    delay = start + n / rate - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                conn.mail("customer@example.org")
+                conn.rcpt("support@example.com")
+                t0 = time.perf_counter()
+                code, reply = conn.data(mails[n])
+                local.append(time.perf_counter() - t0)
+                if code != 250:
+                    with lock:
+                        errors.append(f"{code} {reply!r}")
+        with lock:
+            latencies.extend(local)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - start
+    latencies.sort()
+    return {
+        "messages": len(mails),
+        "seconds": wall,
+        "per_second": len(mails) / wall,
+        "p50_ms": 1000 * statistics.median(latencies),
+        "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+        "errors": errors[:5],
+    }
+
+
+def measure(pid: int, port: int, mails: list[bytes], clients: int) -> dict[str, Any]:
+    cpu0 = cpu_seconds(pid)
+    result = send_all(port, mails, clients, None)
+    result["cpu_ms_per_message"] = 1000 * (cpu_seconds(pid) - cpu0) / len(mails)
+    return result
+
+
+def ceiling(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", CEILING_SERVER, str(root / "ceiling.db"),
+                               str(port)])
+    try:
+        wait_port(port)
+        fast = measure(server.pid, port, make_mails(args.count, "c-fast"), args.clients)
+        paced = send_all(port, make_mails(args.paced, "c-paced"), args.clients, args.rate)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+    return {"fast": fast, "paced": paced}
+
+
+def maild(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    port = free_port()
+    (root / "maild.toml").write_text(CONFIG.format(root=root, port=port))
+    outbox = root / "outbox" / "new"
+    log = open(root / "maild.log", "wb")  # noqa: SIM115
+    server = subprocess.Popen([sys.executable, "-m", "maild", "--config",
+                               str(root / "maild.toml"), "run"], stdout=log, stderr=log,
+                              cwd=REPO)
+    try:
+        wait_port(port)
+        cpu0 = cpu_seconds(server.pid)
+        start = time.monotonic()
+        fast = send_all(port, make_mails(args.count, "m-fast"), args.clients, None)
+        while len(os.listdir(outbox) if outbox.exists() else []) < args.count:
+            if time.monotonic() - start > 600:
+                raise TimeoutError("acknowledgements did not all arrive within 10 minutes")
+            time.sleep(0.05)
+        fast["all_acks_after_s"] = time.monotonic() - start
+        fast["cpu_ms_per_message"] = 1000 * (cpu_seconds(server.pid) - cpu0) / args.count
+        paced = send_all(port, make_mails(args.paced, "m-paced"), args.clients, args.rate)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+        log.close()
+    return {"fast": fast, "paced": paced}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=2000, help="mails in the fast run")
+    parser.add_argument("--paced", type=int, default=2000, help="mails in the paced run")
+    parser.add_argument("--rate", type=float, default=200.0, help="messages/s in the paced run")
+    parser.add_argument("--clients", type=int, default=4, help="SMTP client connections")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="maild-e2e-") as tmp:
+        root = Path(tmp)
+        (root / "c").mkdir()
+        (root / "m").mkdir()
+        results = {"ceiling": ceiling(root / "c", args), "maild": maild(root / "m", args)}
+    results["ratio"] = results["maild"]["fast"]["per_second"] / \
+        results["ceiling"]["fast"]["per_second"]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    for name in ("ceiling", "maild"):
+        fast, paced = results[name]["fast"], results[name]["paced"]
+        print(f"{name:8} fast: {fast['per_second']:7.1f} msg/s accepted, "
+              f"{fast['cpu_ms_per_message']:5.2f} CPU ms/msg, DATA->250 p50 "
+              f"{fast['p50_ms']:6.2f} ms p99 {fast['p99_ms']:6.2f} ms"
+              + (f", all acks in outbox after {fast['all_acks_after_s']:.1f} s"
+                 if "all_acks_after_s" in fast else "")
+              + (f", errors {fast['errors']}" if fast["errors"] else ""))
+        print(f"{name:8} paced at {args.rate:.0f}/s: achieved {paced['per_second']:6.1f} msg/s, "
+              f"DATA->250 p50 {paced['p50_ms']:6.2f} ms p99 {paced['p99_ms']:6.2f} ms")
+    print(f"maild / ceiling (accepted msg/s, fast run): {100 * results['ratio']:.0f} %")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
