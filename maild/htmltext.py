@@ -12,7 +12,8 @@ from html.parser import HTMLParser
 
 _BLOCK = {"p", "div", "br", "tr", "table", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol",
           "blockquote", "pre", "hr", "section", "article", "header", "footer", "li"}
-_SKIP = {"script", "style", "head", "title"}
+_SKIP = {"script", "style", "head", "title", "template", "noscript"}
+_CELL = {"td", "th"}
 
 
 class _TextExtractor(HTMLParser):
@@ -23,7 +24,9 @@ class _TextExtractor(HTMLParser):
         self.href: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIP:
+        if tag == "body":
+            self.skipping = 0  # an unclosed <head> or <title> must not swallow the whole page
+        elif tag in _SKIP:
             self.skipping += 1
         elif tag in _BLOCK:
             self.out.append("\n")
@@ -35,8 +38,12 @@ class _TextExtractor(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP:
             self.skipping = max(0, self.skipping - 1)
+        elif tag in ("br", "li"):
+            pass  # one line break each, made by the start tag (`<br/>` calls both)
         elif tag in _BLOCK:
             self.out.append("\n")
+        elif tag in _CELL:
+            self.out.append(" ")
         elif tag == "a" and self.href:
             if self.href.startswith(("http:", "https:", "mailto:")):
                 self.out.append(f" <{self.href}>")

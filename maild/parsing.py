@@ -20,11 +20,14 @@ envelope sender or an mbox `From ` line — is unparseable for maild's purposes.
 from __future__ import annotations
 
 import binascii
+import codecs
+import contextlib
 import mimetypes
 import quopri
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from email.errors import MessageDefect
 from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from email.policy import Compat32
@@ -35,7 +38,8 @@ from maild.errors import UnparseableMessage
 from maild.headers import normalize_message_id, single_line
 from maild.htmltext import html_to_text
 
-_MSGID = re.compile(r"<([^<>\s]+)>")
+_MSGID = re.compile(r"<([^<>]+)>")
+_COMMENT = re.compile(r"\([^()]*\)")
 _MAX_MSGID = 900  # longer is no Message-ID (and would not fit a PostgreSQL index entry)
 _AUTO_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
 _REPORT_TYPES = {"delivery-status", "disposition-notification", "feedback-report"}
@@ -45,15 +49,20 @@ _MAX_DEPTH = 50  # MIME nesting deeper than this is not walked (its bytes stay i
 
 
 class _LenientPolicy(Compat32):
-    """compat32 (headers stay raw strings, nothing is parsed eagerly) that unfolds header values
-    and repairs a Content-Type that lost the ';' before its parameters, so the parser finds the
-    boundary of `boundary="a\\r\\n b"` and of `multipart/mixed boundary="x"`."""
+    """compat32 (headers stay raw strings, nothing is parsed eagerly) that unfolds header
+    values, keeps 8-bit bytes for us to decode, and repairs a Content-Type that lost the ';'
+    before its parameters: the parser then finds the boundary of `boundary="a\\r\\n b"` and
+    of `multipart/mixed boundary="x"`."""
 
     def header_fetch_parse(self, name: str, value: str) -> Any:
+        if not isinstance(value, str):
+            return super().header_fetch_parse(name, value)
         value = _unfold(value)
         if name.lower() in ("content-type", "content-disposition"):
             value = _MISSING_SEMICOLON.sub(r"\1; ", value, count=1)
-        return super().header_fetch_parse(name, value)
+        # 8-bit bytes stay surrogate escapes (compat32 would turn them into U+FFFD), so that
+        # a filename or a charset can still be decoded here
+        return value
 
 
 _MISSING_SEMICOLON = re.compile(r"^(\s*[\w.+-]+(?:/[\w.+-]+)?)\s+(?=[\w*-]+\s*=)")
@@ -103,7 +112,7 @@ def parse_message(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
     if not sender:
         # A stray line inside the header block ends the headers for the stdlib parser, and the
         # From: below it is lost; drop such lines and look again.
-        repaired = _without_stray_header_lines(data)
+        repaired = _obsolete_header_names(_without_stray_header_lines(data))
         if repaired != data:
             again = _parse(repaired)
             sender_name, sender = _sender(again, envelope_from)
@@ -141,33 +150,45 @@ def _parse(data: bytes) -> Message:
     try:
         return BytesParser(policy=_POLICY).parsebytes(data)
     except Exception:  # the feedparser is built never to raise; should it, keep the headers
-        head = BytesHeaderParser(policy=_POLICY).parsebytes(data)
-        head.defects.append(_ParseFailed())  # type: ignore[arg-type]
+        try:
+            head = BytesHeaderParser(policy=_POLICY).parsebytes(data)
+        except Exception:
+            head = Message(policy=_POLICY)
+        head.defects.append(_BodyNotParsed("the body could not be parsed"))
         return head
 
 
-class _ParseFailed(Exception):
-    """Defect marker: the body could not be parsed, only the headers were read."""
+class _BodyNotParsed(MessageDefect):
+    """The MIME structure could not be parsed; only the headers were read."""
 
 
 def _normal_line_endings(raw: bytes) -> bytes:
-    """CR-only mail (old Macs, some gateways): one line ending throughout, and no stray CR."""
+    """CR-only mail (old Macs, some gateways) parses as one giant header otherwise; a CR doubled
+    by a gateway (CR CR LF) in the header block is an empty line that ends it too early."""
     if b"\r" in raw and b"\n" not in raw:
         return raw.replace(b"\r", b"\n")
-    if b"\r\r\n" in raw:  # a CR doubled by a gateway: an empty line for the parser otherwise
-        return raw.replace(b"\r\r\n", b"\r\n")
+    end = _BLANK_LINE.search(raw)
+    head_end = end.start() if end else len(raw)
+    if b"\r\r\n" in raw[:head_end]:
+        return raw[:head_end].replace(b"\r\r\n", b"\r\n") + raw[head_end:]
     return raw
 
 
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _HEADER_LINE = re.compile(rb"^[!-9;-~]+:")
 _OBSOLETE_NAME = re.compile(rb"^([!-9;-~]+)[ \t]+:")
 _CONTINUATION = re.compile(rb"^[ \t]")
 
 
-def _header_block(data: bytes) -> tuple[list[bytes], list[bytes]]:
-    lines = data.splitlines(keepends=True)
-    end = next((i for i, line in enumerate(lines) if not line.strip(b"\r\n")), len(lines))
-    return lines[:end], lines[end:]
+def _header_block(data: bytes) -> tuple[list[bytes], bytes]:
+    """The lines of the header block (up to the first empty line) and everything after it."""
+    if data.startswith((b"\n", b"\r\n")):
+        return [], data
+    end = _BLANK_LINE.search(data)
+    if end is None:
+        return data.splitlines(keepends=True), b""
+    cut = end.start() + (2 if data[end.start():end.start() + 2] == b"\r\n" else 1)
+    return data[:cut].splitlines(keepends=True), data[cut:]
 
 
 def _obsolete_header_names(data: bytes) -> bytes:
@@ -181,21 +202,21 @@ def _obsolete_header_names(data: bytes) -> bytes:
             _CONTINUATION.match(line) or (i == 0 and line.startswith(b"From "))
         if not ok:
             return data
-    fixed = [_OBSOLETE_NAME.sub(rb"\1:", line, count=1) for line in head]
-    return b"".join(fixed + rest)
+    return b"".join(_OBSOLETE_NAME.sub(rb"\1:", line, count=1) for line in head) + rest
 
 
 def _without_stray_header_lines(data: bytes) -> bytes:
     """Drop lines in the header block that are neither header nor continuation when header lines
     follow them (`quite Delivered-To: x` in the middle of the Received: lines)."""
     head, rest = _header_block(data)
-    starts = [i for i, line in enumerate(head) if _HEADER_LINE.match(line)]
+    starts = {i for i, line in enumerate(head)
+              if _HEADER_LINE.match(line) or _OBSOLETE_NAME.match(line)}
     if not starts:
         return data
     kept = [line for i, line in enumerate(head)
-            if i > starts[-1] or _HEADER_LINE.match(line) or _CONTINUATION.match(line)
+            if i > max(starts) or i in starts or _CONTINUATION.match(line)
             or (i == 0 and line.startswith(b"From "))]
-    return b"".join(kept + rest)
+    return b"".join(kept) + rest
 
 
 def header_text(msg: Message, name: str) -> str:
@@ -204,7 +225,10 @@ def header_text(msg: Message, name: str) -> str:
     raw = _raw_header(msg, name)
     if not raw:
         return ""
-    return decode_words(_from_8bit(raw, msg))
+    try:
+        return _decode_words(raw, msg)
+    except Exception:  # a decoder bug must not cost the message: keep what can be read
+        return raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _raw_header(msg: Message, name: str) -> str:
@@ -226,11 +250,17 @@ def _unfold(value: str) -> str:
 def _from_8bit(value: str, msg: Message | None = None) -> str:
     """Turn 8-bit header bytes (surrogate escapes after parsing) into text: UTF-8 when it is
     valid UTF-8, else the charset the message declares for its text, else windows-1252."""
-    if not re.search(r"[\udc80-\udcff]", value):
+    if not _ESCAPED.search(value):
         return value
     data = value.encode("utf-8", "surrogateescape")
-    hint = _charset_hint(msg) if msg is not None else None
-    return decode_bytes(data, hint or "unknown-8bit", [])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        hint = _charset_hint(msg) if msg is not None else None
+        return _decode_bytes(data, hint or "unknown-8bit", [])
+
+
+_ESCAPED = re.compile(r"[\udc80-\udcff]")
 
 
 def _charset_hint(msg: Message) -> str | None:
@@ -264,8 +294,10 @@ _SUPERSETS = {
     "utf8": "utf-8", "unicode-1-1-utf-8": "utf-8",
 }
 # Tried in turn after the declared charset fails strictly, before giving up with U+FFFD.
-_ALTERNATIVES = {"iso2022_jp": ("iso2022_jp_2", "iso2022_jp_ext", "iso2022_jp_3"),
-                 "euc_jp": ("euc_jis_2004",), "cp949": ("johab",)}
+_ALTERNATIVES = {
+    "iso2022_jp": ("iso2022_jp_2", "iso2022_jp_ext", "iso2022_jp_3", "euc_jp", "cp932"),
+    "euc_jp": ("euc_jis_2004", "cp932"), "cp932": ("euc_jp",), "cp949": ("johab",),
+}
 
 
 def _codec(charset: str | None) -> str | None:
@@ -284,47 +316,47 @@ def _codec(charset: str | None) -> str | None:
         candidates.append("cp" + name[len("windows-"):])
     for candidate in candidates:
         try:
-            codec = binascii.a2b_base64(b"").decode(candidate) == "" and candidate
+            info = codecs.lookup(candidate)
         except (LookupError, ValueError):
             continue
-        import codecs
-
-        info = codecs.lookup(candidate)
-        if info.name in ("rot-13", "hex", "base64", "bz2", "zlib", "quopri", "uu"):
-            return None
-        return str(codec and info.name)
+        # bytes-to-bytes codecs (hex, base64, rot13...) are no charsets
+        return info.name if getattr(info, "_is_text_encoding", True) else None
     return None
 
 
-def decode_bytes(data: bytes, charset: str | None, defects: list[str]) -> str:
+def _decode_bytes(data: bytes, charset: str | None, defects: list[str]) -> str:
     """Bytes to text, never raising: the declared charset (or its usual superset) strictly,
-    then its variants, then UTF-8, then the declared one with U+FFFD for what does not fit;
-    with no usable charset: UTF-8 when valid, else windows-1252."""
+    then its variants, then UTF-8, then the declared one with U+FFFD for what does not fit.
+    With no usable charset (or US-ASCII and 8-bit bytes): UTF-8 when the bytes are mostly
+    UTF-8, else windows-1252."""
     codec = _codec(charset)
     if codec is None and charset and charset.strip().strip("\"'").lower() not in _PSEUDO_CHARSETS:
         defects.append(f"UnknownCharset({single_line(charset)[:40]})")
-    tried = [codec, *_ALTERNATIVES.get(codec or "", ()), "utf-8"] if codec else ["utf-8"]
-    for name in tried:
-        if name is None:
-            continue
+    for name in ([codec, *_ALTERNATIVES.get(codec, ())] if codec else []) + ["utf-8"]:
         try:
             return data.decode(name)
-        except (UnicodeDecodeError, LookupError):
+        except (UnicodeError, LookupError, ValueError):
             continue
-    if codec and codec not in ("ascii", "utf-8"):
-        return data.decode(codec, errors="replace")
+    if codec and codec != "ascii":
+        with contextlib.suppress(UnicodeError, LookupError, ValueError):
+            return data.decode(codec, errors="replace")
+    as_utf8 = data.decode("utf-8", errors="replace")
+    bad = as_utf8.count("\ufffd")
+    if sum(ord(c) > 127 for c in as_utf8) - bad > 2 * bad:
+        return as_utf8  # UTF-8 with a few broken bytes
     try:
         return data.decode("cp1252")
     except UnicodeDecodeError:
         return data.decode("latin-1")
 
 
-def decode_words(text: str) -> str:
-    """Decode RFC 2047 encoded words, forgiving: unknown charsets, bad padding, words split in
-    the middle of a character, blanks inside a word. Whitespace between two words goes."""
+def _decode_words(text: str, msg: Message | None = None) -> str:
+    """Decode a raw header value: RFC 2047 encoded words, forgiving (unknown charsets, bad
+    padding, a character split over two words, blanks or 8-bit bytes inside a word), and 8-bit
+    bytes outside them (see `_from_8bit`). Whitespace between two encoded words goes."""
     matches = list(_ENCODED_WORD.finditer(text))
     if not matches:
-        return text
+        return _from_8bit(text, msg)
     out: list[str] = []
     pos = 0
     run: list[tuple[str, bytes]] = []  # adjacent words, decoded together (split characters)
@@ -334,14 +366,14 @@ def decode_words(text: str) -> str:
             return
         charset = run[0][0]
         joined = b"".join(chunk for _, chunk in run)
-        out.append(decode_bytes(joined, charset, []))
+        out.append(_decode_bytes(joined, charset, []))
         run.clear()
 
     for match in matches:
         between = text[pos:match.start()]
         if between.strip() or not run:
             flush()
-            out.append(between)
+            out.append(_from_8bit(between, msg))
         charset = match.group(1).split("*", 1)[0].lower()
         chunk = _word_bytes(match.group(2), match.group(3))
         if run and run[0][0] != charset:
@@ -349,56 +381,60 @@ def decode_words(text: str) -> str:
         run.append((charset, chunk))
         pos = match.end()
     flush()
-    out.append(text[pos:])
+    out.append(_from_8bit(text[pos:], msg))
     return "".join(out)
 
 
 def _word_bytes(encoding: str, payload: str) -> bytes:
-    if encoding.lower() == "q":
-        data = payload.replace("_", " ").encode("ascii", "replace")
-        return quopri.decodestring(data, header=True)
+    if encoding.lower() == "q":  # raw 8-bit bytes inside a Q word are kept as they are
+        return quopri.decodestring(payload.encode("utf-8", "surrogateescape"), header=True)
     clean = re.sub(r"[^A-Za-z0-9+/]", "", payload)
-    clean = clean[: len(clean) - len(clean) % 4 + (4 if len(clean) % 4 > 1 else 0)]
+    if len(clean) % 4 == 1:  # a dangling sixth of a byte: drop it
+        clean = clean[:-1]
     try:
-        return binascii.a2b_base64((clean + "===")[: len(clean) + (-len(clean)) % 4])
+        return binascii.a2b_base64(clean + "=" * (-len(clean) % 4))
     except binascii.Error:
-        try:
-            return binascii.a2b_base64(clean[: len(clean) - len(clean) % 4])
-        except binascii.Error:
-            return payload.encode("ascii", "replace")
+        return payload.encode("utf-8", "surrogateescape")
 
 
 # --- addresses --------------------------------------------------------------------------------
 
 
 def _message_ids(text: str) -> list[str]:
-    found = _MSGID.findall(text)
+    """The ids in a Message-ID, In-Reply-To or References header, in order, without brackets;
+    obsolete spaces and comments inside the brackets removed."""
+    found = [re.sub(r"\s+", "", _COMMENT.sub("", m)) for m in _MSGID.findall(text)]
     if not found:
         # Some clients omit the angle brackets; take bare tokens that look like ids.
-        found = [t for t in text.split() if "@" in t]
+        found = [t for t in text.split() if re.fullmatch(r"[^@]+@[^@]+", t.strip("<>"))]
     ids = [normalize_message_id(m) for m in found]
     return [i for i in ids if i and len(i) <= _MAX_MSGID]
 
 
-def _address_pairs(msg: Message, name: str) -> list[tuple[str, str]]:
-    """(display name, address) pairs of a header; names decoded, addresses as written."""
+def _address_pairs(msg: Message, name: str, keep_empty: bool = False) -> list[tuple[str, str]]:
+    """(display name, address) pairs of a header; names decoded, addresses as written.
+    With keep_empty, a name without address (`MAILER-DAEMON <>`) is kept too."""
     raw = _raw_header(msg, name)
     if not raw:
         return []
-    text = _from_8bit(raw, msg)
     try:
-        pairs = getaddresses([text])
+        pairs = getaddresses([raw])
     except Exception:
         pairs = []
-    result = [(decode_words(display), addr.strip()) for display, addr in pairs if addr.strip()]
-    if not result:
-        try:
-            display, addr = parseaddr(text)
-        except Exception:
-            display, addr = "", ""
-        if addr.strip():
-            result = [(decode_words(display), addr.strip())]
+    if not any(_qualified(addr.strip()) for _, addr in pairs):
+        with contextlib.suppress(Exception):
+            pairs.append(parseaddr(raw))
+        # `a@b c@d`, stray brackets...: take whatever looks like an address
+        pairs.extend(("", addr) for addr in _BARE_ADDRESS.findall(raw))
+    result: list[tuple[str, str]] = []
+    for display, addr in pairs:
+        addr = _from_8bit(addr, msg).strip()
+        if addr or (keep_empty and display.strip()):
+            result.append((_decode_words(display, msg), addr))
     return result
+
+
+_BARE_ADDRESS = re.compile(r"[^\s<>()\[\]\",;:@]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
 def _addresses(msg: Message, name: str) -> tuple[str, ...]:
@@ -406,8 +442,11 @@ def _addresses(msg: Message, name: str) -> tuple[str, ...]:
 
 
 def _qualified(addr: str) -> bool:
-    local, at, domain = addr.rpartition("@")
-    return bool(at and local and domain and not any(c.isspace() for c in addr))
+    """local@domain, the local part plain or quoted."""
+    return _QUALIFIED.fullmatch(addr) is not None
+
+
+_QUALIFIED = re.compile(r'(?:"[^"]*"|[^@\s"<>]+)@[^@\s"<>]+')
 
 
 def _sender(msg: Message, envelope_from: str | None) -> tuple[str, str]:
@@ -421,11 +460,11 @@ def _sender(msg: Message, envelope_from: str | None) -> tuple[str, str]:
     """
     unqualified: tuple[str, str] | None = None
     for name in _SENDER_HEADERS:
-        for display, addr in _address_pairs(msg, name):
+        for display, addr in _address_pairs(msg, name, keep_empty=True):
             addr = addr.strip("<>").strip()
             if _qualified(addr):
                 return display, addr.lower()
-            if unqualified is None and addr:
+            if unqualified is None and (addr or display):
                 unqualified = (display, addr)
     envelope = (envelope_from or "").strip().strip("<>").strip()
     if _qualified(envelope):
@@ -433,9 +472,11 @@ def _sender(msg: Message, envelope_from: str | None) -> tuple[str, str]:
     mbox = _mbox_sender(msg)
     if _qualified(mbox):
         return "", mbox.lower()
+    if unqualified is None and (envelope or mbox):
+        unqualified = ("", envelope or mbox)
     if _null_sender(msg, envelope_from) or mbox.lower() in _NULL_SENDERS - {""}:
         display = unqualified[0] if unqualified else ""
-        return display or "Mail Delivery System", f"mailer-daemon@{_origin_host(msg)}"
+        return display, f"mailer-daemon@{_origin_host(msg)}"
     if unqualified is not None:
         display, local = unqualified
         if local.lower() in _NULL_SENDERS:
@@ -560,7 +601,7 @@ def _filename(part: Message, msg: Message) -> str:
                           _raw_header(part, "content-disposition")
                           + ";" + _raw_header(part, "content-type"), re.IGNORECASE)
         name = match.group(1) if match else ""
-    return decode_words(_from_8bit(str(name), msg)).strip()
+    return _decode_words(str(name), msg).strip()
 
 
 def _payload(part: Message) -> bytes | None:
@@ -598,7 +639,7 @@ def _decoded_text(part: Message, defects: list[str]) -> str:
         match = re.search(rb"""<meta[^>]+charset\s*=\s*["']?([\w.:-]+)""", payload[:4096],
                           re.IGNORECASE)
         charset = match.group(1).decode("ascii") if match else None
-    return decode_bytes(payload, charset, defects)
+    return _decode_bytes(payload, charset, defects)
 
 
 def _report_text(part: Message, msg: Message) -> str:
@@ -610,7 +651,7 @@ def _report_text(part: Message, msg: Message) -> str:
     for block in blocks:
         if not isinstance(block, Message):
             continue
-        lines = [f"{key.strip()}: {single_line(decode_words(_from_8bit(str(value), msg)))}"
+        lines = [f"{key.strip()}: {single_line(_decode_words(str(value), msg))}"
                  for key, value in block.raw_items()]
         body = block.get_payload()
         if isinstance(body, str) and body.strip():
@@ -620,7 +661,9 @@ def _report_text(part: Message, msg: Message) -> str:
     return "\n\n".join(rendered)
 
 
-_UU_BEGIN = re.compile(r"^begin(?:-base64)? [0-7]{3,4} ([^\r\n]+)\r?$", re.MULTILINE)
+_UU_BEGIN = re.compile(r"^begin [0-7]{3,4} ([^\r\n]+)\r?$", re.MULTILINE)
+_UU_END = re.compile(r"^end\s*$", re.MULTILINE)
+_UU_LINE = re.compile(r"[\x20-\x60]+")
 
 
 def _uuencoded(text: str) -> tuple[str, list[Attachment]]:
@@ -633,11 +676,14 @@ def _uuencoded(text: str) -> tuple[str, list[Attachment]]:
     for match in _UU_BEGIN.finditer(text):
         if match.start() < pos:
             continue
-        end = re.compile(r"^end\s*$", re.MULTILINE).search(text, match.end())
+        end = _UU_END.search(text, match.end())
         if end is None:
             break
+        lines = text[match.end():end.start()].splitlines()
+        if not all(_UU_LINE.fullmatch(line.rstrip("\r")) for line in lines if line.strip()):
+            continue  # prose that happens to start with "begin 644", not a uuencoded file
         filename = single_line(match.group(1)) or "unnamed"
-        size = sum(len(_uu_line(line)) for line in text[match.end():end.start()].splitlines())
+        size = sum(len(_uu_line(line)) for line in lines)
         content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         files.append(Attachment(filename=filename, content_type=content_type, size=size))
         kept.append(text[pos:match.start()])
@@ -661,8 +707,9 @@ def _uu_line(line: str) -> bytes:
 
 
 def _clean(text: str) -> str:
-    """No NUL (PostgreSQL refuses it in text) and no lone surrogate (no database takes one)."""
-    text = text.replace("\x00", "")
+    """Line ends as \\n; no NUL (PostgreSQL refuses it in text), no lone surrogate (no
+    database takes one)."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
     if re.search(r"[\ud800-\udfff]", text):
         text = text.encode("utf-8", "replace").decode("utf-8")
     return text

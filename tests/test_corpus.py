@@ -8,14 +8,17 @@ Date or Message-ID...) is test data that stays outside this repository; CI point
 Each message is ingested exactly as an MTA pipe would (`maild ingest --no-deliver FILE`, run
 in-process against a fresh SQLite database). Afterwards every message must be in `inbound`:
 `done` on a ticket, or `failed` with a reason — and the only acceptable reason is a message
-that names no sender address anywhere. The summary (counts and the failure reasons) is printed
-to the terminal and written to `corpus-summary.txt` in the test's temporary folder.
+that names no sender address anywhere. Duplicates (the same Message-ID) collapse in `inbound`,
+so a second test runs `parse_message` over every file, duplicates included. The summary
+(counts and the failure reasons) is printed to the terminal and written to
+`corpus-summary.txt` in the test's temporary folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,8 +26,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, create_engine, select
 
+from maild.errors import UnparseableMessage
 from maild.ingest import dedupe_key
 from maild.models import Inbound, InboundState
+from maild.parsing import parse_message
 from tests.conftest import Helpdesk
 
 CORPUS = os.environ.get("MAILD_CORPUS", "")
@@ -33,6 +38,7 @@ pytestmark = pytest.mark.skipif(not CORPUS, reason="MAILD_CORPUS is not set")
 
 # The one legitimate failure (SPEC §9 keeps it, failed, with its reason): no sender at all.
 NO_SENDER = "UnparseableMessage: no sender address"
+SENDER_LINE = re.compile(rb"^(from|sender|reply-to|return-path)[ \t]*:", re.I | re.M)
 
 
 def corpus_files(root: Path) -> list[Path]:
@@ -95,3 +101,25 @@ def test_every_corpus_message_is_stored_and_settled(
             assert row.reason.strip(), f"inbound {row.id} failed without a reason"
     unexpected = {r: n for r, n in reasons.items() if not r.startswith(NO_SENDER)}
     assert not unexpected, f"failures other than a missing sender: {unexpected}"
+
+
+def test_every_corpus_file_parses_to_storable_facts() -> None:
+    """parse_message over every file, duplicates too: a ParsedMail whose text any database
+    stores, or UnparseableMessage (no sender) — never another exception."""
+    root = Path(CORPUS)
+    for path in corpus_files(root):
+        name = str(path.relative_to(root))
+        raw = path.read_bytes()
+        try:
+            mail = parse_message(raw)
+        except UnparseableMessage:
+            # legitimate only when the file names no sender anywhere, not even in a broken
+            # header block or an mbox "From " line
+            assert not SENDER_LINE.search(raw) and not raw.startswith(b"From "), name
+            continue
+        assert "@" in mail.sender and mail.sender == mail.sender.lower(), name
+        assert len(mail.subject.splitlines()) <= 1 and len(mail.sender_name.splitlines()) <= 1
+        for value in (mail.subject, mail.sender_name, mail.text, mail.html,
+                      *(a.filename for a in mail.attachments)):
+            assert "\x00" not in value, name
+            value.encode("utf-8")  # no lone surrogate

@@ -207,3 +207,13 @@ def test_ticket_show_raw_prints_the_original_bytes(helpdesk: Helpdesk) -> None:
         [sys.executable, "-m", "maild", "--config", str(helpdesk.config), "ticket", "show",
          number, "--raw"], capture_output=True, check=True)
     assert shown.stdout == raw
+
+
+def test_a_sender_without_a_domain_gets_a_ticket_but_no_acknowledgement(
+    helpdesk: Helpdesk,
+) -> None:
+    raw = b"From: root\r\nSubject: cron output\r\nMessage-ID: <cron@host.example>\r\n\r\nok\r\n"
+    number = helpdesk.ingest(raw).out.strip()
+    assert helpdesk.ticket(number)["customer"] == "root@invalid"
+    assert helpdesk.outbox() == []
+    assert any(e["type"] == "no_acknowledgement" for e in helpdesk.ticket(number)["events"])

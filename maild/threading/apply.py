@@ -95,6 +95,9 @@ def _new_ticket(
     if mail.automatic:
         _event(ctx, ticket, "no_acknowledgement", "maild",
                f"automatic message: {mail.automatic_reason}")
+    elif not _reachable(mail.sender):
+        _event(ctx, ticket, "no_acknowledgement", "maild",
+               f"the sender address {mail.sender} has no domain to answer to")
     else:
         _reply_to_sender(ctx, ticket, mail, message, "ack")
     return Applied(ticket, created=True)
@@ -136,7 +139,7 @@ def _reply_to_sender(
     ctx: Context, ticket: Ticket, mail: ParsedMail, message: Message, kind: str
 ) -> None:
     """An automatic answer to the sender, threaded under their message."""
-    if mail.automatic:
+    if mail.automatic or not _reachable(mail.sender):
         return
     references = mail.references + ((mail.message_id,) if mail.message_id else ())
     queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket, kind=kind,
@@ -163,6 +166,11 @@ def _store_message(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedM
         ctx.session.add(Attachment(message_id=message.id, filename=attachment.filename,
                                    content_type=attachment.content_type, size=attachment.size))
     return message
+
+
+def _reachable(address: str) -> bool:
+    """False for the `name@invalid` that parsing makes of a sender without a domain."""
+    return not address.endswith("@invalid")
 
 
 def _working_status(ticket: Ticket) -> TicketStatus:
