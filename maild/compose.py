@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from email import policy
-from email.headerregistry import Address
-from email.message import EmailMessage
-from email.utils import format_datetime
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.policy import compat32
+from email.utils import format_datetime, formataddr
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,12 @@ import jinja2
 from maild.config import Settings
 from maild.headers import MAX_SUBJECT, bracketed, single_line
 
+_UTF8_8BIT = Charset("utf-8")
+_UTF8_8BIT.body_encoding = 0  # neither QP nor base64, so 8bit: compact for Cyrillic
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP  # only for lines SMTP could not carry (over 998 bytes)
+_SMTP_COMPAT32 = compat32.clone(linesep="\r\n")
+_ASCII_PRINTABLE = "".join(chr(c) for c in range(32, 127))
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 MAX_REFERENCES = 20
 
@@ -71,33 +78,59 @@ class Templates:
 def build_message(
     settings: Settings, rendered: Rendered, envelope: Envelope, now: datetime
 ) -> bytes:
-    """The complete outgoing message, ready for any transport."""
-    msg = EmailMessage(policy=policy.SMTP)
+    """The complete outgoing message, ready for any transport.
+
+    Built with the compat32 classes: they produce the same RFC 5322 output here at a quarter of
+    the cost of the header-registry ones, and this runs for every mail maild sends."""
+    long_lines = any(len(line.encode()) > 998 for line in rendered.body.splitlines())
+    msg = Message()
+    msg.set_payload(rendered.body, _UTF8_QP if long_lines else _UTF8_8BIT)
     from_name = settings.mail.support_name if envelope.from_name is None else envelope.from_name
-    msg["From"] = _address(single_line(from_name), settings.mail.support_address)
-    msg["To"] = _address(single_line(envelope.to_name), envelope.to_address)
-    msg["Subject"] = rendered.subject
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = bracketed(envelope.message_id)
+    headers = [
+        ("From", _address(from_name, settings.mail.support_address)),
+        ("To", _address(envelope.to_name, envelope.to_address)),
+        ("Subject", _text(rendered.subject)),
+        ("Date", format_datetime(now)),
+        ("Message-ID", bracketed(envelope.message_id)),
+    ]
     if envelope.in_reply_to and _header_safe(envelope.in_reply_to):
-        msg["In-Reply-To"] = bracketed(envelope.in_reply_to)
+        headers.append(("In-Reply-To", bracketed(envelope.in_reply_to)))
     references = [r for r in envelope.references if _header_safe(r)][-MAX_REFERENCES:]
     if references:
-        msg["References"] = " ".join(bracketed(r) for r in references)
+        headers.append(("References", " ".join(bracketed(r) for r in references)))
     if envelope.auto_submitted:
-        msg["Auto-Submitted"] = envelope.auto_submitted
-        msg["X-Auto-Response-Suppress"] = "All"  # ask Exchange not to answer us automatically
+        headers.append(("Auto-Submitted", envelope.auto_submitted))
+        # Ask Exchange not to answer us automatically.
+        headers.append(("X-Auto-Response-Suppress", "All"))
     if envelope.ticket_number:
-        msg["X-Maild-Ticket"] = envelope.ticket_number
-    msg.set_content(rendered.body)
-    return msg.as_bytes(policy=policy.SMTP)
+        headers.append(("X-Maild-Ticket", envelope.ticket_number))
+    body_headers = msg.items()
+    for name in ("MIME-Version", "Content-Type", "Content-Transfer-Encoding"):
+        del msg[name]
+    for name, value in headers + body_headers:
+        msg[name] = value
+    return msg.as_bytes(policy=_SMTP_COMPAT32)
 
 
-def _address(name: str, address: str) -> Address | str:
-    try:
-        return Address(display_name=name, addr_spec=address)
-    except Exception:  # an address the header model refuses still gets a plain header
-        return single_line(address)
+def _text(value: str) -> str:
+    """A header value: ASCII as it is; otherwise the ASCII lead (the ticket tag) kept readable
+    and the rest in UTF-8 encoded words."""
+    value = single_line(value)
+    if value.isascii():
+        return value
+    lead = value[: len(value) - len(value.lstrip(_ASCII_PRINTABLE))]
+    lead = lead[: lead.rfind(" ") + 1] if " " in lead else ""
+    header = Header(lead, "us-ascii") if lead else Header()
+    header.append(value[len(lead):], "utf-8")
+    return header.encode()
+
+
+def _address(name: str, address: str) -> str:
+    name = single_line(name)
+    address = single_line(address)
+    if not name:
+        return address
+    return formataddr((name, address), charset="utf-8")
 
 
 def _header_safe(message_id: str) -> bool:

@@ -43,14 +43,20 @@ def process_inbound(
 ) -> Settled:
     """Settle one inbound row (a row already settled is reported as it stands)."""
     try:
+        # Parse before taking the write lock: it is pure CPU work on bytes that never change.
+        with storage_errors(), transaction(engine, readonly=True) as session:
+            stored = session.get(Inbound, inbound_id)
+            if stored is None or stored.state != InboundState.NEW:
+                return _current(session, inbound_id)
+            raw, envelope_from = stored.raw, stored.envelope_from
+        mail = parse_message(raw, envelope_from)
         with storage_errors(), transaction(engine) as session:
             row = session.exec(claim(
                 select(Inbound).where(Inbound.id == inbound_id,
                                       Inbound.state == InboundState.NEW), engine)).first()
-            if row is None:
+            if row is None:  # another worker settled it meanwhile
                 return _current(session, inbound_id)
             now = clock.now()
-            mail = parse_message(row.raw, row.envelope_from)
             applied = apply_message(Context(session, settings, templates, now), row, mail)
             row.state = InboundState.DONE
             row.ticket_id = applied.ticket.id
