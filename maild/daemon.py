@@ -1,31 +1,46 @@
-"""`maild run`: the long-running service.
+"""`maild run`: the long-running service — an intake process and a worker process.
 
-One process. The main thread runs a loop in the shape of Mailman's runners: thread a bounded
-batch of stored inbound mail, deliver a bounded batch of due outbox rows, run the timers that
-are due (`schedule`), and sleep only when a pass did no work — until the SMTP listener or an
-IMAP poller stores something and wakes it. The SMTP listener runs on aiosmtpd's own thread; each
-IMAP mailbox has a poller thread. They only ever insert into `inbound`.
+Postfix keeps `smtpd` apart from the queue manager; maild does the same, for one measured
+reason: the GIL. Threading a message is CPU work in Python, and with it in the same process an
+SMTP client waited for its 250 behind the interpreter lock (p50 10 ms, see bench/README.md).
 
-SIGTERM and SIGINT set a stop flag: the loop finishes the item in hand, the listener and pollers
-stop, and the process exits 0. Every step is a committed state change, so a crash or `kill -9`
-loses nothing: at the next start `new` inbound rows, due outbox rows and the claims of the dead
-process are simply picked up again.
+- The **intake** (this process, the one systemd starts) runs the SMTP/LMTP listener on its own
+  thread and one poller thread per `[[imap]]` mailbox. They only ever insert into `inbound`,
+  then wake the worker. The intake also supervises: it restarts a worker that dies.
+- The **worker** (a child process) runs the loop in the shape of Mailman's runners: thread a
+  bounded batch of stored mail, deliver a bounded batch of due outbox rows, run the due timers
+  (`schedule`), and sleep when a pass did no work until the intake wakes it. Before each item
+  it gives way to mail being received right now (bounded at 50 ms), so a client's 250 never
+  waits for threading. Writers of both processes queue on one `WriterLock`.
+
+SIGTERM or SIGINT: the intake stops accepting, the worker finishes the item in hand, both exit,
+status 0. A crash or `kill -9` of either loses nothing: every step is a committed state change,
+the worker exits when its parent is gone, and the next start picks up `new` inbound rows, due
+outbox rows and the claims of the dead process.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
+import multiprocessing
+import os
 import signal
 import sys
 import threading
+import time
 from datetime import timedelta
+from multiprocessing.sharedctypes import Synchronized
 from types import FrameType
+from typing import Any
 
 import schedule
 from sqlalchemy import func
 from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 
+from maild import config
 from maild.app import App, secret
 from maild.db import init as init_database
 from maild.db import transaction
@@ -40,47 +55,54 @@ log = logging.getLogger("maild.daemon")
 IDLE_SLEEP_SECONDS = 5.0
 BATCH = 100
 DATABASE_RETRY_SECONDS = 2.0
-INTAKE_PRIORITY_SECONDS = 0.05
+INTAKE_PRIORITY_SECONDS = 0.05  # the longest the worker gives way before each item
+INTAKE_QUIET_SECONDS = 0.003  # ... while the intake stored something this recently
 STATS_EVERY = timedelta(minutes=10)
+WORKER_RESTART_MAX_SECONDS = 60.0
+_SPAWN = multiprocessing.get_context("spawn")
 
 
-class Daemon:
+class Shared:
+    """What the intake and the worker share: a wake-up call, a stop flag, and how many
+    messages the intake is storing right now."""
+
+    def __init__(self) -> None:
+        self.wake = _SPAWN.Event()
+        self.stop = _SPAWN.Event()
+        self.receiving: Synchronized[int] = _SPAWN.Value("i", 0)
+        self.last_received: Synchronized[float] = _SPAWN.Value("d", 0.0)  # time.monotonic()
+
+
+# --- the intake -------------------------------------------------------------------------------
+
+
+class Intake:
     def __init__(self, app: App) -> None:
         self.app = app
+        self.shared = Shared()
         self.stop = threading.Event()
-        self.wake = threading.Event()
         self.listener: SmtpListener | None = None
         self.pollers: list[ImapPoller] = []
-        self.scheduler = schedule.Scheduler()
-        self.intake = threading.Condition()
-        self.receiving = 0  # messages the listener or pollers are storing right now
+        self.worker: Any = None
 
     def store(self, raw: bytes, source: str, envelope_from: str | None = None) -> Accepted:
-        with self.intake:
-            self.receiving += 1
+        with self.shared.receiving.get_lock():
+            self.shared.receiving.value += 1
         try:
             return accept(self.app.engine, raw, source=source, now=self.app.clock.now(),
                           envelope_from=envelope_from)
         finally:
-            with self.intake:
-                self.receiving -= 1
-                self.intake.notify_all()
-
-    def yield_to_intake(self) -> None:
-        """Let messages being received right now commit first (a client waits for its 250);
-        bounded, so threading and delivery still move under a steady stream of mail."""
-        with self.intake:
-            self.intake.wait_for(lambda: self.receiving == 0, timeout=INTAKE_PRIORITY_SECONDS)
+            with self.shared.receiving.get_lock():
+                self.shared.receiving.value -= 1
+            self.shared.last_received.value = time.monotonic()
 
     def notify(self) -> None:
-        self.wake.set()
+        self.shared.wake.set()
 
     def start(self) -> None:
         settings = self.app.settings
-        # Threading mail is CPU work on the main thread; a shorter GIL switch interval keeps
-        # the listener's thread from waiting 5 ms at a time to answer a client.
-        sys.setswitchinterval(0.001)
         init_database(self.app.engine, settings)
+        self.start_worker()
         if settings.smtp is not None:
             handler = StoringHandler(lambda raw, sender: self.store(raw, "smtp", sender),
                                      settings.mail.accept, self.notify)
@@ -97,36 +119,28 @@ class Daemon:
             log.info("IMAP poller %s: %s@%s:%s %s (%s)", mailbox.name, mailbox.username,
                      mailbox.host, mailbox.port, mailbox.folder,
                      "IDLE" if mailbox.idle else f"every {mailbox.poll_seconds}s")
-        self.scheduler.every(int(STATS_EVERY.total_seconds())).seconds.do(self.log_stats)
         log.info("maild running: database %s, outbound %s", settings.database.url,
                  settings.outbound.transport)
 
-    def loop(self) -> None:
-        deliverer = self.app.deliverer()
-        self.log_stats()
-        blocked: str | None = None  # the database error of the current outage, logged once
-        while not self.stop.is_set():
-            self.wake.clear()
-            try:
-                settled = process_pending(self.app.engine, self.app.settings,
-                                          self.app.templates, self.app.clock, BATCH,
-                                          should_stop=self.stop.is_set,
-                                          pause=self.yield_to_intake)
-                report = deliverer.deliver_due(self.app.clock, limit=BATCH,
-                                               should_stop=self.stop.is_set,
-                                               pause=self.yield_to_intake)
-                self.scheduler.run_pending()
-            except (StorageUnavailable, OperationalError) as exc:
-                if blocked is None:
-                    log.warning("database unavailable, will retry: %s", exc)
-                blocked = str(exc)
-                self.stop.wait(DATABASE_RETRY_SECONDS)
+    def start_worker(self) -> None:
+        self.worker = _SPAWN.Process(
+            target=worker_main, name="maild-worker",
+            args=(self.app.settings.path, self.shared, os.getpid(),
+                  logging.getLogger().level))
+        self.worker.start()
+
+    def supervise(self) -> None:
+        """Wait for a stop request; restart the worker whenever it dies on its own."""
+        backoff = 1.0
+        while not self.stop.wait(0.5):
+            if self.worker.is_alive():
                 continue
-            if blocked is not None:
-                log.info("database available again")
-                blocked = None
-            if not settled and not report:
-                self.wake.wait(IDLE_SLEEP_SECONDS)
+            log.error("worker exited with status %s; restarting it in %.0f s",
+                      self.worker.exitcode, backoff)
+            if self.stop.wait(backoff):
+                break
+            backoff = min(backoff * 2, WORKER_RESTART_MAX_SECONDS)
+            self.start_worker()
 
     def shutdown(self) -> None:
         self.stop.set()
@@ -134,7 +148,98 @@ class Daemon:
             self.listener.stop()
         for poller in self.pollers:
             poller.join(timeout=10)
+        self.shared.stop.set()
+        self.shared.wake.set()
+        if self.worker is not None:
+            self.worker.join(timeout=60)
+            if self.worker.is_alive():
+                log.warning("worker did not stop in time; terminating it")
+                self.worker.terminate()
+                self.worker.join()
         log.info("maild stopped")
+
+
+def run(app: App) -> int:
+    intake = Intake(app)
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping after the item in hand", signal.Signals(signum).name)
+        intake.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        intake.start()
+        intake.supervise()
+    finally:
+        intake.shutdown()
+    return 0
+
+
+# --- the worker -------------------------------------------------------------------------------
+
+
+def worker_main(config_path: str, shared: Shared, parent: int, level: int) -> None:
+    """Entry point of the worker process."""
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="maild %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _die_with_parent()
+    # The intake decides when to stop; a Ctrl-C on the terminal reaches it too.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: shared.stop.set())
+    app = App(config.load(config_path))
+    try:
+        Worker(app, shared, parent).loop()
+    finally:
+        app.close()
+
+
+class Worker:
+    def __init__(self, app: App, shared: Shared, parent: int) -> None:
+        self.app = app
+        self.shared = shared
+        self.parent = parent
+        self.scheduler = schedule.Scheduler()
+        self.scheduler.every(int(STATS_EVERY.total_seconds())).seconds.do(self.log_stats)
+
+    def stopping(self) -> bool:
+        return self.shared.stop.is_set() or os.getppid() != self.parent
+
+    def yield_to_intake(self) -> None:
+        """Let messages being received right now commit first (a client waits for its 250);
+        bounded, so threading and delivery still move under a steady stream of mail."""
+        deadline = time.monotonic() + INTAKE_PRIORITY_SECONDS
+        while time.monotonic() < deadline and (
+                self.shared.receiving.value > 0
+                or time.monotonic() - self.shared.last_received.value < INTAKE_QUIET_SECONDS):
+            time.sleep(0.0005)
+
+    def loop(self) -> None:
+        deliverer = self.app.deliverer()
+        self.log_stats()
+        blocked: str | None = None  # the database error of the current outage, logged once
+        while not self.stopping():
+            self.shared.wake.clear()
+            try:
+                settled = process_pending(self.app.engine, self.app.settings,
+                                          self.app.templates, self.app.clock, BATCH,
+                                          should_stop=self.stopping, pause=self.yield_to_intake)
+                report = deliverer.deliver_due(self.app.clock, limit=BATCH,
+                                               should_stop=self.stopping,
+                                               pause=self.yield_to_intake)
+                self.scheduler.run_pending()
+            except (StorageUnavailable, OperationalError) as exc:
+                if blocked is None:
+                    log.warning("database unavailable, will retry: %s", exc)
+                blocked = str(exc)
+                self.shared.stop.wait(DATABASE_RETRY_SECONDS)
+                continue
+            if blocked is not None:
+                log.info("database available again")
+                blocked = None
+            if not settled and not report:
+                self.shared.wake.wait(IDLE_SLEEP_SECONDS)
 
     def log_stats(self) -> None:
         with transaction(self.app.engine, readonly=True) as session:
@@ -147,19 +252,9 @@ class Daemon:
                  ", ".join(f"{k} {v}" for k, v in sorted(outbox.items())) or "empty")
 
 
-def run(app: App) -> int:
-    daemon = Daemon(app)
-
-    def _stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("received %s, stopping after the item in hand", signal.Signals(signum).name)
-        daemon.stop.set()
-        daemon.wake.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        daemon.start()
-        daemon.loop()
-    finally:
-        daemon.shutdown()
-    return 0
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this process when its parent dies (`kill -9` of the
+    intake); elsewhere the loop notices the new parent pid instead."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

@@ -9,7 +9,6 @@ the lock instead of failing half-way. PostgreSQL needs none of this; claims ther
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
@@ -25,6 +24,7 @@ from sqlmodel import Session, select
 from maild.config import DatabaseSettings, Settings
 from maild.errors import StorageUnavailable
 from maild.models import Queue, Staff
+from maild.writelock import WriterLock
 
 log = logging.getLogger("maild.db")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -36,9 +36,10 @@ def make_engine(settings: DatabaseSettings) -> Engine:
     timeout = settings.busy_timeout.total_seconds()
     if url.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
+    engine = create_engine(url, connect_args={"timeout": timeout})
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": timeout})
+        _write_locks[engine] = WriterLock(Path(url.database), timeout)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -66,10 +67,8 @@ def is_sqlite(engine: Engine) -> bool:
 def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Session]:
     """One unit of work: commits when the block ends, rolls back when it raises.
 
-    On SQLite the writers of this process also queue on one lock before `BEGIN IMMEDIATE`:
-    a waiting thread is woken the moment the writer before it commits, instead of sleeping in
-    SQLite's busy handler (whose back-off reaches 100 ms a nap). That keeps the SMTP listener's
-    250 prompt while the main loop threads mail.
+    On a SQLite file maild's writers also queue on a `WriterLock` before `BEGIN IMMEDIATE`,
+    so a waiting writer starts the moment the one before it commits (see maild.writelock).
     """
     if readonly:
         bind = engine.execution_options(maild_readonly=True)
@@ -85,13 +84,7 @@ _write_locks: WeakKeyDictionary[Engine, AbstractContextManager[object]] = WeakKe
 
 
 def _writer_lock(engine: Engine) -> AbstractContextManager[object]:
-    lock = _write_locks.get(engine)
-    if lock is None:
-        # Re-entrant, so a nested write in one thread fails on SQLite's busy timeout rather
-        # than hanging forever.
-        lock = _write_locks.setdefault(engine, threading.RLock() if is_sqlite(engine)
-                                       else nullcontext())
-    return lock
+    return _write_locks.get(engine) or nullcontext()
 
 
 @contextmanager
