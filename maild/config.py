@@ -26,11 +26,9 @@ DEFAULT_CONFIG = "config/maild.toml"
 
 _DURATION = re.compile(r"(\d+)\s*(ms|[smhdw])")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_BUSINESS_HOURS = re.compile(
-    r"^\s*(24x7|[A-Za-z]{3}(-[A-Za-z]{3})?\s+\d{2}:\d{2}-\d{2}:\d{2}"
-    r"(\s*,\s*\d{2}:\d{2}-\d{2}:\d{2})*(\s*;\s*[A-Za-z]{3}(-[A-Za-z]{3})?\s+\d{2}:\d{2}-\d{2}:\d{2}"
-    r"(\s*,\s*\d{2}:\d{2}-\d{2}:\d{2})*)*)\s*$"
-)
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_HOURS_EXAMPLE = "write e.g. 'Mon-Fri 09:00-13:00,14:00-18:00; Sat 10:00-14:00' or '24x7'"
+_TIME_RANGE = re.compile(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -41,6 +39,96 @@ def parse_duration(text: str) -> timedelta:
         raise ValueError(f"not a duration: {text!r} (write e.g. 90s, 30m, 4h, 3d)")
     seconds = sum(int(n) * _DURATION_UNITS[unit] for n, unit in _DURATION.findall(compact))
     return timedelta(seconds=seconds)
+
+
+WeeklyHours = tuple[tuple[tuple[int, int], ...], ...]
+"""Business hours per weekday, Monday first: sorted, disjoint (start, end) minutes of the day."""
+
+
+def parse_business_hours(text: str) -> WeeklyHours:
+    """`sla.business_hours` as minutes per weekday; ValueError says what is wrong and where.
+
+    "24x7", or day groups separated by ";", each "DAYS RANGES": DAYS is a day ("Mon"), a range
+    ("Mon-Fri", may wrap: "Fri-Mon") or a comma list of those ("Mon,Wed,Fri"); RANGES is one or
+    more "HH:MM-HH:MM" separated by ",", start before end, "24:00" allowed as an end. A range
+    never crosses midnight: an overnight shift is two ranges, "Mon 22:00-24:00; Tue 00:00-06:00".
+    Ranges of one day that overlap or touch are merged.
+    """
+    if not text.strip():
+        raise ValueError(f"is empty; {_HOURS_EXAMPLE}")
+    if text.strip().lower() == "24x7":
+        return tuple(((0, 24 * 60),) for _ in WEEKDAYS)
+    week: list[list[tuple[int, int]]] = [[] for _ in WEEKDAYS]
+    for group in text.split(";"):
+        days, ranges = _parse_day_group(group.strip(), text)
+        for day in days:
+            week[day].extend(ranges)
+    return tuple(_merged(day) for day in week)
+
+
+def _parse_day_group(group: str, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    if not group:
+        raise ValueError(f"empty day group in {text!r} (a stray ';'?); {_HOURS_EXAMPLE}")
+    if group.lower() == "24x7":
+        raise ValueError(f"'24x7' cannot be combined with other day groups in {text!r}")
+    match = re.fullmatch(r"(\D*?)\s*(\d.*)?", group)
+    days_text, ranges_text = (match.group(1), match.group(2)) if match else ("", None)
+    if not days_text:
+        raise ValueError(f"{group!r} does not start with days such as Mon or Mon-Fri; "
+                         f"{_HOURS_EXAMPLE}")
+    days = [day for item in days_text.split(",") for day in _parse_days(item.strip(), group)]
+    if ranges_text is None:
+        raise ValueError(f"{group!r} has no hours; write e.g. '{days_text} 09:00-18:00'")
+    return days, [_parse_range(item.strip(), group) for item in ranges_text.split(",")]
+
+
+def _parse_days(item: str, group: str) -> list[int]:
+    """"Mon" or "Mon-Fri" (wrapping past Sunday: "Fri-Mon") as weekday numbers, Monday 0."""
+    first, dash, last = (part.strip() for part in item.partition("-"))
+    start = _weekday(first, group)
+    if not dash:
+        return [start]
+    end = _weekday(last, group)
+    if end == start:
+        raise ValueError(f"day range {item!r} in {group!r} starts and ends on the same day; "
+                         f"write '{first}'")
+    return [(start + i) % 7 for i in range((end - start) % 7 + 1)]
+
+
+def _weekday(name: str, group: str) -> int:
+    for number, day in enumerate(WEEKDAYS):
+        if name.lower() == day.lower():
+            return number
+    raise ValueError(f"unknown day {name!r} in {group!r}; days are {', '.join(WEEKDAYS)}")
+
+
+def _parse_range(item: str, group: str) -> tuple[int, int]:
+    match = _TIME_RANGE.fullmatch(item)
+    if not match:
+        raise ValueError(f"{item!r} in {group!r} is not a time range; write HH:MM-HH:MM, "
+                         "e.g. 09:00-18:00")
+    hour1, min1, hour2, min2 = (int(g) for g in match.groups())
+    for hour, minute in ((hour1, min1), (hour2, min2)):
+        if minute > 59 or hour > 24 or (hour == 24 and minute):
+            raise ValueError(f"{hour:02}:{minute:02} in {group!r} is not a time of day "
+                             "(00:00 to 24:00)")
+    start, end = hour1 * 60 + min1, hour2 * 60 + min2
+    if start >= end:
+        raise ValueError(
+            f"range {item!r} in {group!r} does not end after it starts; a range cannot cross "
+            "midnight, so write an overnight shift as two ranges on two days, e.g. "
+            "'Mon 22:00-24:00; Tue 00:00-06:00'")
+    return start, end
+
+
+def _merged(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    result: list[tuple[int, int]] = []
+    for start, end in sorted(ranges):
+        if result and start <= result[-1][1]:
+            result[-1] = (result[-1][0], max(result[-1][1], end))
+        else:
+            result.append((start, end))
+    return tuple(result)
 
 
 def priority_value(name: str | int) -> int:
@@ -497,8 +585,11 @@ class _Reader:
             self.problem("sla.timezone", f"unknown time zone {timezone!r}")
             timezone = d.timezone
         hours = self.value(t, "sla.business_hours", d.business_hours)
-        if not _BUSINESS_HOURS.match(hours):
-            self.problem("sla.business_hours", "write e.g. 'Mon-Fri 09:00-18:00' or '24x7'")
+        try:
+            parse_business_hours(hours)
+        except ValueError as exc:
+            self.problem("sla.business_hours", str(exc))
+            hours = d.business_hours
         no_holidays: tuple[date, ...] = ()
         holidays = self.value(t, "sla.holidays", no_holidays, _dates)
         priorities = dict(DEFAULT_SLA)
