@@ -10,22 +10,38 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
 from sqlmodel import col, select
 
-from maild import __version__, config
+from maild import __version__, config, tickets
 from maild.app import App
 from maild.clock import FixedClock, parse_instant
 from maild.db import init as init_database
-from maild.db import transaction
+from maild.db import storage_errors, transaction
 from maild.errors import ConfigError, MaildError, NotFound, StorageUnavailable, UsageError
 from maild.ingest import accept
-from maild.models import Inbound, InboundState, Outbox, OutboxState, Queue, Ticket
+from maild.models import (
+    Channel,
+    Direction,
+    Inbound,
+    InboundState,
+    Message,
+    MessageKind,
+    Outbox,
+    OutboxState,
+    Queue,
+    Ticket,
+)
+from maild.sla.duties import run_duties, sla_of
 from maild.threading import process_inbound, process_pending, retry_failed
+from maild.threading.numbers import next_number
 from maild.views import inbound_summary, queue_names, ticket_detail, ticket_summary
 
 EX_TEMPFAIL = 75
@@ -72,6 +88,43 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     show.add_argument("--raw", action="store_true", help="the original bytes of its first mail")
 
+    new = ticket.add_parser("new", help="open a ticket for a contact by phone, web or email")
+    new.add_argument("--channel", required=True, choices=["phone", "web", "email"])
+    new.add_argument("--customer", default="", help="the customer's email address (may be "
+                     "omitted for a phone contact; then no acknowledgement is sent)")
+    new.add_argument("--name", default="", help="the customer's name")
+    new.add_argument("--subject", required=True)
+    _body_arguments(new)
+    new.add_argument("--priority")
+    new.add_argument("--queue")
+    new.add_argument("--staff", help="who logged the contact (default: the first staff member)")
+    assign = ticket.add_parser("assign", help="set the owner")
+    assign.add_argument("number")
+    assign.add_argument("staff_email")
+    assign.add_argument("--staff", help="who assigns (default: the new owner)")
+    queue = ticket.add_parser("queue", help="move the ticket to another queue")
+    queue.add_argument("number")
+    queue.add_argument("queue")
+    queue.add_argument("--staff", help="who moves it")
+    priority = ticket.add_parser("priority", help="change the priority")
+    priority.add_argument("number")
+    priority.add_argument("priority", help="lowest, low, normal, high, highest or 1-5")
+    priority.add_argument("--staff", help="who changes it")
+    reply = ticket.add_parser("reply", help="answer the customer; status becomes waiting")
+    reply.add_argument("number")
+    reply.add_argument("--staff", required=True)
+    _body_arguments(reply)
+    note = ticket.add_parser("note", help="internal note, never sent to the customer")
+    note.add_argument("number")
+    note.add_argument("--staff", required=True)
+    _body_arguments(note)
+    close_request = ticket.add_parser("close-request", help='ask "may we close this ticket?"')
+    close_request.add_argument("number")
+    close_request.add_argument("--staff")
+    close = ticket.add_parser("close", help="close the ticket")
+    close.add_argument("number")
+    close.add_argument("--staff")
+
     inbound = commands.add_parser("inbound", help="stored inbound messages").add_subparsers(
         dest="inbound_command", required=True, parser_class=_Parser)
     ilist = inbound.add_parser("list", help="list inbound messages")
@@ -86,6 +139,12 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("ids", nargs="*", type=int, help="inbound ids (default: every failed one)")
     retry.add_argument("--json", action="store_true")
     return parser
+
+
+def _body_arguments(parser: argparse.ArgumentParser) -> None:
+    body = parser.add_mutually_exclusive_group(required=True)
+    body.add_argument("--body", help="the text")
+    body.add_argument("--body-file", help="read the text from this file ('-' for stdin)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,17 +241,26 @@ def _settle_ingested(app: App, inbound_id: int, *, deliver: bool) -> int:
         print(f"maild: stored as inbound {inbound_id}, but it failed: {settled.reason} "
               f"(see `maild inbound show {inbound_id}`)", file=sys.stderr)
         return 0
-    print(settled.ticket_number)
-    if deliver and settled.ticket_id is not None:
-        with transaction(app.engine, readonly=True) as session:
-            owed = list(session.exec(select(Outbox.id).where(
-                Outbox.ticket_id == settled.ticket_id, Outbox.state == OutboxState.PENDING)))
-        if owed:
-            try:
-                app.deliverer().deliver_due(app.clock, only=[i for i in owed if i is not None])
-            except Exception as exc:  # delivery is retried by the daemon or `maild tick`
-                log.warning("delivery postponed: %s", exc)
+    if settled.ticket_number is None:
+        print(f"maild: stored as inbound {inbound_id}: {settled.reason}", file=sys.stderr)
+    else:
+        print(settled.ticket_number)
+    if deliver:
+        _deliver_owed(app)
     return 0
+
+
+def _deliver_owed(app: App) -> None:
+    """Send right away what the command just queued; the daemon or `maild tick` retries."""
+    with transaction(app.engine, readonly=True) as session:
+        owed = list(session.exec(select(Outbox.id).where(
+            Outbox.state == OutboxState.PENDING,
+            col(Outbox.created_at) >= app.clock.now() - timedelta(minutes=1))))
+    if owed:
+        try:
+            app.deliverer().deliver_due(app.clock, only=[i for i in owed if i is not None])
+        except Exception as exc:
+            log.warning("delivery postponed: %s", exc)
 
 
 def _tick(app: App, args: argparse.Namespace) -> int:
@@ -202,11 +270,16 @@ def _tick(app: App, args: argparse.Namespace) -> int:
         except ValueError:
             raise UsageError(f"--at: not an ISO 8601 instant: {args.at!r}") from None
     settled = process_pending(app.engine, app.settings, app.templates, app.clock)
+    duties = run_duties(app.engine, app.settings, app.templates, app.clock)
     report = app.deliverer().deliver_due(app.clock)
     done = {
         "at": app.clock.now().isoformat(),
         "inbound_done": sum(s.state == InboundState.DONE for s in settled),
         "inbound_failed": sum(s.state == InboundState.FAILED for s in settled),
+        "escalated": duties.escalations,
+        "breached": duties.breaches,
+        "close_requested": duties.close_requests,
+        "closed": duties.closed,
         "sent": len(report.sent),
         "deferred": len(report.deferred),
         "failed": len(report.dead),
@@ -215,7 +288,8 @@ def _tick(app: App, args: argparse.Namespace) -> int:
         _print_json(done)
     else:
         print(f"tick at {done['at']}: inbound threaded {done['inbound_done']}, "
-              f"failed {done['inbound_failed']}; outbound {report.summary()}")
+              f"failed {done['inbound_failed']}; {duties.summary()}; "
+              f"outbound {report.summary()}")
     return 0
 
 
@@ -236,7 +310,9 @@ def _ticket_list(app: App, args: argparse.Namespace) -> int:
             if queue is None:
                 raise NotFound(f"no queue named {args.queue!r}")
             query = query.where(Ticket.queue_id == queue.id)
-        rows = [ticket_summary(t, names) for t in session.exec(query)]
+        now = app.clock.now()
+        rows = [ticket_summary(t, names, sla_of(session, app.settings, t, now))
+                for t in session.exec(query)]
         failed = len(list(session.exec(select(Inbound.id).where(
             Inbound.state == InboundState.FAILED))))
     if args.json:
@@ -264,7 +340,8 @@ def _ticket_show(app: App, args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(first.raw)
             sys.stdout.buffer.flush()
             return 0
-        data = ticket_detail(session, ticket)
+        data = ticket_detail(session, ticket,
+                             sla_of(session, app.settings, ticket, app.clock.now()))
     if args.json:
         _print_json(data)
         return 0
@@ -283,6 +360,102 @@ def _ticket_show(app: App, args: argparse.Namespace) -> int:
     for e in data["events"]:
         print(f"  {e['at']}  {e['type']:<20} {e['actor']:<28} {e['detail']}")
     return 0
+
+
+def _ticket_new(app: App, args: argparse.Namespace) -> int:
+    customer = args.customer.strip().lower()
+    if customer and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", customer):
+        raise UsageError(f"--customer: not an email address: {args.customer!r}")
+    if not customer and args.channel != "phone":
+        raise UsageError(f"--customer is required for a {args.channel} contact")
+    body = _body(args)
+    actor = tickets.staff_member(app.settings, args.staff) if args.staff else \
+        (app.settings.staff[0].email if app.settings.staff else tickets.SYSTEM)
+    with _operation(app) as ctx:
+        ticket = tickets.open_ticket(
+            ctx, number=next_number(ctx.session, ctx.now, app.settings.sla.zone),
+            customer=customer, customer_name=args.name, subject=args.subject,
+            channel=Channel(args.channel), actor=actor, priority=args.priority,
+            queue=args.queue, language=tickets.language_for(app.settings, args.subject, body))
+        assert ticket.id is not None
+        ctx.session.add(Message(ticket_id=ticket.id, direction=Direction.IN,
+                                kind=MessageKind.CUSTOMER, sender=customer,
+                                subject=ticket.subject, body=body, created_at=ctx.now))
+        tickets.acknowledge(ctx, ticket)
+        number = ticket.number
+    _deliver_owed(app)
+    print(number)
+    return 0
+
+
+def _ticket_assign(app: App, args: argparse.Namespace) -> int:
+    actor = args.staff or args.staff_email
+    return _on_ticket(app, args, lambda ctx, t: tickets.assign(ctx, t, args.staff_email,
+                                                               _actor(app, actor)))
+
+
+def _ticket_queue(app: App, args: argparse.Namespace) -> int:
+    return _on_ticket(app, args, lambda ctx, t: tickets.move(ctx, t, args.queue,
+                                                             _actor(app, args.staff)))
+
+
+def _ticket_priority(app: App, args: argparse.Namespace) -> int:
+    return _on_ticket(app, args, lambda ctx, t: tickets.prioritise(ctx, t, args.priority,
+                                                                   _actor(app, args.staff)))
+
+
+def _ticket_reply(app: App, args: argparse.Namespace) -> int:
+    body = _body(args)
+    return _on_ticket(app, args, lambda ctx, t: tickets.answer(ctx, t, args.staff, body))
+
+
+def _ticket_note(app: App, args: argparse.Namespace) -> int:
+    body = _body(args)
+    return _on_ticket(app, args, lambda ctx, t: tickets.note(ctx, t, args.staff, body))
+
+
+def _ticket_close_request(app: App, args: argparse.Namespace) -> int:
+    return _on_ticket(app, args, lambda ctx, t: tickets.request_close(
+        ctx, t, _actor(app, args.staff)))
+
+
+def _ticket_close(app: App, args: argparse.Namespace) -> int:
+    return _on_ticket(app, args, lambda ctx, t: tickets.close(ctx, t, _actor(app, args.staff)))
+
+
+def _on_ticket(app: App, args: argparse.Namespace,
+               operation: Callable[[tickets.Context, Ticket], object]) -> int:
+    with _operation(app) as ctx:
+        ticket = tickets.find(ctx.session, args.number)
+        operation(ctx, ticket)
+        status, owner = ticket.status, ticket.owner
+    _deliver_owed(app)
+    print(f"{args.number}: {status}" + (f", owner {owner}" if owner else ""))
+    return 0
+
+
+@contextmanager
+def _operation(app: App) -> Iterator[tickets.Context]:
+    with storage_errors(), transaction(app.engine) as session:
+        yield tickets.Context(session, app.settings, app.templates, app.clock.now())
+
+
+def _actor(app: App, staff: str | None) -> str:
+    return tickets.staff_member(app.settings, staff) if staff else tickets.SYSTEM
+
+
+def _body(args: argparse.Namespace) -> str:
+    if args.body is not None:
+        text = str(args.body)
+    else:
+        try:
+            text = sys.stdin.read() if args.body_file == "-" else \
+                Path(args.body_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--body-file: cannot read {args.body_file}: {exc}") from None
+    if not text.strip():
+        raise UsageError("the body is empty")
+    return text
 
 
 def _inbound(app: App, args: argparse.Namespace) -> int:
@@ -347,6 +520,9 @@ _HANDLERS: dict[str, _Handler] = {
     "init": _init, "run": _run, "check-config": _check_config, "tick": _tick,
     "ticket": _ticket, "inbound": _inbound,
 }
-_TICKET_HANDLERS: dict[str, _Handler] = {"list": _ticket_list, "show": _ticket_show}
+_TICKET_HANDLERS: dict[str, _Handler] = {
+    "list": _ticket_list, "show": _ticket_show, "new": _ticket_new, "assign": _ticket_assign,
+    "queue": _ticket_queue, "priority": _ticket_priority, "reply": _ticket_reply,
+    "note": _ticket_note, "close-request": _ticket_close_request, "close": _ticket_close}
 _INBOUND_HANDLERS: dict[str, _Handler] = {
     "list": _inbound_list, "show": _inbound_show, "retry": _inbound_retry}

@@ -8,11 +8,13 @@ and every name taken from customer text pass through `single_line` before reachi
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from datetime import datetime
 from email.charset import QP, Charset
 from email.header import Header
 from email.message import Message
+from email.mime.multipart import MIMEMultipart
 from email.policy import compat32
 from email.utils import format_datetime, formataddr
 from pathlib import Path
@@ -51,6 +53,7 @@ class Envelope:
     auto_submitted: str | None = None
     ticket_number: str | None = None
     from_name: str | None = None  # display name; the support name when None
+    html: bool = False            # add an HTML alternative (the customer wrote HTML)
 
 
 class Templates:
@@ -82,9 +85,12 @@ def build_message(
 
     Built with the compat32 classes: they produce the same RFC 5322 output here at a quarter of
     the cost of the header-registry ones, and this runs for every mail maild sends."""
-    long_lines = any(len(line.encode()) > 998 for line in rendered.body.splitlines())
-    msg = Message()
-    msg.set_payload(rendered.body, _UTF8_QP if long_lines else _UTF8_8BIT)
+    msg = _text_part(rendered.body)
+    if envelope.html:
+        alternative = MIMEMultipart("alternative")
+        alternative.attach(msg)
+        alternative.attach(_text_part(_as_html(rendered.body), "html"))
+        msg = alternative
     from_name = settings.mail.support_name if envelope.from_name is None else envelope.from_name
     headers = [
         ("From", _address(from_name, settings.mail.support_address)),
@@ -110,6 +116,23 @@ def build_message(
     for name, value in headers + body_headers:
         msg[name] = value
     return msg.as_bytes(policy=_SMTP_COMPAT32)
+
+
+def _text_part(text: str, subtype: str = "plain") -> Message:
+    long_lines = any(len(line.encode()) > 998 for line in text.splitlines())
+    part = Message()
+    part.set_payload(text, _UTF8_QP if long_lines else _UTF8_8BIT)
+    if subtype != "plain":
+        part.set_type(f"text/{subtype}")
+    return part
+
+
+def _as_html(text: str) -> str:
+    """The plain text as a simple HTML page: paragraphs, line breaks, links left as text."""
+    paragraphs = [p for p in text.split("\n\n") if p.strip()]
+    body = "\n".join("<p>" + html.escape(p).replace("\n", "<br>\n") + "</p>" for p in paragraphs)
+    return ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n'
+            f'<body style="font-family: sans-serif">\n{body}\n</body></html>\n')
 
 
 def _text(value: str) -> str:

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from maild.errors import ConfigError
 
 PRIORITIES = ("lowest", "low", "normal", "high", "highest")
-LANGUAGES = ("en", "ru")
+LANGUAGES = ("en", "ru", "auto")  # auto: Russian for a customer who writes in Cyrillic
 DEFAULT_CONFIG = "config/maild.toml"
 
 _DURATION = re.compile(r"(\d+)\s*(ms|[smhdw])")

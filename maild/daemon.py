@@ -49,6 +49,7 @@ from maild.ingest import Accepted, accept
 from maild.ingest.imap import ImapPoller
 from maild.ingest.smtp import SmtpListener, StoringHandler
 from maild.models import Inbound, Outbox
+from maild.sla.duties import run_duties
 from maild.threading import process_pending
 
 log = logging.getLogger("maild.daemon")
@@ -58,6 +59,7 @@ DATABASE_RETRY_SECONDS = 2.0
 INTAKE_PRIORITY_SECONDS = 0.05  # the longest the worker gives way before each item
 INTAKE_QUIET_SECONDS = 0.003  # ... while the intake stored something this recently
 STATS_EVERY = timedelta(minutes=10)
+DUTIES_EVERY = timedelta(seconds=30)
 WORKER_RESTART_MAX_SECONDS = 60.0
 _SPAWN = multiprocessing.get_context("spawn")
 
@@ -202,6 +204,14 @@ class Worker:
         self.parent = parent
         self.scheduler = schedule.Scheduler()
         self.scheduler.every(int(STATS_EVERY.total_seconds())).seconds.do(self.log_stats)
+        self.scheduler.every(int(DUTIES_EVERY.total_seconds())).seconds.do(self.run_duties)
+
+    def run_duties(self) -> None:
+        """Escalations, breaches, close requests, auto-close: what `maild tick` does."""
+        report = run_duties(self.app.engine, self.app.settings, self.app.templates,
+                            self.app.clock)
+        if report.examined:
+            log.info("timer duties: %s", report.summary())
 
     def stopping(self) -> bool:
         return self.shared.stop.is_set() or os.getppid() != self.parent
@@ -218,6 +228,7 @@ class Worker:
     def loop(self) -> None:
         deliverer = self.app.deliverer()
         self.log_stats()
+        self.run_duties()
         blocked: str | None = None  # the database error of the current outage, logged once
         while not self.stopping():
             self.shared.wake.clear()

@@ -7,6 +7,8 @@ The stages meet here and nowhere else:
 - `outbox`   every message maild owes somebody, rendered and with its Message-ID, written in the
              same transaction as the ticket change that owes it (state pending|sending|sent|
              deferred|dead);
+- `status_change`   every status a ticket entered, for the SLA clock;
+- `duty`            timer duties done (escalations, close requests), unique per period;
 - `ticket_counter`  the per-day counter behind date-based ticket numbers;
 - `imap_cursor`     per polled IMAP folder: UIDVALIDITY and the highest UID already stored.
 
@@ -19,7 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, Text
+from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
@@ -115,6 +117,36 @@ class Ticket(SQLModel, table=True):
     language: str = "en"
     created_at: datetime = _utc()
     updated_at: datetime = _utc()
+    status_since: datetime = _utc()                       # when the current status began
+    unattended_since: datetime | None = _utc(default=None)  # SPEC §8; None while attended
+    close_requested_at: datetime | None = _utc(default=None)
+    escalated_at: datetime | None = _utc(default=None)    # for the current unattended period
+    breached: bool = False
+    next_due_at: datetime | None = _utc(default=None, index=True)  # next timer duty, if any
+
+
+class StatusChange(SQLModel, table=True):
+    """Every status a ticket entered, and when: the SLA clock is computed from these."""
+
+    __tablename__ = "status_change"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    at: datetime = _utc()
+    status: str
+
+
+class Duty(SQLModel, table=True):
+    """A timer duty done once: (ticket, kind, period) is unique, so a second tick at the same
+    instant — or two workers — can never send the same escalation twice."""
+
+    __table_args__ = (UniqueConstraint("ticket_id", "kind", "period"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id")
+    kind: str     # escalation | breach | close_request | auto_close
+    period: str   # ISO instant the period began
+    done_at: datetime = _utc()
 
 
 class Message(SQLModel, table=True):
@@ -221,6 +253,7 @@ __all__ = [
     "Attachment",
     "Channel",
     "Direction",
+    "Duty",
     "Event",
     "ImapCursor",
     "Inbound",
@@ -231,6 +264,7 @@ __all__ = [
     "OutboxState",
     "Queue",
     "Staff",
+    "StatusChange",
     "Ticket",
     "TicketCounter",
     "TicketStatus",

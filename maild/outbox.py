@@ -37,38 +37,50 @@ def queue_mail(
     templates: Templates,
     now: datetime,
     *,
-    ticket: Ticket,
+    ticket: Ticket | None,
     kind: str,
     envelope: Envelope,
     context: dict[str, Any],
     auto_reply: bool = False,
     message_kind: MessageKind = MessageKind.SYSTEM,
 ) -> Outbox | None:
-    """Owe `envelope.to_address` the `kind` mail about `ticket`; None when the cap forbids it."""
-    assert ticket.id is not None
+    """Owe `envelope.to_address` the `kind` mail about `ticket`; None when the cap forbids it.
+
+    Without a ticket (a refused staff mail) the template sees no ticket variables, and the mail
+    is not part of any correspondence."""
     to_address = envelope.to_address.lower()
     if auto_reply and auto_replies_last_hour(session, to_address, now) \
             >= settings.mail.auto_reply_limit_per_hour:
-        session.add(Event(ticket_id=ticket.id, at=now, type="auto_reply_suppressed",
-                          actor="maild",
-                          detail=f"{kind} to {to_address}: hourly cap of "
-                                 f"{settings.mail.auto_reply_limit_per_hour} reached"))
+        if ticket is not None:
+            assert ticket.id is not None
+            session.add(Event(ticket_id=ticket.id, at=now, type="auto_reply_suppressed",
+                              actor="maild",
+                              detail=f"{kind} to {to_address}: hourly cap of "
+                                     f"{settings.mail.auto_reply_limit_per_hour} reached"))
         return None
     if not envelope.message_id:
         envelope = replace(envelope, message_id=make_message_id(settings.mail.domain))
-    envelope = replace(envelope, ticket_number=ticket.number)
-    tag_text = settings.mail.subject_tag
-    rendered = templates.render(kind, ticket.language, {
-        "ticket": ticket, "number": ticket.number, "tag": format_tag(tag_text, ticket.number),
-        "subject": tagged_subject(tag_text, ticket.number, ticket.subject),
-        "support_address": settings.mail.support_address, **context})
+    variables: dict[str, Any] = {"support_address": settings.mail.support_address}
+    language = settings.mail.language if settings.mail.language != "auto" else "en"
+    if ticket is not None:
+        envelope = replace(envelope, ticket_number=ticket.number)
+        tag_text = settings.mail.subject_tag
+        language = ticket.language
+        variables.update({
+            "ticket": ticket, "number": ticket.number,
+            "tag": format_tag(tag_text, ticket.number),
+            "subject": tagged_subject(tag_text, ticket.number, ticket.subject)})
+    rendered = templates.render(kind, language, {**variables, **context})
     raw = build_message(settings, rendered, envelope, now)
-    row = Outbox(ticket_id=ticket.id, kind=kind, mail_from=settings.mail.support_address,
-                 rcpt_to=to_address, message_id=envelope.message_id, raw=raw,
-                 auto_reply=auto_reply, state=OutboxState.PENDING, created_at=now,
-                 next_attempt_at=now)
+    row = Outbox(ticket_id=ticket.id if ticket else None, kind=kind,
+                 mail_from=settings.mail.support_address, rcpt_to=to_address,
+                 message_id=envelope.message_id, raw=raw, auto_reply=auto_reply,
+                 state=OutboxState.PENDING, created_at=now, next_attempt_at=now)
     session.add(row)
     session.flush()
+    if ticket is None:
+        return row
+    assert ticket.id is not None
     session.add(Message(ticket_id=ticket.id, direction=Direction.OUT, kind=message_kind,
                         sender=settings.mail.support_address, recipients=to_address,
                         subject=rendered.subject, body=rendered.body,

@@ -11,7 +11,8 @@ from maild.config import priority_name
 from maild.models import Attachment, Event, Inbound, Message, Queue, Ticket
 
 
-def ticket_summary(ticket: Ticket, queue_names: dict[int, str]) -> dict[str, Any]:
+def ticket_summary(ticket: Ticket, queue_names: dict[int, str],
+                   sla: dict[str, Any]) -> dict[str, Any]:
     return {
         "number": ticket.number,
         "subject": ticket.subject,
@@ -24,13 +25,12 @@ def ticket_summary(ticket: Ticket, queue_names: dict[int, str]) -> dict[str, Any
         "channel": ticket.channel,
         "created_at": iso(ticket.created_at),
         "updated_at": iso(ticket.updated_at),
-        # The SLA clock is computed by maild.sla (issue #5); until then nothing accrues.
-        "sla": {"net_seconds": 0, "resolve_by": None, "breached": False},
+        "sla": sla,  # computed by maild.sla from the status history
     }
 
 
-def ticket_detail(session: Session, ticket: Ticket) -> dict[str, Any]:
-    data = ticket_summary(ticket, queue_names(session))
+def ticket_detail(session: Session, ticket: Ticket, sla: dict[str, Any]) -> dict[str, Any]:
+    data = ticket_summary(ticket, queue_names(session), sla)
     messages = list(session.exec(select(Message).where(Message.ticket_id == ticket.id)
                                  .order_by(col(Message.id))))
     attachments: dict[int, list[dict[str, Any]]] = {}

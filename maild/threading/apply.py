@@ -1,7 +1,8 @@
-"""Apply one parsed inbound message to the tickets: open a new one, append, or reopen.
+"""Apply one parsed inbound message to the tickets: open, append, reopen — or, from staff,
+answer and command (SPEC §5 and §7).
 
-Everything happens in the caller's transaction: the ticket, its message and attachment rows,
-its history events and the outbox rows for the mail it now owes. Automatic mail (SPEC §6) is
+Everything happens in the caller's transaction through the operations of `maild.tickets`, so a
+mail does exactly what the same act on the command line does. Automatic mail (SPEC §6) is
 stored like any other but gets no automatic answer and does not reopen a closed ticket — an
 out-of-office reply to a closing notice must not restart the work.
 """
@@ -9,49 +10,43 @@ out-of-office reply to a closing notice must not restart the work.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
-from sqlmodel import Session, select
-
-from maild.compose import Envelope, Templates
-from maild.config import Settings, priority_value
-from maild.headers import MAX_SUBJECT, single_line
+from maild import tickets
+from maild.compose import Envelope
+from maild.errors import MaildError
 from maild.models import (
     Attachment,
     Channel,
     Direction,
-    Event,
     Inbound,
     Message,
     MessageKind,
-    Queue,
     Ticket,
     TicketStatus,
 )
 from maild.outbox import queue_mail
 from maild.parsing import ParsedMail
+from maild.subject import strip_prefixes
 from maild.threading.numbers import next_number
 from maild.threading.resolve import resolve
+from maild.threading.staffmail import Command, StaffMail, forwarded_addresses, read_staff_mail
+from maild.tickets import Context
+
+__all__ = ["Applied", "Context", "apply_message"]  # Context is re-exported for the worker
 
 
 @dataclass(frozen=True)
 class Applied:
-    ticket: Ticket
+    ticket: Ticket | None    # None: a staff mail that was refused and is not on any ticket
     created: bool = False
     reopened: bool = False
-
-
-@dataclass(frozen=True)
-class Context:
-    session: Session
-    settings: Settings
-    templates: Templates
-    now: datetime
 
 
 def apply_message(ctx: Context, inbound: Inbound, mail: ParsedMail) -> Applied:
     found = resolve(ctx.session, ctx.settings, mail)
     ticket = found.ticket
+    if ctx.settings.is_staff(mail.sender) and not mail.automatic:
+        return _staff_mail(ctx, inbound, mail, ticket)
     if ticket is not None and ticket.status == TicketStatus.CLOSED \
             and not ctx.settings.tickets.reopen_closed:
         # Follow-ups to closed tickets open new ones when reopening is switched off.
@@ -61,104 +56,157 @@ def apply_message(ctx: Context, inbound: Inbound, mail: ParsedMail) -> Applied:
     return _append(ctx, ticket, inbound, mail, via=found.via)
 
 
+# --- customers --------------------------------------------------------------------------------
+
+
 def _new_ticket(
     ctx: Context, inbound: Inbound, mail: ParsedMail, *, claimed: str | None = None,
-    follows: str | None = None,
+    follows: str | None = None, customer: str | None = None, customer_name: str | None = None,
 ) -> Applied:
-    settings, session = ctx.settings, ctx.session
-    queue = session.exec(select(Queue).where(Queue.name == settings.tickets.default_queue)).one()
-    assert queue.id is not None
-    ticket = Ticket(
-        number=next_number(session, ctx.now, settings.sla.zone),
-        subject=single_line(mail.subject, limit=MAX_SUBJECT) or "(no subject)",
-        status=TicketStatus.NEW,
-        priority=priority_value(settings.tickets.default_priority),
-        queue_id=queue.id,
-        customer=mail.sender,
-        customer_name=mail.sender_name,
-        channel=Channel.EMAIL,
-        language=settings.mail.language,
-        created_at=ctx.now,
-        updated_at=ctx.now,
-    )
-    session.add(ticket)
-    session.flush()
-    assert ticket.id is not None
-    _event(ctx, ticket, "created", mail.sender, f"by email, queue {queue.name!r}")
+    ticket = tickets.open_ticket(
+        ctx, number=next_number(ctx.session, ctx.now, ctx.settings.sla.zone),
+        customer=customer or mail.sender,
+        customer_name=mail.sender_name if customer_name is None else customer_name,
+        subject=mail.subject if customer is None else strip_prefixes(mail.subject),
+        channel=Channel.EMAIL, actor=mail.sender,
+        language=tickets.language_for(ctx.settings, mail.subject, mail.text))
     if claimed:
-        _event(ctx, ticket, "claimed_ticket", mail.sender,
-               f"subject quotes ticket {claimed}, but the sender is not one of its participants")
+        tickets.event(ctx, ticket, "claimed_ticket", mail.sender,
+                      f"subject quotes ticket {claimed}, but the sender is not one of its "
+                      "participants")
     if follows:
-        _event(ctx, ticket, "follows_closed", mail.sender,
-               f"follow-up to closed ticket {follows} (tickets.reopen_closed = false)")
-    message = _store_message(ctx, ticket, inbound, mail)
+        tickets.event(ctx, ticket, "follows_closed", mail.sender,
+                      f"follow-up to closed ticket {follows} (tickets.reopen_closed = false)")
+    _store_message(ctx, ticket, inbound, mail)
     if mail.automatic:
-        _event(ctx, ticket, "no_acknowledgement", "maild",
-               f"automatic message: {mail.automatic_reason}")
-    elif not _reachable(mail.sender):
-        _event(ctx, ticket, "no_acknowledgement", "maild",
-               f"the sender address {mail.sender} has no domain to answer to")
-    else:
-        _reply_to_sender(ctx, ticket, mail, message, "ack")
+        tickets.event(ctx, ticket, "no_acknowledgement", tickets.SYSTEM,
+                      f"automatic message: {mail.automatic_reason}")
+    elif customer is None:
+        tickets.acknowledge(ctx, ticket, in_reply_to=mail.message_id,
+                            references=_thread(mail), html=bool(mail.html),
+                            original_subject=mail.subject)
+    else:  # staff forwarded a customer's mail: the customer's thread is not this message
+        tickets.acknowledge(ctx, ticket, original_subject=ticket.subject)
     return Applied(ticket, created=True)
 
 
 def _append(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedMail, via: str) -> Applied:
     message = _store_message(ctx, ticket, inbound, mail)
-    _event(ctx, ticket, "message_received", mail.sender, f"threaded by {via}")
+    tickets.event(ctx, ticket, "message_received", mail.sender, f"threaded by {via}")
     ticket.updated_at = ctx.now
-    from_customer = not ctx.settings.is_staff(mail.sender)
+    if mail.automatic:
+        if ticket.status == TicketStatus.CLOSED:
+            tickets.event(ctx, ticket, "not_reopened", tickets.SYSTEM,
+                          f"automatic message: {mail.automatic_reason}")
+        return Applied(ticket)
     if ticket.status == TicketStatus.CLOSED:
-        if mail.automatic:
-            _event(ctx, ticket, "not_reopened", "maild",
-                   f"automatic message: {mail.automatic_reason}")
-            return Applied(ticket)
-        _reopen(ctx, ticket, mail, message)
+        tickets.reopen(ctx, ticket, mail.sender, message, _excerpt(mail.text),
+                       notify_sender=not mail.sender.endswith("@invalid"),
+                       html=bool(mail.html))
         return Applied(ticket, reopened=True)
-    if from_customer and ticket.status == TicketStatus.WAITING and not mail.automatic:
-        _set_status(ctx, ticket, _working_status(ticket), mail.sender, "customer answered")
+    tickets.customer_wrote(ctx, ticket, mail.sender)
     return Applied(ticket)
 
 
-def _reopen(ctx: Context, ticket: Ticket, mail: ParsedMail, message: Message) -> None:
-    _set_status(ctx, ticket, _working_status(ticket), mail.sender, "reopened by a new message")
-    _event(ctx, ticket, "reopened", mail.sender, f"message {message.message_id or message.id}")
-    _reply_to_sender(ctx, ticket, mail, message, "reopened")
-    if ticket.owner:
-        owner_name = _staff_name(ctx.settings, ticket.owner)
-        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket,
-                   kind="reopened_owner",
-                   envelope=Envelope(message_id="", to_address=ticket.owner, to_name=owner_name,
-                                     in_reply_to=message.message_id,
-                                     auto_submitted="auto-generated"),
-                   context={"owner_name": owner_name, "sender": mail.sender,
-                            "excerpt": _excerpt(mail.text)})
+# --- staff ------------------------------------------------------------------------------------
 
 
-def _reply_to_sender(
-    ctx: Context, ticket: Ticket, mail: ParsedMail, message: Message, kind: str
-) -> None:
-    """An automatic answer to the sender, threaded under their message."""
-    if mail.automatic or not _reachable(mail.sender):
-        return
-    references = mail.references + ((mail.message_id,) if mail.message_id else ())
+def _staff_mail(ctx: Context, inbound: Inbound, mail: ParsedMail,
+                ticket: Ticket | None) -> Applied:
+    staff = mail.sender
+    read = read_staff_mail(mail.text)
+    errors = list(read.errors) + _invalid_commands(ctx, read.commands)
+    if errors:
+        if ticket is not None:
+            _store_message(ctx, ticket, inbound, mail, kind=MessageKind.STAFF)
+            tickets.event(ctx, ticket, "commands_refused", staff, "; ".join(errors))
+        _tell_staff(ctx, ticket, mail, "staff_error", {"errors": errors})
+        return Applied(ticket)
+    created = False
+    if ticket is None:
+        customers = [a for a in forwarded_addresses(mail.text) + list(mail.to + mail.cc)
+                     if not _ours(ctx, a)]
+        if not customers:
+            _tell_staff(ctx, None, mail, "staff_refused", {})
+            return Applied(None)
+        applied = _new_ticket(ctx, inbound, mail, customer=customers[0], customer_name="")
+        assert applied.ticket is not None
+        tickets.event(ctx, applied.ticket, "forwarded", staff,
+                      f"staff forwarded mail from {customers[0]}")
+        return _run_commands(ctx, applied.ticket, staff, read, None, created=True)
+    message = _store_message(ctx, ticket, inbound, mail, kind=MessageKind.STAFF,
+                             body=read.text)
+    return _run_commands(ctx, ticket, staff, read, message, created=created,
+                         html=bool(mail.html))
+
+
+def _run_commands(ctx: Context, ticket: Ticket, staff: str, read: StaffMail,
+                  message: Message | None, *, created: bool, html: bool = False) -> Applied:
+    names = [c.name for c in read.commands]
+    for command in read.commands:
+        if command.name == "assign":
+            tickets.assign(ctx, ticket, command.argument, staff)
+        elif command.name == "queue":
+            tickets.move(ctx, ticket, command.argument, staff)
+        elif command.name == "priority":
+            tickets.prioritise(ctx, ticket, command.argument, staff)
+    if message is not None:
+        if "note" in names:
+            tickets.note(ctx, ticket, staff, read.text, message=message)
+        elif read.text.strip():
+            tickets.answer(ctx, ticket, staff, read.text, message=message, html=html)
+        else:
+            tickets.attended(ctx, ticket, staff)
+    if "close-request" in names:
+        tickets.request_close(ctx, ticket, staff)
+    if "close" in names:
+        tickets.close(ctx, ticket, staff, "closed by staff mail")
+    return Applied(ticket, created=created)
+
+
+def _invalid_commands(ctx: Context, commands: tuple[Command, ...]) -> list[str]:
+    """Check every argument before anything is applied: a mail's commands all run or none."""
+    errors = []
+    for command in commands:
+        try:
+            if command.name == "assign":
+                tickets.staff_member(ctx.settings, command.argument)
+            elif command.name == "queue":
+                tickets.queue_named(ctx.session, command.argument)
+            elif command.name == "priority":
+                from maild.config import priority_value
+                priority_value(command.argument)
+        except (MaildError, ValueError) as exc:
+            errors.append(f"{command.line.strip()}: {exc}")
+    if {"close", "close-request"} <= {c.name for c in commands}:
+        errors.append("#close and #close-request cannot go together")
+    return errors
+
+
+def _tell_staff(ctx: Context, ticket: Ticket | None, mail: ParsedMail, kind: str,
+                context: dict[str, object]) -> None:
+    """A short reply to the staff member; never anything to the customer."""
     queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket, kind=kind,
                envelope=Envelope(message_id="", to_address=mail.sender,
-                                 to_name=mail.sender_name, in_reply_to=mail.message_id,
-                                 references=references, auto_submitted="auto-replied"),
-               context={"customer_name": mail.sender_name or "",
-                        "original_subject": mail.subject},
-               auto_reply=True)
+                                 to_name=tickets.staff_name(ctx.settings, mail.sender),
+                                 in_reply_to=mail.message_id, references=_thread(mail),
+                                 auto_submitted="auto-replied"),
+               context={"staff_name": tickets.staff_name(ctx.settings, mail.sender),
+                        "original_subject": mail.subject, **context})
 
 
-def _store_message(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedMail) -> Message:
+# --- storing ----------------------------------------------------------------------------------
+
+
+def _store_message(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedMail, *,
+                   kind: MessageKind | None = None, body: str | None = None) -> Message:
     assert ticket.id is not None
-    kind = MessageKind.STAFF if ctx.settings.is_staff(mail.sender) else MessageKind.CUSTOMER
     message = Message(
-        ticket_id=ticket.id, direction=Direction.IN, kind=kind, sender=mail.sender,
-        recipients=",".join(dict.fromkeys(mail.to + mail.cc)), subject=mail.subject,
-        body=mail.text, message_id=mail.message_id, inbound_id=inbound.id,
-        automatic=mail.automatic, created_at=ctx.now)
+        ticket_id=ticket.id, direction=Direction.IN, kind=kind or MessageKind.CUSTOMER,
+        sender=mail.sender, recipients=",".join(dict.fromkeys(mail.to + mail.cc)),
+        subject=mail.subject, body=mail.text if body is None else body,
+        message_id=mail.message_id, inbound_id=inbound.id, automatic=mail.automatic,
+        created_at=ctx.now)
     ctx.session.add(message)
     ctx.session.flush()
     assert message.id is not None
@@ -168,30 +216,15 @@ def _store_message(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedM
     return message
 
 
-def _reachable(address: str) -> bool:
-    """False for the `name@invalid` that parsing makes of a sender without a domain."""
-    return not address.endswith("@invalid")
+def _ours(ctx: Context, address: str) -> bool:
+    address = address.lower()
+    return ctx.settings.is_staff(address) or address in {a.lower() for a in
+                                                         ctx.settings.mail.accept} \
+        or address == ctx.settings.mail.support_address.lower()
 
 
-def _working_status(ticket: Ticket) -> TicketStatus:
-    return TicketStatus.OPEN if ticket.owner else TicketStatus.NEW
-
-
-def _set_status(ctx: Context, ticket: Ticket, status: TicketStatus, actor: str, why: str) -> None:
-    if ticket.status != status:
-        _event(ctx, ticket, "status", actor, f"{ticket.status} -> {status}: {why}")
-        ticket.status = status
-        ticket.updated_at = ctx.now
-
-
-def _event(ctx: Context, ticket: Ticket, type_: str, actor: str, detail: str) -> None:
-    assert ticket.id is not None
-    ctx.session.add(Event(ticket_id=ticket.id, at=ctx.now, type=type_, actor=actor,
-                          detail=detail))
-
-
-def _staff_name(settings: Settings, email: str) -> str:
-    return next((s.name for s in settings.staff if s.email.lower() == email.lower()), "")
+def _thread(mail: ParsedMail) -> tuple[str, ...]:
+    return mail.references + ((mail.message_id,) if mail.message_id else ())
 
 
 def _excerpt(text: str, limit: int = 1000) -> str:

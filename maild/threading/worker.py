@@ -58,16 +58,18 @@ def process_inbound(
                 return _current(session, inbound_id)
             now = clock.now()
             applied = apply_message(Context(session, settings, templates, now), row, mail)
+            ticket = applied.ticket
             row.state = InboundState.DONE
-            row.ticket_id = applied.ticket.id
-            row.reason = ""
+            row.ticket_id = ticket.id if ticket else None
+            row.reason = "" if ticket else "staff mail about no ticket: refused, sender told"
             row.attempts += 1
             row.processed_at = now
-            log.info("inbound %s message-id=<%s> -> ticket %s%s", inbound_id,
-                     mail.message_id or "-",
-                     applied.ticket.number, " (new)" if applied.created else "")
-            return Settled(inbound_id, InboundState.DONE, applied.ticket.number,
-                           applied.ticket.id, created=applied.created)
+            log.info("inbound %s message-id=<%s> -> %s%s", inbound_id, mail.message_id or "-",
+                     f"ticket {ticket.number}" if ticket else "no ticket (refused staff mail)",
+                     " (new)" if applied.created else "")
+            return Settled(inbound_id, InboundState.DONE, ticket.number if ticket else None,
+                           ticket.id if ticket else None, reason=row.reason,
+                           created=applied.created)
     except StorageUnavailable:
         raise
     except Exception as exc:  # any other failure is this message's: keep it, say why

@@ -1,0 +1,186 @@
+"""The timer duties of SPEC §4, §6 and §8, run by the daemon's timer and by `maild tick`:
+
+- **escalation**: a ticket unattended longer than its priority's `escalate_after` (business
+  time) — one mail to every staff member, once per unattended period;
+- **breach**: net working time past `resolve_within` — marked breached, escalated once more;
+- **close request**: a `waiting` ticket whose customer stayed silent `close.request_after`;
+- **auto-close**: no answer `close.close_after` after the close request.
+
+Each duty done is a `duty` row unique per (ticket, kind, period), so running twice for the same
+instant — or two workers at once — sends nothing twice. Each ticket carries `next_due_at`, the
+earliest instant any of its duties falls due (an operation that changes the ticket sets it to
+"now", meaning: look again), so a tick reads only the tickets that are due, through an index.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from maild import tickets
+from maild.clock import Clock, iso
+from maild.compose import Envelope, Templates
+from maild.config import Settings, priority_name
+from maild.db import claim, transaction
+from maild.models import Duty, Queue, StatusChange, Ticket, TicketStatus
+from maild.outbox import queue_mail
+from maild.sla.calendar import BusinessCalendar
+from maild.sla.clock import RUNNING, sla_state
+from maild.tickets import FAR_FUTURE, Context
+
+log = logging.getLogger("maild.sla")
+
+
+@dataclass
+class TickReport:
+    examined: int = 0
+    escalations: list[str] = field(default_factory=list)
+    breaches: list[str] = field(default_factory=list)
+    close_requests: list[str] = field(default_factory=list)
+    closed: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (f"escalated {len(self.escalations)}, breached {len(self.breaches)}, "
+                f"close requests {len(self.close_requests)}, auto-closed {len(self.closed)} "
+                f"(of {self.examined} due)")
+
+
+def run_duties(engine: Engine, settings: Settings, templates: Templates, clock: Clock,
+               limit: int = 1000) -> TickReport:
+    """Do every duty due at `clock.now()`, for at most `limit` tickets."""
+    now = clock.now()
+    calendar = BusinessCalendar.from_settings(settings.sla)
+    report = TickReport()
+    with transaction(engine, readonly=True) as session:
+        due = list(session.exec(select(Ticket.id).where(col(Ticket.next_due_at) <= now)
+                                .order_by(col(Ticket.next_due_at)).limit(limit)))
+    for ticket_id in due:
+        with transaction(engine) as session:
+            ticket = session.exec(claim(select(Ticket).where(
+                Ticket.id == ticket_id, col(Ticket.next_due_at) <= now), engine)).first()
+            if ticket is None:  # another worker got there first
+                continue
+            report.examined += 1
+            ctx = Context(session, settings, templates, now)
+            ticket.next_due_at = _run(ctx, calendar, ticket, report)
+    return report
+
+
+def sla_of(session: Session, settings: Settings, ticket: Ticket,
+           now: datetime) -> dict[str, object]:
+    """The `sla` block of `ticket show` (SPEC §3)."""
+    calendar = BusinessCalendar.from_settings(settings.sla)
+    state = sla_state(calendar, _history(session, ticket), now, _target(settings, ticket))
+    return {"net_seconds": int(state.net.total_seconds()), "resolve_by": iso(state.resolve_by),
+            "breached": state.breached or ticket.breached}
+
+
+def _run(ctx: Context, calendar: BusinessCalendar, ticket: Ticket,
+         report: TickReport) -> datetime:
+    """Do what is due for one ticket; return when it next needs looking at."""
+    if ticket.status == TicketStatus.CLOSED:
+        return FAR_FUTURE
+    upcoming: list[datetime] = []
+    policy = ctx.settings.sla.priorities[priority_name(ticket.priority)]
+
+    if ticket.unattended_since is not None and ticket.status in RUNNING:
+        due = calendar.add_business_time(ticket.unattended_since, policy.escalate_after)
+        if due > ctx.now:
+            upcoming.append(due)
+        elif _once(ctx, ticket, "escalation", ticket.unattended_since):
+            _escalate(ctx, ticket, breached=False,
+                      why=f"unattended for {_human(policy.escalate_after)} of business time "
+                          f"since {iso(ticket.unattended_since)}")
+            ticket.escalated_at = ctx.now
+            report.escalations.append(ticket.number)
+
+    if not ticket.breached and ticket.status in RUNNING:
+        state = sla_state(calendar, _history(ctx.session, ticket), ctx.now,
+                          policy.resolve_within)
+        if state.breached and _once(ctx, ticket, "breach", ticket.created_at):
+            ticket.breached = True
+            tickets.event(ctx, ticket, "breached", tickets.SYSTEM,
+                          f"net working time {_human(state.net)} passed resolve_within "
+                          f"{_human(policy.resolve_within)}")
+            _escalate(ctx, ticket, breached=True,
+                      why=f"resolution target of {_human(policy.resolve_within)} net working "
+                          "time missed")
+            report.breaches.append(ticket.number)
+        elif state.resolve_by is not None:
+            upcoming.append(state.resolve_by)
+
+    if ticket.status == TicketStatus.WAITING and ticket.close_requested_at is None:
+        due = ticket.status_since + ctx.settings.close.request_after
+        if due > ctx.now:
+            upcoming.append(due)
+        elif ticket.customer and _once(ctx, ticket, "close_request", ticket.status_since):
+            tickets.request_close(ctx, ticket, tickets.SYSTEM)
+            report.close_requests.append(ticket.number)
+    if ticket.status == TicketStatus.WAITING and ticket.close_requested_at is not None:
+        due = ticket.close_requested_at + ctx.settings.close.close_after
+        if due > ctx.now:
+            upcoming.append(due)
+        elif _once(ctx, ticket, "auto_close", ticket.close_requested_at):
+            tickets.close(ctx, ticket, tickets.SYSTEM,
+                          f"no answer {_human(ctx.settings.close.close_after)} after the close "
+                          "request")
+            report.closed.append(ticket.number)
+            return FAR_FUTURE
+    return min(upcoming, default=FAR_FUTURE)
+
+
+def _once(ctx: Context, ticket: Ticket, kind: str, period: datetime) -> bool:
+    """Record the duty; False when it was done already (by an earlier tick or another worker)."""
+    assert ticket.id is not None
+    try:
+        with ctx.session.begin_nested():
+            ctx.session.add(Duty(ticket_id=ticket.id, kind=kind, period=period.isoformat(),
+                                 done_at=ctx.now))
+    except IntegrityError:
+        return False
+    return True
+
+
+def _escalate(ctx: Context, ticket: Ticket, *, breached: bool, why: str) -> None:
+    """One mail to every staff member (SPEC §6), and an event."""
+    staff = ctx.settings.staff
+    tickets.event(ctx, ticket, "escalated", tickets.SYSTEM,
+                  f"{why}; notified {', '.join(s.email for s in staff) or 'nobody (no staff)'}")
+    queue = ctx.session.get(Queue, ticket.queue_id)
+    for member in staff:
+        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket,
+                   kind="escalation",
+                   envelope=Envelope(message_id="", to_address=member.email,
+                                     to_name=member.name, auto_submitted="auto-generated"),
+                   context={"staff_name": member.name, "why": why, "breached": breached,
+                            "priority": priority_name(ticket.priority),
+                            "queue": queue.name if queue else "",
+                            "owner": ticket.owner or "",
+                            "unattended_since": iso(ticket.unattended_since) or "",
+                            "excerpt": tickets.first_customer_text(ctx.session, ticket, 600)})
+    log.info("ticket %s escalated to %d staff: %s", ticket.number, len(staff), why)
+
+
+def _history(session: Session, ticket: Ticket) -> list[tuple[datetime, str]]:
+    rows = session.exec(select(StatusChange).where(StatusChange.ticket_id == ticket.id)
+                        .order_by(col(StatusChange.at), col(StatusChange.id)))
+    return [(row.at, row.status) for row in rows]
+
+
+def _target(settings: Settings, ticket: Ticket) -> timedelta:
+    return settings.sla.priorities[priority_name(ticket.priority)].resolve_within
+
+
+def _human(duration: timedelta) -> str:
+    seconds = int(duration.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "",
+             f"{minutes}m" if minutes else ""]
+    return "".join(parts) or f"{seconds}s"
