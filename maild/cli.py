@@ -40,6 +40,8 @@ from maild.models import (
     Ticket,
 )
 from maild.sla.duties import run_duties, sla_of
+from maild.sla.report import render_text as render_sla_report
+from maild.sla.report import sla_report
 from maild.threading import process_inbound, process_pending, retry_failed
 from maild.threading.numbers import next_number
 from maild.views import inbound_summary, queue_names, ticket_detail, ticket_summary
@@ -83,10 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--queue")
     listing.add_argument("--owner")
     listing.add_argument("--json", action="store_true")
+    listing.add_argument("--at", help="compute the SLA clock as at this ISO 8601 instant")
     show = ticket.add_parser("show", help="one ticket with its correspondence and history")
     show.add_argument("number")
     show.add_argument("--json", action="store_true")
     show.add_argument("--raw", action="store_true", help="the original bytes of its first mail")
+    show.add_argument("--at", help="compute the SLA clock as at this ISO 8601 instant")
 
     new = ticket.add_parser("new", help="open a ticket for a contact by phone, web or email")
     new.add_argument("--channel", required=True, choices=["phone", "web", "email"])
@@ -124,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     close = ticket.add_parser("close", help="close the ticket")
     close.add_argument("number")
     close.add_argument("--staff")
+
+    sla = commands.add_parser("sla", help="the SLA").add_subparsers(
+        dest="sla_command", required=True, parser_class=_Parser)
+    report = sla.add_parser("report", help="open tickets by priority, breaches, escalations")
+    report.add_argument("--json", action="store_true")
+    report.add_argument("--days", type=int, default=7, help="escalations of the last N days")
+    report.add_argument("--at", help="as at this ISO 8601 instant")
 
     inbound = commands.add_parser("inbound", help="stored inbound messages").add_subparsers(
         dest="inbound_command", required=True, parser_class=_Parser)
@@ -263,12 +274,17 @@ def _deliver_owed(app: App) -> None:
             log.warning("delivery postponed: %s", exc)
 
 
-def _tick(app: App, args: argparse.Namespace) -> int:
-    if args.at:
+def _clock_at(app: App, at: str | None) -> None:
+    """`--at`: run as at the given instant instead of now."""
+    if at:
         try:
-            app.clock = FixedClock(parse_instant(args.at))
+            app.clock = FixedClock(parse_instant(at))
         except ValueError:
-            raise UsageError(f"--at: not an ISO 8601 instant: {args.at!r}") from None
+            raise UsageError(f"--at: not an ISO 8601 instant: {at!r}") from None
+
+
+def _tick(app: App, args: argparse.Namespace) -> int:
+    _clock_at(app, args.at)
     settled = process_pending(app.engine, app.settings, app.templates, app.clock)
     duties = run_duties(app.engine, app.settings, app.templates, app.clock)
     report = app.deliverer().deliver_due(app.clock)
@@ -298,6 +314,7 @@ def _ticket(app: App, args: argparse.Namespace) -> int:
 
 
 def _ticket_list(app: App, args: argparse.Namespace) -> int:
+    _clock_at(app, args.at)
     with transaction(app.engine, readonly=True) as session:
         names = queue_names(session)
         query = select(Ticket).order_by(col(Ticket.id))
@@ -328,6 +345,7 @@ def _ticket_list(app: App, args: argparse.Namespace) -> int:
 
 
 def _ticket_show(app: App, args: argparse.Namespace) -> int:
+    _clock_at(app, args.at)
     with transaction(app.engine, readonly=True) as session:
         ticket = session.exec(select(Ticket).where(Ticket.number == args.number.strip())).first()
         if ticket is None:
@@ -458,6 +476,17 @@ def _body(args: argparse.Namespace) -> str:
     return text
 
 
+def _sla(app: App, args: argparse.Namespace) -> int:
+    _clock_at(app, args.at)
+    with transaction(app.engine, readonly=True) as session:
+        report = sla_report(session, app.settings, app.clock.now(), args.days)
+    if args.json:
+        _print_json(report)
+    else:
+        print(render_sla_report(report))
+    return 0
+
+
 def _inbound(app: App, args: argparse.Namespace) -> int:
     return _INBOUND_HANDLERS[args.inbound_command](app, args)
 
@@ -518,7 +547,7 @@ def _print_json(data: Any) -> None:
 _Handler = Callable[[App, argparse.Namespace], int]
 _HANDLERS: dict[str, _Handler] = {
     "init": _init, "run": _run, "check-config": _check_config, "tick": _tick,
-    "ticket": _ticket, "inbound": _inbound,
+    "ticket": _ticket, "inbound": _inbound, "sla": _sla,
 }
 _TICKET_HANDLERS: dict[str, _Handler] = {
     "list": _ticket_list, "show": _ticket_show, "new": _ticket_new, "assign": _ticket_assign,

@@ -89,7 +89,7 @@ def _run(ctx: Context, calendar: BusinessCalendar, ticket: Ticket,
     policy = ctx.settings.sla.priorities[priority_name(ticket.priority)]
 
     if ticket.unattended_since is not None and ticket.status in RUNNING:
-        due = calendar.add_business_time(ticket.unattended_since, policy.escalate_after)
+        due = escalation_due(calendar, ticket.unattended_since, policy.escalate_after)
         if due > ctx.now:
             upcoming.append(due)
         elif _once(ctx, ticket, "escalation", ticket.unattended_since):
@@ -132,6 +132,13 @@ def _run(ctx: Context, calendar: BusinessCalendar, ticket: Ticket,
             report.closed.append(ticket.number)
             return FAR_FUTURE
     return min(upcoming, default=FAR_FUTURE)
+
+
+def escalation_due(calendar: BusinessCalendar, since: datetime, allowed: timedelta) -> datetime:
+    """When a ticket unattended since `since` has been so *longer than* `allowed`: the first
+    business instant after that much business time — a ticket created Friday 17:30 with 30
+    minutes under Mon-Fri 09:00-18:00 escalates Monday 09:00, when someone is there to act."""
+    return calendar.next_business_instant(calendar.add_business_time(since, allowed))
 
 
 def _once(ctx: Context, ticket: Ticket, kind: str, period: datetime) -> bool:
