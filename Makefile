@@ -37,9 +37,11 @@ typecheck: install
 unit: install
 	$(BIN)/pytest
 
-## bench: the ingest benchmark (numbers, not a pass/fail)
+## bench: the benchmarks (numbers, not a pass/fail); see bench/README.md
 bench: install
 	$(BIN)/python bench/ingest_bench.py
+	$(BIN)/python bench/e2e_bench.py
+	$(BIN)/python bench/sla_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
