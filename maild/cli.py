@@ -388,7 +388,7 @@ def _ticket_new(app: App, args: argparse.Namespace) -> int:
         raise UsageError(f"--customer is required for a {args.channel} contact")
     body = _body(args)
     actor = tickets.staff_member(app.settings, args.staff) if args.staff else \
-        (app.settings.staff[0].email if app.settings.staff else tickets.SYSTEM)
+        tickets.OPERATOR
     with _operation(app) as ctx:
         ticket = tickets.open_ticket(
             ctx, number=next_number(ctx.session, ctx.now, app.settings.sla.zone),
@@ -408,8 +408,9 @@ def _ticket_new(app: App, args: argparse.Namespace) -> int:
 
 def _ticket_assign(app: App, args: argparse.Namespace) -> int:
     actor = args.staff or args.staff_email
-    return _on_ticket(app, args, lambda ctx, t: tickets.assign(ctx, t, args.staff_email,
-                                                               _actor(app, actor)))
+    # Without --staff nobody said who assigns: the new owner is told (SPEC §6 "assigned").
+    return _on_ticket(app, args, lambda ctx, t: tickets.assign(
+        ctx, t, args.staff_email, _actor(app, actor), notify=True if not args.staff else None))
 
 
 def _ticket_queue(app: App, args: argparse.Namespace) -> int:
@@ -459,7 +460,9 @@ def _operation(app: App) -> Iterator[tickets.Context]:
 
 
 def _actor(app: App, staff: str | None) -> str:
-    return tickets.staff_member(app.settings, staff) if staff else tickets.SYSTEM
+    """Who acts: the named staff member, else the operator at the command line — a person,
+    so the act ends the ticket's unattended period like any staff action (SPEC §8)."""
+    return tickets.staff_member(app.settings, staff) if staff else tickets.OPERATOR
 
 
 def _body(args: argparse.Namespace) -> str:

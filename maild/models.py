@@ -119,6 +119,7 @@ class Ticket(SQLModel, table=True):
     updated_at: datetime = _utc()
     status_since: datetime = _utc()                       # when the current status began
     unattended_since: datetime | None = _utc(default=None)  # SPEC §8; None while attended
+    answered_at: datetime | None = _utc(default=None)     # the latest staff answer
     close_requested_at: datetime | None = _utc(default=None)
     escalated_at: datetime | None = _utc(default=None)    # for the current unattended period
     breached: bool = False

@@ -35,7 +35,8 @@ from maild.models import (
 from maild.outbox import queue_mail
 
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
-SYSTEM = "maild"
+SYSTEM = "maild"          # the actor of what maild does by itself (timers, notices)
+OPERATOR = "operator"     # the actor of a command run without --staff
 # `ticket.next_due_at` of a ticket no timer duty will ever concern (closed).
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 
@@ -198,7 +199,10 @@ def reopen(ctx: Context, ticket: Ticket, sender: str, message: Message, excerpt:
 # --- staff act --------------------------------------------------------------------------------
 
 
-def assign(ctx: Context, ticket: Ticket, owner: str, actor: str) -> None:
+def assign(ctx: Context, ticket: Ticket, owner: str, actor: str, *,
+           notify: bool | None = None) -> None:
+    """Set the owner; the new owner gets the "assigned" mail (SPEC §6) — by default unless
+    they assigned the ticket to themselves; `notify=True` tells them in any case."""
     owner = staff_member(ctx.settings, owner)
     if ticket.owner == owner:
         return
@@ -207,7 +211,7 @@ def assign(ctx: Context, ticket: Ticket, owner: str, actor: str) -> None:
     if ticket.status == TicketStatus.NEW:
         set_status(ctx, ticket, TicketStatus.OPEN, actor, "assigned")
     attended(ctx, ticket, actor)
-    if owner != actor.lower():
+    if notify or (notify is None and owner != actor.lower()):
         name = staff_name(ctx.settings, owner)
         queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket,
                    kind="assigned",
@@ -274,6 +278,8 @@ def answer(
     else:
         event(ctx, ticket, "not_sent", staff, "the customer has no email address")
     event(ctx, ticket, "answered", staff, f"message {message.id}")
+    ticket.answered_at = ctx.now  # the customer's silence is counted from here
+    ticket.next_due_at = ctx.now
     set_status(ctx, ticket, TicketStatus.WAITING, staff, "staff answered")
     attended(ctx, ticket, staff)
 

@@ -36,8 +36,10 @@ auto_reply_limit_per_hour = {cap}
 templates_dir = "{templates}"
 
 [outbound]
-transport = "maildir"
+transport = "{transport}"
 maildir = "{root}/var/outbox"
+smtp_host = "127.0.0.1"
+smtp_port = {smtp_port}
 
 [tickets]
 reopen_closed = {reopen}
@@ -66,14 +68,18 @@ class Run:
 
 
 class Helpdesk:
-    """One maild installation in a temporary folder."""
+    """One maild installation in a temporary folder.
+
+    Options fill the config: e.g. `language="auto"`, `cap=2` (automatic replies per hour),
+    `transport="smtp", smtp_port=sink.port` (outgoing mail to an SMTP server instead of the
+    outbox Maildir)."""
 
     def __init__(self, root: Path, capsys: pytest.CaptureFixture[str], **options: Any) -> None:
         self.root = root
         self.capsys = capsys
         self.config = root / "maild.toml"
         values = {"root": root, "tag": "Ticket", "language": "en", "cap": 5, "reopen": "true",
-                  "busy": "5s", "templates": ""}
+                  "busy": "5s", "templates": "", "transport": "maildir", "smtp_port": 25}
         values.update(options)
         self.config.write_text(BASE_CONFIG.format(**values), encoding="utf-8")
         assert self.run("init").code == 0

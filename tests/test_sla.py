@@ -189,3 +189,12 @@ def test_the_sla_report_lists_open_tickets_breaches_and_escalations(desk: Helpde
     assert (late, "escalated") in kinds and (late, "breached") in kinds
     text = desk.run("sla", "report", "--at", at("2026-11-30 13:00").isoformat()).out
     assert "BREACHED" in text and late in text
+
+
+def test_the_close_request_counts_silence_from_the_latest_answer(desk: Helpdesk) -> None:
+    number = arrive(desk, at("2026-11-30 10:00"))
+    act(desk, at("2026-11-30 11:00"), number, "answer", "alice@example.com", "Try A.")
+    act(desk, at("2026-12-02 11:00"), number, "answer", "alice@example.com", "Or try B.")
+    assert tick(desk, at("2026-12-03 12:00"))["close_requested"] == []  # 3 days after A only
+    assert tick(desk, at("2026-12-05 11:01"))["close_requested"] == [number]
+    assert tick(desk, at("2026-12-05 11:01"))["close_requested"] == []

@@ -115,10 +115,11 @@ def _run(ctx: Context, calendar: BusinessCalendar, ticket: Ticket,
             upcoming.append(state.resolve_by)
 
     if ticket.status == TicketStatus.WAITING and ticket.close_requested_at is None:
-        due = ticket.status_since + ctx.settings.close.request_after
+        silent_since = max(ticket.status_since, ticket.answered_at or ticket.status_since)
+        due = silent_since + ctx.settings.close.request_after
         if due > ctx.now:
             upcoming.append(due)
-        elif ticket.customer and _once(ctx, ticket, "close_request", ticket.status_since):
+        elif ticket.customer and _once(ctx, ticket, "close_request", silent_since):
             tickets.request_close(ctx, ticket, tickets.SYSTEM)
             report.close_requests.append(ticket.number)
     if ticket.status == TicketStatus.WAITING and ticket.close_requested_at is not None:

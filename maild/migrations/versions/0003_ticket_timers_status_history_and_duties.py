@@ -46,6 +46,7 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('status_since', maild.models.UTCDateTime(), nullable=False,
                                       server_default=sa.text('CURRENT_TIMESTAMP')))
         batch_op.add_column(sa.Column('unattended_since', maild.models.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('answered_at', maild.models.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column('close_requested_at', maild.models.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column('escalated_at', maild.models.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column('breached', sa.Boolean(), nullable=False,
@@ -70,6 +71,7 @@ def downgrade() -> None:
         batch_op.drop_column('breached')
         batch_op.drop_column('escalated_at')
         batch_op.drop_column('close_requested_at')
+        batch_op.drop_column('answered_at')
         batch_op.drop_column('unattended_since')
         batch_op.drop_column('status_since')
 
