@@ -24,6 +24,21 @@ def single_line(text: str, limit: int | None = None) -> str:
     return flat
 
 
+def deliverable(address: str) -> str | None:
+    """The address as maild can send to it, or None: domains are IDNA-encoded; a local part
+    outside ASCII would need SMTPUTF8 end to end, and `name@invalid` (a sender without a
+    domain, see maild.parsing) reaches nobody."""
+    local, _, domain = address.strip().rpartition("@")
+    if not local or not domain or domain.lower() == "invalid" or not local.isascii():
+        return None
+    try:
+        ascii_domain = domain if domain.isascii() else domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    result = f"{local}@{ascii_domain}"
+    return result if single_line(result) == result and " " not in result else None
+
+
 def normalize_message_id(value: str) -> str:
     """A Message-ID as maild stores and compares it: no brackets, no surrounding space."""
     return value.strip().strip("<>").strip()

@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 
 from maild.compose import Envelope, Templates, build_message
 from maild.config import Settings
-from maild.headers import make_message_id
+from maild.headers import deliverable, make_message_id
 from maild.models import Direction, Event, Message, MessageKind, Outbox, OutboxState, Ticket
 from maild.subject import format_tag, tagged_subject
 
@@ -44,11 +44,20 @@ def queue_mail(
     auto_reply: bool = False,
     message_kind: MessageKind = MessageKind.SYSTEM,
 ) -> Outbox | None:
-    """Owe `envelope.to_address` the `kind` mail about `ticket`; None when the cap forbids it.
+    """Owe `envelope.to_address` the `kind` mail about `ticket`; None when the cap forbids it
+    or the address cannot be sent to (recorded on the ticket).
 
     Without a ticket (a refused staff mail) the template sees no ticket variables, and the mail
     is not part of any correspondence."""
-    to_address = envelope.to_address.lower()
+    to_address = deliverable(envelope.to_address.lower()) or ""
+    if not to_address:
+        if ticket is not None:
+            assert ticket.id is not None
+            session.add(Event(ticket_id=ticket.id, at=now, type="not_sent", actor="maild",
+                              detail=f"{kind}: cannot send to {envelope.to_address!r} "
+                                     "(no usable address)"))
+        return None
+    envelope = replace(envelope, to_address=to_address)
     if auto_reply and auto_replies_last_hour(session, to_address, now) \
             >= settings.mail.auto_reply_limit_per_hour:
         if ticket is not None:

@@ -217,3 +217,15 @@ def test_a_sender_without_a_domain_gets_a_ticket_but_no_acknowledgement(
     assert helpdesk.ticket(number)["customer"] == "root@invalid"
     assert helpdesk.outbox() == []
     assert any(e["type"] == "no_acknowledgement" for e in helpdesk.ticket(number)["events"])
+
+
+def test_international_addresses_never_break_the_acknowledgement(helpdesk: Helpdesk) -> None:
+    utf8_local = "From: Jöhn <jdöe@mächine.example>\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+    number = helpdesk.ingest(utf8_local).out.strip()
+    assert any(e["type"] == "not_sent" for e in helpdesk.ticket(number)["events"])
+    assert helpdesk.outbox() == []  # the local part would need SMTPUTF8: nothing is sent
+
+    idn = "From: Jan <jan@bücher.example>\r\nSubject: hi\r\n\r\nbody\r\n".encode()
+    helpdesk.ingest(idn)
+    [ack] = helpdesk.outbox()
+    assert ack["To"].addresses[0].addr_spec == "jan@xn--bcher-kva.example"
