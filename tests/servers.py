@@ -8,15 +8,20 @@ subprocess (`python -m maild`), so signals, exit codes and crashes are the real 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
+import smtplib
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from imapclient import IMAPClient
 
 from tests.smtp_sink import free_port
 
@@ -33,6 +38,21 @@ def wait_port(port: int, timeout: float = 15.0) -> None:
         except OSError:
             time.sleep(0.05)
     raise TimeoutError(f"port {port} did not open within {timeout}s")
+
+
+def _children(pid: int) -> list[int]:
+    """The pids whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:  # field 4, after "(comm)"
+            found.append(int(entry.name))
+    return found
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
@@ -109,7 +129,8 @@ service lmtp {{
         for port in (self.imap_port, self.imaps_port, self.lmtp_port):
             wait_port(port)
 
-    def stop(self) -> None:
+    def stop(self, *, keep_files: bool = False) -> None:
+        """Stop the server; `keep_files=True` keeps mail, config and ports for a `start()`."""
         if self.process is not None:
             self.process.terminate()
             try:
@@ -118,7 +139,37 @@ service lmtp {{
                 self.process.kill()
                 self.process.wait()
             self.process = None
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if not keep_files:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def crash(self) -> None:
+        """Kill -9 the master and every process it started, as a server crash would: client
+        connections drop without a BYE. Mail, config and ports are kept for a `start()`."""
+        assert self.process is not None
+        master = self.process.pid
+        os.kill(master, signal.SIGSTOP)  # no new children while we collect them
+        for child in _children(master):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        self.process.kill()
+        self.process.wait()
+        self.process = None
+
+    def client(self, ssl_context: ssl.SSLContext | None = None) -> IMAPClient:
+        """A logged-in IMAP client for `support` (plain IMAP, or IMAPS given a context)."""
+        if ssl_context is None:
+            client = IMAPClient("127.0.0.1", port=self.imap_port, ssl=False, timeout=30)
+        else:
+            client = IMAPClient("127.0.0.1", port=self.imaps_port, ssl=True,
+                                ssl_context=ssl_context, timeout=30)
+        client.login("support", "supportpw")
+        return client
+
+    def deliver(self, message: bytes, sender: str = "customer@example.org",
+                recipient: str = "support@example.com") -> None:
+        """Deliver one message over LMTP, as an MTA does (Dovecot adds Return-Path etc.)."""
+        with smtplib.LMTP("127.0.0.1", self.lmtp_port, timeout=30) as lmtp:
+            lmtp.sendmail(sender, [recipient], message)
 
     def log(self) -> str:
         path = self.dir / "dovecot.log"

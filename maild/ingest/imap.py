@@ -59,6 +59,8 @@ class ImapPoller:
         self.wake = wake
         self.stop = stop
         self.source = f"imap:{settings.name}"
+        self._backoff = 1.0
+        self._failing = False  # in an outage: logged once, ended by a pass that works
         self.thread = threading.Thread(target=self.run, name=f"imap-{settings.name}",
                                        daemon=True)
 
@@ -71,40 +73,60 @@ class ImapPoller:
         self.thread.join(timeout)
 
     def run(self) -> None:
-        backoff = 1.0
-        failing = False
         while not self.stop.is_set():
             try:
                 with self._connect() as client:
-                    if failing:
-                        log.info("%s: connected again", self.settings.name)
-                    failing, backoff = False, 1.0
                     self._serve(client)
             except (IMAPClientError, OSError, StorageUnavailable, EOFError) as exc:
                 # OSError covers refused connections, timeouts and TLS failures.
-                if not failing:
+                if not self._failing:
                     log.warning("%s: %s: %s; reconnecting with back-off", self.settings.name,
                                 type(exc).__name__, exc)
-                failing = True
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                self._back_off()
             except Exception:  # a bug must not silently end the poller: log, back off, retry
                 log.exception("%s: unexpected error", self.settings.name)
-                failing = True
-                self.stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                self._back_off()
+
+    def _back_off(self) -> None:
+        self._failing = True
+        self.stop.wait(self._backoff)
+        self._backoff = min(self._backoff * 2, MAX_BACKOFF)
+
+    def _recovered(self) -> None:
+        """A whole pass worked. Only now does the outage end: a failure after login (a locked
+        database, a missing folder) must keep backing off and stay logged once."""
+        if self._failing:
+            log.info("%s: connected again", self.settings.name)
+        self._failing, self._backoff = False, 1.0
 
     def _serve(self, client: IMAPClient) -> None:
         can_move = client.has_capability("MOVE")
         can_idle = self.settings.idle and client.has_capability("IDLE")
         self._ensure_folder(client, self.settings.processed_folder)
         while not self.stop.is_set():
-            client.select_folder(self.settings.folder)
-            self.drain(client, can_move)
+            selected = client.select_folder(self.settings.folder)
+            self._announced_count(client)  # forget SELECT's own EXISTS
+            stored = self.drain(client, can_move)
+            self._recovered()
+            left = int(selected[b"EXISTS"]) - (stored if can_move else 0)
+            if self._announced_count(client) > left:
+                continue  # mail arrived during the pass: IDLE would not report it again
             if can_idle:
                 self._idle(client)
             else:
                 self.stop.wait(self.settings.poll_seconds)
+
+    @staticmethod
+    def _announced_count(client: IMAPClient) -> int:
+        """The highest message count the server announced (EXISTS) since the last call; -1
+        for none.
+
+        A server reports mail that arrives while a command runs along with that command's
+        reply (here: the SEARCH, FETCH or MOVE of a pass), and not again once IDLE starts, so
+        such mail would wait a whole `poll_seconds`. imapclient leaves these unsolicited
+        responses in its imaplib object; take them from there."""
+        counts = client._imap.untagged_responses.pop("EXISTS", None) or []
+        return max((int(count) for count in counts), default=-1)
 
     # --- one pass ---------------------------------------------------------------------------
 
@@ -147,12 +169,36 @@ class ImapPoller:
     def _idle(self, client: IMAPClient) -> None:
         client.idle()
         try:
+            if self._already_received(client):
+                return  # mail that arrived just before IDLE: announced behind "+ idling"
             deadline = time.monotonic() + self.settings.poll_seconds
             while not self.stop.is_set() and time.monotonic() < deadline:
+                began = time.monotonic()
                 if client.idle_check(timeout=IDLE_SLICE):
+                    break
+                if time.monotonic() - began < IDLE_SLICE / 2:
+                    # The socket was readable but held no response: the server hung up
+                    # without a BYE (idle_check swallows EOF and would return at once,
+                    # forever). Ending IDLE finds out; on a live connection it costs a pass.
                     break
         finally:
             client.idle_done()
+
+    @staticmethod
+    def _already_received(client: IMAPClient) -> bool:
+        """Whether imaplib's read buffer already holds more of the server's output.
+
+        Mail that lands between a pass and IDLE is announced right behind the "+ idling"
+        continuation; imaplib reads both in one go, and `idle_check`, which polls the socket,
+        would not see it until `poll_seconds` ran out. Peek without blocking."""
+        sock = client.socket()
+        sock.settimeout(0)
+        try:
+            return bool(client._imap.file.peek(1))
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return False
+        finally:
+            sock.settimeout(NETWORK_TIMEOUT)
 
     # --- the cursor -------------------------------------------------------------------------
 

@@ -1,0 +1,421 @@
+"""`maild run` polling a real Dovecot: mail in by LMTP or IMAP APPEND, stored, then moved.
+
+The module shares one Dovecot, emptied before each test (INBOX cleared, other folders deleted);
+tests that stop the server get their own. Every test has its own SQLite database, so no test
+sees another's mail or cursor.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from email import policy
+from email.parser import BytesHeaderParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import mail
+from tests.servers import Dovecot, MaildProcess, make_certificate, wait_until
+
+CONFIG = """
+[database]
+url = "sqlite:///{root}/maild.db"
+busy_timeout = "{busy}"
+
+[mail]
+support_address = "support@example.com"
+accept = ["support@example.com"]
+
+[outbound]
+transport = "maildir"
+maildir = "{root}/outbox"
+
+[[imap]]
+name = "main"
+host = "127.0.0.1"
+port = {port}
+security = "{security}"
+tls_ca_file = "{ca}"
+username = "support"
+password_env = "MAILD_IMAP_PASSWORD"
+folder = "{folder}"
+processed_folder = "Processed"
+idle = {idle}
+poll_seconds = {poll}
+batch_size = {batch}
+
+[[staff]]
+email = "alice@example.com"
+name = "Alice"
+"""
+
+POLLER_DOWN = "reconnecting with back-off"  # the poller's one warning per outage
+
+StartMaild = Callable[..., MaildProcess]
+
+
+@pytest.fixture(scope="module")
+def shared_dovecot() -> Iterator[Dovecot]:
+    server = Dovecot()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dovecot(shared_dovecot: Dovecot) -> Dovecot:
+    """The module's Dovecot, emptied: no message in INBOX, no other folder."""
+    with shared_dovecot.client() as client:
+        for _flags, _separator, name in client.list_folders():
+            if name != "INBOX":
+                client.delete_folder(name)
+        client.select_folder("INBOX")
+        if uids := client.search("ALL"):
+            client.delete_messages(uids)
+            client.expunge()
+    return shared_dovecot
+
+
+@pytest.fixture
+def own_dovecot() -> Iterator[Dovecot]:
+    """A Dovecot for this test alone, for tests that stop it."""
+    server = Dovecot()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_maild(tmp_path: Path, dovecot: Dovecot) -> Iterator[StartMaild]:
+    """Start `maild run` against a Dovecot (the test's emptied one unless `server` is given);
+    every daemon is stopped at the end."""
+    daemons: list[MaildProcess] = []
+
+    def start(security: str = "none", idle: bool = False, poll: int = 1, batch: int = 50,
+              busy: str = "5s", folder: str = "INBOX", ca: Path | None = None,
+              server: Dovecot = dovecot) -> MaildProcess:
+        port = server.imaps_port if security == "tls" else server.imap_port
+        daemon = MaildProcess(tmp_path, CONFIG.format(
+            root=tmp_path, port=port, security=security, ca=ca or server.cert, folder=folder,
+            idle=str(idle).lower(), poll=poll, batch=batch, busy=busy))
+        daemon.start()
+        daemons.append(daemon)
+        assert wait_until(lambda: "maild running" in daemon.log() or not daemon.running()), \
+            daemon.log()
+        assert daemon.running(), daemon.log()
+        return daemon
+
+    yield start
+    for daemon in daemons:
+        if daemon.running():
+            daemon.stop()
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def customer_mail(n: int, tag: str = "t") -> bytes:
+    return mail(subject=f"Problem {tag}-{n}", sender=f"Customer {n} <c{n}-{tag}@example.org>",
+                message_id=f"<{tag}-{n}@example.org>",
+                body=f"Message {n} of {tag}.\n").as_bytes(policy=policy.SMTP)
+
+
+def count(root: Path, query: str) -> int:
+    """One number from maild's SQLite database (read-only; WAL lets it run beside maild)."""
+    db = root / "maild.db"
+    if not db.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        return int(conn.execute(query).fetchone()[0])
+    except sqlite3.OperationalError:  # the schema is not created yet
+        return 0
+    finally:
+        conn.close()
+
+
+def stored(root: Path) -> int:
+    return count(root, "SELECT count(*) FROM inbound")
+
+
+def tickets_in_db(root: Path) -> int:
+    return count(root, "SELECT count(*) FROM ticket")
+
+
+def subjects(root: Path) -> set[str]:
+    conn = sqlite3.connect(f"file:{root / 'maild.db'}?mode=ro", uri=True, timeout=5)
+    try:
+        return {subject for (subject,) in conn.execute("SELECT subject FROM ticket")}
+    finally:
+        conn.close()
+
+
+def tickets(daemon: MaildProcess) -> list[dict[str, Any]]:
+    done = daemon.cli("ticket", "list", "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def in_folder(dovecot: Dovecot, folder: str) -> int:
+    with dovecot.client() as client:
+        if not client.folder_exists(folder):
+            return 0
+        return int(client.folder_status(folder, [b"MESSAGES"])[b"MESSAGES"])
+
+
+def message_ids(dovecot: Dovecot, folder: str) -> list[str]:
+    with dovecot.client() as client:
+        client.select_folder(folder, readonly=True)
+        fetched = client.fetch(client.search("ALL"), [b"BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+    parser = BytesHeaderParser()
+    return sorted(str(parser.parsebytes(data[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"])["Message-ID"])
+                  for data in fetched.values())
+
+
+def drained(dovecot: Dovecot, root: Path, n: int, folder: str = "INBOX") -> Callable[[], bool]:
+    """True once maild stored `n` messages, threaded them into tickets, and moved them."""
+    return lambda: (stored(root) == n and tickets_in_db(root) == n
+                    and in_folder(dovecot, folder) == 0 and in_folder(dovecot, "Processed") == n)
+
+
+def assert_healthy(daemon: MaildProcess) -> None:
+    log = daemon.log()
+    assert daemon.running(), log
+    assert "Traceback" not in log and "unexpected error" not in log, log
+
+
+# --- the tests ----------------------------------------------------------------------------
+
+
+def test_lmtp_delivered_mail_is_polled_into_a_ticket_and_moved_to_processed(
+    dovecot: Dovecot, start_maild: StartMaild, tmp_path: Path
+) -> None:
+    daemon = start_maild(security="none", idle=False, poll=1)
+    dovecot.deliver(customer_mail(1, "lmtp"), sender="c1-lmtp@example.org")
+
+    assert wait_until(drained(dovecot, tmp_path, 1), timeout=15), daemon.log()
+    [ticket] = tickets(daemon)
+    assert ticket["customer"] == "c1-lmtp@example.org"
+    assert ticket["subject"] == "Problem lmtp-1"
+    assert ticket["channel"] == "email"
+    assert message_ids(dovecot, "Processed") == ["<lmtp-1@example.org>"]
+    assert in_folder(dovecot, "INBOX") == 0
+    # The stored bytes are the delivered message, LMTP trace headers included.
+    inbound = json.loads(daemon.cli("inbound", "list", "--json").stdout)
+    assert [(row["source"], row["dedupe_key"]) for row in inbound] == \
+        [("imap:main", "mid:lmtp-1@example.org")]
+    raw = daemon.cli("ticket", "show", str(ticket["number"]), "--raw").stdout
+    assert "Delivered-To: support@example.com" in raw
+    assert "Message 1 of lmtp." in raw
+    assert_healthy(daemon)
+
+
+def test_idle_picks_up_a_new_message_within_seconds(
+    dovecot: Dovecot, start_maild: StartMaild, tmp_path: Path
+) -> None:
+    # poll_seconds = 60: only an IDLE notification can explain a pick-up within seconds.
+    daemon = start_maild(security="none", idle=True, poll=60)
+    dovecot.deliver(customer_mail(1, "idle"))
+    assert wait_until(drained(dovecot, tmp_path, 1), timeout=10), daemon.log()
+    time.sleep(1)  # the poller has moved message 1 and is back in IDLE
+
+    dovecot.deliver(customer_mail(2, "idle"))
+    assert wait_until(lambda: stored(tmp_path) == 2, timeout=10, interval=0.05), daemon.log()
+    assert wait_until(drained(dovecot, tmp_path, 2), timeout=10), daemon.log()
+    assert subjects(tmp_path) == {"Problem idle-1", "Problem idle-2"}
+    assert_healthy(daemon)
+
+
+def test_idle_keeps_up_with_a_burst(
+    dovecot: Dovecot, start_maild: StartMaild, tmp_path: Path
+) -> None:
+    # Mail that lands while a pass runs, or just before IDLE starts, is announced outside IDLE;
+    # with poll_seconds = 60 it would wait a minute unless maild notices those announcements.
+    daemon = start_maild(security="starttls", idle=True, poll=60)
+    dovecot.deliver(customer_mail(0, "burst"))
+    assert wait_until(drained(dovecot, tmp_path, 1), timeout=10), daemon.log()
+
+    for n in range(1, 31):
+        dovecot.deliver(customer_mail(n, "burst"))
+        time.sleep(0.01 * (n % 7))  # uneven gaps, so arrivals hit every phase of a pass
+    assert wait_until(lambda: stored(tmp_path) == 31, timeout=10, interval=0.05), \
+        daemon.log()[-3000:]
+    assert wait_until(drained(dovecot, tmp_path, 31), timeout=10), daemon.log()[-3000:]
+    assert_healthy(daemon)
+
+
+def test_a_message_is_moved_only_after_it_is_stored(
+    dovecot: Dovecot, start_maild: StartMaild, tmp_path: Path
+) -> None:
+    daemon = start_maild(security="none", idle=False, poll=1, busy="300ms")
+    locker = sqlite3.connect(tmp_path / "maild.db", isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")  # the database now refuses every other writer
+        dovecot.deliver(customer_mail(1, "locked"))
+        # The poller tries, cannot store, and leaves the message where it is.
+        assert wait_until(lambda: "maild.imap: main: StorageUnavailable" in daemon.log(),
+                          timeout=15), daemon.log()
+        time.sleep(1.5)  # and tries again meanwhile
+        assert message_ids(dovecot, "INBOX") == ["<locked-1@example.org>"]
+        assert in_folder(dovecot, "Processed") == 0
+        assert locker.execute("SELECT count(*) FROM inbound").fetchone()[0] == 0
+        assert daemon.running(), daemon.log()
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+
+    assert wait_until(drained(dovecot, tmp_path, 1), timeout=15), daemon.log()
+    assert message_ids(dovecot, "Processed") == ["<locked-1@example.org>"]
+    assert subjects(tmp_path) == {"Problem locked-1"}
+    # One warning for the whole outage, though the poller tried again and again.
+    assert daemon.log().count(POLLER_DOWN) == 1, daemon.log()
+    assert count(tmp_path, "SELECT count(*) FROM inbound WHERE dedupe_key = "
+                           "'mid:locked-1@example.org'") == 1
+    assert_healthy(daemon)
+
+
+@pytest.mark.parametrize("security", ["tls", "starttls"])
+def test_tls_with_a_verified_certificate(
+    dovecot: Dovecot, start_maild: StartMaild, tmp_path: Path, security: str
+) -> None:
+    mark = len(dovecot.log())
+    daemon = start_maild(security=security, idle=True, poll=60)
+    dovecot.deliver(customer_mail(1, security))
+    assert wait_until(drained(dovecot, tmp_path, 1), timeout=10), daemon.log()
+    assert POLLER_DOWN not in daemon.log()
+    # Dovecot saw maild log in over TLS (the tests' own IMAP sessions are plain).
+    assert re.search(r"Login: user=<support>,.*\bTLS\b", dovecot.log()[mark:]), \
+        dovecot.log()[mark:]
+    assert_healthy(daemon)
+
+
+def test_an_untrusted_certificate_is_refused_logged_once_and_survived(
+    dovecot: Dovecot, start_maild: StartMaild, tmp_path: Path
+) -> None:
+    other_ca, _key = make_certificate(tmp_path)  # a different self-signed certificate
+    mark = len(dovecot.log())
+    daemon = start_maild(security="tls", idle=False, poll=1, ca=other_ca)
+    dovecot.deliver(customer_mail(1, "badca"))
+
+    assert wait_until(lambda: POLLER_DOWN in daemon.log(), timeout=10), daemon.log()
+    time.sleep(1.5)  # the retry at +1 s fails the same way
+    log = daemon.log()
+    [warning] = [line for line in log.splitlines() if POLLER_DOWN in line]
+    assert "WARNING" in warning and "certificate verify failed" in warning, warning
+    assert daemon.running(), log
+    assert "Traceback" not in log
+    assert in_folder(dovecot, "INBOX") == 1
+    assert stored(tmp_path) == 0
+    # Dovecot saw maild give up during the handshake, and no TLS login.
+    served = dovecot.log()[mark:]
+    assert "TLS handshaking" in served, served
+    assert not re.search(r"Login: user=<support>,.*\bTLS\b", served), served
+
+
+def test_kill_9_in_the_middle_of_a_big_mailbox_loses_and_duplicates_nothing(
+    dovecot: Dovecot, start_maild: StartMaild, tmp_path: Path
+) -> None:
+    total = 500
+    with dovecot.client() as client:
+        client.multiappend("INBOX", [customer_mail(n, "bulk") for n in range(total)])
+    assert in_folder(dovecot, "INBOX") == total
+
+    daemon = start_maild(security="none", idle=True, poll=60, batch=20)
+    # 70 is mid-batch: some messages are stored but not yet moved when the kill lands.
+    assert wait_until(lambda: stored(tmp_path) >= 70, timeout=30, interval=0.02), daemon.log()
+    daemon.kill()
+    at_kill = stored(tmp_path)
+    assert at_kill < total, "maild finished before the kill: the test proves nothing"
+    assert in_folder(dovecot, "INBOX") > 0
+
+    daemon.start()
+    assert wait_until(drained(dovecot, tmp_path, total), timeout=60, interval=0.5), \
+        daemon.log()[-3000:]
+    assert count(tmp_path, "SELECT count(DISTINCT dedupe_key) FROM inbound") == total
+    assert count(tmp_path, "SELECT count(*) FROM inbound WHERE state = 'done'") == total
+    listed = tickets(daemon)
+    assert len(listed) == total
+    assert len({t["customer"] for t in listed}) == total
+    assert len(message_ids(dovecot, "Processed")) == total
+    assert len(set(message_ids(dovecot, "Processed"))) == total
+    assert in_folder(dovecot, "INBOX") == 0
+    assert_healthy(daemon)
+
+
+def test_the_poller_reconnects_after_the_server_comes_back(
+    own_dovecot: Dovecot, start_maild: StartMaild, tmp_path: Path
+) -> None:
+    dovecot = own_dovecot
+    daemon = start_maild(security="starttls", idle=True, poll=60, server=dovecot)
+    dovecot.deliver(customer_mail(1, "outage"))
+    assert wait_until(drained(dovecot, tmp_path, 1), timeout=10), daemon.log()
+
+    # The server crashes: maild's IDLE connection drops without a BYE.
+    dovecot.crash()  # same folder and ports for the restart
+    assert wait_until(lambda: POLLER_DOWN in daemon.log(), timeout=10), daemon.log()
+    time.sleep(1.5)  # an attempt or two is refused meanwhile
+    dovecot.start()
+    dovecot.deliver(customer_mail(2, "outage"))
+
+    assert wait_until(drained(dovecot, tmp_path, 2), timeout=30), daemon.log()
+    log = daemon.log()
+    assert "connected again" in log
+    assert log.count(POLLER_DOWN) == 1  # one warning per outage, not one per attempt
+    assert_healthy(daemon)
+
+
+def test_the_poller_waits_for_a_server_that_is_not_up_yet(tmp_path: Path) -> None:
+    dovecot = Dovecot()  # ports chosen, server not started
+    daemon = MaildProcess(tmp_path, CONFIG.format(
+        root=tmp_path, port=dovecot.imap_port, security="none", ca=dovecot.cert,
+        folder="INBOX", idle="true", poll=60, batch=50, busy="5s"))
+    daemon.start()
+    try:
+        assert wait_until(lambda: "ConnectionRefusedError" in daemon.log(), timeout=10), \
+            daemon.log()
+        dovecot.start()
+        dovecot.deliver(customer_mail(1, "late"))
+        assert wait_until(drained(dovecot, tmp_path, 1), timeout=30), daemon.log()
+        assert "connected again" in daemon.log()
+        assert_healthy(daemon)
+    finally:
+        if daemon.running():
+            daemon.stop()
+        dovecot.stop()
+
+
+def test_a_uidvalidity_change_resets_the_cursor(
+    dovecot: Dovecot, start_maild: StartMaild, tmp_path: Path
+) -> None:
+    # INBOX cannot be deleted, so this mailbox polls a folder of its own.
+    with dovecot.client() as client:
+        client.create_folder("Incoming")
+        for n in range(3):
+            client.append("Incoming", customer_mail(n, "before"))
+        old_validity = client.folder_status("Incoming", [b"UIDVALIDITY"])[b"UIDVALIDITY"]
+    daemon = start_maild(security="none", idle=False, poll=1, folder="Incoming")
+    assert wait_until(drained(dovecot, tmp_path, 3, folder="Incoming"), timeout=15), \
+        daemon.log()
+
+    with dovecot.client() as client:  # the folder is recreated: UIDs start again at 1
+        client.delete_folder("Incoming")
+        client.create_folder("Incoming")
+        new_validity = client.folder_status("Incoming", [b"UIDVALIDITY"])[b"UIDVALIDITY"]
+        answer = client.append("Incoming", customer_mail(1, "after"))
+    assert new_validity != old_validity
+    appended = re.search(rb"APPENDUID \d+ (\d+)", answer)
+    assert appended is not None, answer
+    assert int(appended.group(1)) <= 3  # at or below the old cursor: only a reset finds it
+
+    assert wait_until(drained(dovecot, tmp_path, 4, folder="Incoming"), timeout=15), \
+        daemon.log()
+    assert "UIDVALIDITY of Incoming changed" in daemon.log()
+    assert subjects(tmp_path) == {
+        "Problem before-0", "Problem before-1", "Problem before-2", "Problem after-1"}
+    assert_healthy(daemon)
+
