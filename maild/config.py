@@ -161,6 +161,8 @@ class MailSettings:
     templates_dir: str = ""
     max_message_bytes: int = 26_214_400
     auto_reply_limit_per_hour: int = 5
+    staff_auth: str = "from"       # "from" (SPEC §7) | "authentication-results"
+    authserv_id: str = ""          # the trusted MTA's authserv-id in Authentication-Results
 
     @property
     def domain(self) -> str:
@@ -406,7 +408,8 @@ class _Reader:
         d = MailSettings()
         t = self.table(raw, "mail", {"support_address", "support_name", "accept", "subject_tag",
                                      "language", "templates_dir", "max_message_bytes",
-                                     "auto_reply_limit_per_hour"})
+                                     "auto_reply_limit_per_hour", "staff_auth",
+                                     "authserv_id"})
         support = self.value(t, "mail.support_address", d.support_address, _email)
         only_support: tuple[str, ...] = (support,)
         accept = self.value(t, "mail.accept", only_support, _email_list)
@@ -418,6 +421,13 @@ class _Reader:
         if language not in LANGUAGES:
             self.problem("mail.language", f"must be one of {', '.join(LANGUAGES)}")
         templates_dir = self.value(t, "mail.templates_dir", d.templates_dir)
+        staff_auth = self.value(t, "mail.staff_auth", d.staff_auth)
+        authserv_id = self.value(t, "mail.authserv_id", d.authserv_id).strip()
+        if staff_auth not in ("from", "authentication-results"):
+            self.problem("mail.staff_auth", "must be from or authentication-results")
+        elif staff_auth == "authentication-results" and not authserv_id:
+            self.problem("mail.authserv_id", "staff_auth = \"authentication-results\" needs the "
+                         "authserv-id your MTA writes in Authentication-Results")
         if templates_dir and not Path(templates_dir).is_dir():
             self.problem("mail.templates_dir", f"no such directory: {templates_dir}")
         return MailSettings(
@@ -430,6 +440,8 @@ class _Reader:
             max_message_bytes=self.value(t, "mail.max_message_bytes", d.max_message_bytes),
             auto_reply_limit_per_hour=self.value(t, "mail.auto_reply_limit_per_hour",
                                                  d.auto_reply_limit_per_hour),
+            staff_auth=staff_auth,
+            authserv_id=authserv_id,
         )
 
     def smtp(self, raw: Mapping[str, Any]) -> SmtpSettings:

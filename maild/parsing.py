@@ -91,6 +91,7 @@ class ParsedMail:
     attachments: tuple[Attachment, ...] = ()
     automatic_reason: str = ""      # why this is automatic mail, "" when a person wrote it
     defects: tuple[str, ...] = field(default=())
+    authentication_results: tuple[str, ...] = ()  # every Authentication-Results header (RFC 8601)
 
     @property
     def automatic(self) -> bool:
@@ -140,6 +141,7 @@ def parse_message(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
         attachments=tuple(attachments),
         automatic_reason=_automatic_reason(msg, sender, envelope_from),
         defects=tuple(defects),
+        authentication_results=_all_raw_headers(msg, "authentication-results"),
     )
 
 
@@ -241,6 +243,14 @@ def _raw_header(msg: Message, name: str) -> str:
     except Exception:
         pass
     return ""
+
+
+def _all_raw_headers(msg: Message, name: str) -> tuple[str, ...]:
+    try:
+        return tuple(_unfold(value if isinstance(value, str) else str(value))
+                     for key, value in msg.raw_items() if key.strip().lower() == name)
+    except Exception:
+        return ()
 
 
 def _unfold(value: str) -> str:

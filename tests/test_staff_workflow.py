@@ -658,3 +658,30 @@ def test_silence_after_the_close_request_closes_the_ticket_once(desk: Helpdesk) 
     assert when(closed) == datetime.fromisoformat(closing)
     assert len(events(ticket, "close_requested")) == 1
     assert tick(desk, later(days=30))["closed"] == []
+
+
+def test_staff_auth_requires_the_trusted_mtas_authentication_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    desk = Helpdesk(tmp_path, capsys)
+    desk.config.write_text(desk.config.read_text().replace(
+        "[mail]\n", '[mail]\nstaff_auth = "authentication-results"\n'
+                    'authserv_id = "mx.example.com"\n'))
+    number = desk.ingest(mail()).out.strip()
+    forged = mail(subject=f"Re: [Ticket#{number}]", sender="Alice <alice@example.com>",
+                  body="#close\n\nDone.\n",
+                  headers={"Authentication-Results":
+                           "evil.example; dkim=pass header.d=example.com"})
+    desk.ingest(forged)
+    shown = desk.ticket(number)
+    assert shown["status"] != "closed"
+    assert "staff_unverified" in [e["type"] for e in shown["events"]]
+    assert len(desk.outbox()) == 1  # only the acknowledgement; nothing relayed
+
+    genuine = mail(subject=f"Re: [Ticket#{number}]", sender="Alice <alice@example.com>",
+                   body="#close\n\nDone.\n",
+                   headers={"Authentication-Results":
+                            "mx.example.com; spf=pass smtp.mailfrom=alice@example.com; "
+                            "dkim=pass header.d=example.com header.s=s1"})
+    desk.ingest(genuine)
+    assert desk.ticket(number)["status"] == "closed"

@@ -29,6 +29,7 @@ from maild.parsing import ParsedMail
 from maild.subject import strip_prefixes
 from maild.threading.numbers import next_number
 from maild.threading.resolve import resolve
+from maild.threading.staffauth import verified_staff
 from maild.threading.staffmail import Command, StaffMail, forwarded_addresses, read_staff_mail
 from maild.tickets import Context
 
@@ -45,15 +46,20 @@ class Applied:
 def apply_message(ctx: Context, inbound: Inbound, mail: ParsedMail) -> Applied:
     found = resolve(ctx.session, ctx.settings, mail)
     ticket = found.ticket
-    if ctx.settings.is_staff(mail.sender) and not mail.automatic:
+    staff = ctx.settings.is_staff(mail.sender) and not mail.automatic
+    if staff and verified_staff(ctx.settings, mail):
         return _staff_mail(ctx, inbound, mail, ticket)
     if ticket is not None and ticket.status == TicketStatus.CLOSED \
             and not ctx.settings.tickets.reopen_closed:
         # Follow-ups to closed tickets open new ones when reopening is switched off.
         return _new_ticket(ctx, inbound, mail, follows=ticket.number)
-    if ticket is None:
-        return _new_ticket(ctx, inbound, mail, claimed=found.claimed)
-    return _append(ctx, ticket, inbound, mail, via=found.via)
+    applied = _new_ticket(ctx, inbound, mail, claimed=found.claimed) if ticket is None \
+        else _append(ctx, ticket, inbound, mail, via=found.via)
+    if staff and applied.ticket is not None:  # From a staff address, but not proven so
+        tickets.event(ctx, applied.ticket, "staff_unverified", mail.sender,
+                      "From a staff address without the Authentication-Results that "
+                      "mail.staff_auth requires: handled as a customer message")
+    return applied
 
 
 # --- customers --------------------------------------------------------------------------------
