@@ -22,7 +22,6 @@ import json
 import os
 import signal
 import smtplib
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,10 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests.servers import wait_port  # noqa: E402
+from tests.smtp_sink import free_port  # noqa: E402
+
 TICK = os.sysconf("SC_CLK_TCK")
 
 CEILING_SERVER = r'''
@@ -74,23 +77,6 @@ listen = "127.0.0.1:{port}"
 transport = "maildir"
 maildir = "{root}/outbox"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"port {port} did not open")
 
 
 def cpu_seconds(pid: int) -> float:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from maild.cli import main
+from tests.smtp_sink import SmtpSink
 
 BASE_CONFIG = """
 [database]
@@ -132,6 +133,15 @@ class Helpdesk:
 
     def maildir(self) -> mailbox.Maildir:
         return mailbox.Maildir(self.root / "var" / "outbox", create=False)
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    """A real SMTP server on a free loopback port, recording what it receives."""
+    server = SmtpSink()
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

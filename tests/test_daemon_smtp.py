@@ -50,14 +50,6 @@ name = "Alice"
 
 
 @pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    server = SmtpSink()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def certificate(tmp_path: Path) -> tuple[Path, Path]:
     return make_certificate(tmp_path)
 

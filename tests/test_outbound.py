@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,14 +18,6 @@ from tests.conftest import Helpdesk, mail
 from tests.smtp_sink import SmtpSink
 
 T0 = parse_instant("2026-11-25T10:00:00Z")
-
-
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    server = SmtpSink()
-    server.start()
-    yield server
-    server.stop()
 
 
 def _owe_mail(helpdesk: Helpdesk, count: int = 1) -> None:
