@@ -68,7 +68,8 @@ def make_certificate(folder: Path) -> tuple[Path, Path]:
 class Dovecot:
     """A private Dovecot instance; `start()`/`stop()`, ports as attributes."""
 
-    def __init__(self) -> None:
+    def __init__(self, capabilities: str = "") -> None:
+        """`capabilities`: an `imap_capability` override, to play a server without MOVE."""
         self.dir = Path(tempfile.mkdtemp(prefix="hd-dc.", dir="/tmp"))
         self.dir.chmod(0o755)  # the auth process runs as `dovecot` and must traverse it
         self.imap_port, self.imaps_port, self.lmtp_port = free_port(), free_port(), free_port()
@@ -90,6 +91,7 @@ ssl_cert = <{self.cert}
 ssl_key = <{self.key}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
+{f"imap_capability = {capabilities}" if capabilities else ""}
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%n {self.dir}/users

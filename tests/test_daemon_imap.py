@@ -419,3 +419,40 @@ def test_a_uidvalidity_change_resets_the_cursor(
         "Problem before-0", "Problem before-1", "Problem before-2", "Problem after-1"}
     assert_healthy(daemon)
 
+
+
+# Dovecot 2.3's capabilities after login, less MOVE: a server maild must not MOVE on.
+WITHOUT_MOVE = ("IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE SORT SORT=DISPLAY "
+                "THREAD=REFERENCES THREAD=REFS THREAD=ORDEREDSUBJECT MULTIAPPEND URL-PARTIAL "
+                "CATENATE UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED I18NLEVEL=1 "
+                "CONDSTORE QRESYNC ESEARCH ESORT SEARCHRES WITHIN CONTEXT=SEARCH LIST-STATUS "
+                "BINARY SPECIAL-USE")
+
+
+def test_without_move_messages_are_flagged_in_place_and_never_stored_twice(
+    start_maild: StartMaild, tmp_path: Path
+) -> None:
+    server = Dovecot(capabilities=WITHOUT_MOVE)
+    server.start()
+    try:
+        with server.client() as client:
+            assert not client.has_capability("MOVE")
+        for n in range(3):
+            server.deliver(customer_mail(n, "nomove"), sender=f"c{n}-nomove@example.org")
+        daemon = start_maild(security="none", idle=False, poll=1, server=server)
+        assert wait_until(lambda: stored(tmp_path) == 3 and tickets_in_db(tmp_path) == 3,
+                          timeout=15), daemon.log()
+        with server.client() as client:
+            client.select_folder("INBOX", readonly=True)
+            assert len(client.search(["KEYWORD", "$MaildStored"])) == 3
+        assert in_folder(server, "Processed") == 0
+        daemon.stop()
+
+        daemon = start_maild(security="none", idle=False, poll=1, server=server)
+        server.deliver(customer_mail(9, "nomove"), sender="c9-nomove@example.org")
+        assert wait_until(lambda: stored(tmp_path) == 4, timeout=15), daemon.log()
+        time.sleep(2)  # a few more polls: the flagged ones must not come back
+        assert stored(tmp_path) == 4 and tickets_in_db(tmp_path) == 4
+        assert_healthy(daemon)
+    finally:
+        server.stop()
