@@ -241,3 +241,84 @@ def kill_quietly(process: subprocess.Popen[bytes] | None) -> None:
     if process is not None and process.poll() is None:
         process.send_signal(signal.SIGKILL)
         process.wait()
+
+
+POSTFIX = shutil.which("postfix") or "/usr/sbin/postfix"
+_MASTER_CF = """\
+127.0.0.1:{port} inet n - n - - smtpd
+pickup unix n - n 60 1 pickup
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+tlsmgr unix - - n 1000? 1 tlsmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+flush unix n - n 1000? 0 flush
+proxymap unix - - n - - proxymap
+smtp unix - - n - - smtp
+relay unix - - n - - smtp
+showq unix n - n - - showq
+error unix - - n - - error
+retry unix - - n - - error
+discard unix - - n - - discard
+anvil unix - - n - 1 anvil
+scache unix - - n - 1 scache
+postlog unix-dgram n - n - 1 postlogd
+"""
+
+
+class PostfixRelay:
+    """A private Postfix on a free loopback port relaying everything to `relayhost_port`
+    (TESTING.md §2): a real MTA between maild and the sink."""
+
+    def __init__(self, relayhost_port: int) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="hd-pf.", dir="/tmp"))
+        self.dir.chmod(0o755)
+        self.port = free_port()
+        for sub in ("etc", "spool", "data"):
+            (self.dir / sub).mkdir()
+        shutil.chown(self.dir / "data", "postfix")
+        (self.dir / "etc" / "main.cf").write_text(f"""\
+compatibility_level = 3.6
+queue_directory = {self.dir}/spool
+data_directory = {self.dir}/data
+maillog_file = {self.dir}/maillog
+maillog_file_prefixes = {self.dir}
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+myhostname = relay.test.invalid
+mydestination =
+local_transport = error:no local delivery
+alias_maps =
+alias_database =
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+relayhost = [127.0.0.1]:{relayhost_port}
+smtp_tls_security_level = none
+smtp_dns_support_level = disabled
+""")
+        (self.dir / "etc" / "master.cf").write_text(_MASTER_CF.format(port=self.port))
+
+    def start(self) -> None:
+        done = subprocess.run([POSTFIX, "-c", str(self.dir / "etc"), "start"],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"postfix did not start: {done.stdout}{done.stderr}{self.log()}")
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        subprocess.run([POSTFIX, "-c", str(self.dir / "etc"), "stop"], capture_output=True)
+        pid_file = self.dir / "spool" / "pid" / "master.pid"
+        deadline = time.monotonic() + 15
+        while pid_file.exists() and time.monotonic() < deadline:
+            pid = pid_file.read_text().strip()
+            if not pid.isdigit() or not Path(f"/proc/{pid}").exists():
+                break
+            time.sleep(0.1)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log(self) -> str:
+        path = self.dir / "maillog"
+        return path.read_text(errors="replace") if path.exists() else ""
