@@ -25,7 +25,7 @@ from tests.smtp_sink import SmtpSink
 
 BASE_CONFIG = """
 [database]
-url = "sqlite:///{root}/var/maild.db"
+url = "{url}"
 busy_timeout = "{busy}"
 
 [mail]
@@ -73,14 +73,16 @@ class Helpdesk:
 
     Options fill the config: e.g. `language="auto"`, `cap=2` (automatic replies per hour),
     `transport="smtp", smtp_port=sink.port` (outgoing mail to an SMTP server instead of the
-    outbox Maildir)."""
+    outbox Maildir), `url="postgresql+psycopg://..."` (another database than the SQLite file
+    under `root`)."""
 
     def __init__(self, root: Path, capsys: pytest.CaptureFixture[str], **options: Any) -> None:
         self.root = root
         self.capsys = capsys
         self.config = root / "maild.toml"
         values = {"root": root, "tag": "Ticket", "language": "en", "cap": 5, "reopen": "true",
-                  "busy": "5s", "templates": "", "transport": "maildir", "smtp_port": 25}
+                  "busy": "5s", "templates": "", "transport": "maildir", "smtp_port": 25,
+                  "url": f"sqlite:///{root}/var/maild.db"}
         values.update(options)
         self.config.write_text(BASE_CONFIG.format(**values), encoding="utf-8")
         assert self.run("init").code == 0

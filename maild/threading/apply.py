@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from maild import tickets
 from maild.compose import Envelope
+from maild.config import priority_value
 from maild.errors import MaildError
 from maild.models import (
     Attachment,
@@ -128,7 +129,6 @@ def _staff_mail(ctx: Context, inbound: Inbound, mail: ParsedMail,
             tickets.event(ctx, ticket, "commands_refused", staff, "; ".join(errors))
         _tell_staff(ctx, ticket, mail, "staff_error", {"errors": errors})
         return Applied(ticket)
-    created = False
     if ticket is None:
         customers = [a for a in forwarded_addresses(mail.text) + list(mail.to + mail.cc)
                      if not _ours(ctx, a)]
@@ -142,7 +142,7 @@ def _staff_mail(ctx: Context, inbound: Inbound, mail: ParsedMail,
         return _run_commands(ctx, applied.ticket, staff, read, None, created=True)
     message = _store_message(ctx, ticket, inbound, mail, kind=MessageKind.STAFF,
                              body=read.text)
-    return _run_commands(ctx, ticket, staff, read, message, created=created,
+    return _run_commands(ctx, ticket, staff, read, message, created=False,
                          html=bool(mail.html))
 
 
@@ -180,7 +180,6 @@ def _invalid_commands(ctx: Context, commands: tuple[Command, ...]) -> list[str]:
             elif command.name == "queue":
                 tickets.queue_named(ctx.session, command.argument)
             elif command.name == "priority":
-                from maild.config import priority_value
                 priority_value(command.argument)
         except (MaildError, ValueError) as exc:
             errors.append(f"{command.line.strip()}: {exc}")
