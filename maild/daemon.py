@@ -48,7 +48,7 @@ from maild.errors import StorageUnavailable
 from maild.ingest import Accepted, accept
 from maild.ingest.imap import ImapPoller
 from maild.ingest.smtp import SmtpListener, StoringHandler
-from maild.models import Inbound, Outbox
+from maild.models import Inbound, InboundState, Outbox
 from maild.sla.duties import run_duties
 from maild.threading import process_pending
 
@@ -249,8 +249,10 @@ class Worker:
             if blocked is not None:
                 log.info("database available again")
                 blocked = None
-            if not settled and not report:
-                self.shared.wake.wait(IDLE_SLEEP_SECONDS)
+            # A reply waiting for its original to be threaded is not progress: don't spin on it.
+            progressed = any(s.state != InboundState.NEW for s in settled)
+            if not progressed and not report:
+                self.shared.wake.wait(IDLE_SLEEP_SECONDS if not settled else 0.05)
 
     def log_stats(self) -> None:
         with transaction(self.app.engine, readonly=True) as session:

@@ -56,6 +56,12 @@ def process_inbound(
                                       Inbound.state == InboundState.NEW), engine)).first()
             if row is None:  # another worker settled it meanwhile
                 return _current(session, inbound_id)
+            earlier = _earlier_in_thread(session, row, mail.thread_ids)
+            if earlier is not None:
+                # The message it answers is still being threaded (by another worker, or later
+                # in this pass): thread that first, or this reply would open a ticket of its own.
+                return Settled(inbound_id, InboundState.NEW,
+                               reason=f"waits for inbound {earlier}, which it answers")
             now = clock.now()
             applied = apply_message(Context(session, settings, templates, now), row, mail)
             ticket = applied.ticket
@@ -95,7 +101,7 @@ def process_pending(
     with transaction(engine, readonly=True) as session:
         ids = list(session.exec(select(Inbound.id).where(Inbound.state == InboundState.NEW)
                                 .order_by(col(Inbound.id)).limit(limit)))
-    settled = []
+    settled: list[Settled] = []
     for inbound_id in ids:
         pause()
         if should_stop():
@@ -115,6 +121,16 @@ def retry_failed(engine: Engine, inbound_ids: list[int] | None = None) -> list[i
         for row in rows:
             row.state = InboundState.NEW
         return [row.id for row in rows if row.id is not None]
+
+
+def _earlier_in_thread(session: Session, row: Inbound, thread_ids: tuple[str, ...]) -> int | None:
+    """An older inbound row, not yet threaded, whose Message-ID this message refers to."""
+    if not thread_ids:
+        return None
+    keys = [f"mid:{mid}" for mid in thread_ids]
+    return session.exec(select(Inbound.id).where(
+        col(Inbound.dedupe_key).in_(keys), Inbound.state == InboundState.NEW,
+        col(Inbound.id) < row.id)).first()
 
 
 def _mark_failed(engine: Engine, clock: Clock, inbound_id: int, reason: str) -> None:
