@@ -25,13 +25,14 @@ from maild.outbound import Deliverer, MaildirTransport, SmtpTransport, Transport
 class App:
     settings: Settings
     clock: Clock = field(default_factory=SystemClock)
+    checkpoints: bool = True  # see maild.db.make_engine
     _engine: Engine | None = None
     _templates: Templates | None = None
 
     @property
     def engine(self) -> Engine:
         if self._engine is None:
-            self._engine = make_engine(self.settings.database)
+            self._engine = make_engine(self.settings.database, checkpoints=self.checkpoints)
         return self._engine
 
     @property

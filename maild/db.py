@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.selectable import GenerativeSelect
@@ -30,8 +30,12 @@ log = logging.getLogger("maild.db")
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(settings: DatabaseSettings) -> Engine:
-    """An engine for the configured URL; creates the SQLite file's folder when missing."""
+def make_engine(settings: DatabaseSettings, *, checkpoints: bool = True) -> Engine:
+    """An engine for the configured URL; creates the SQLite file's folder when missing.
+
+    `checkpoints=False` leaves SQLite's WAL checkpoints to other connections: the daemon's
+    intake uses it so that a commit answering an SMTP client never also copies the WAL into the
+    database file (the worker's connections do that)."""
     url = make_url(settings.url)
     timeout = settings.busy_timeout.total_seconds()
     if url.get_backend_name() != "sqlite":
@@ -48,6 +52,8 @@ def make_engine(settings: DatabaseSettings) -> Engine:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        if not checkpoints:
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -78,6 +84,14 @@ def transaction(engine: Engine, *, readonly: bool = False) -> Iterator[Session]:
     with _writer_lock(engine), Session(engine, expire_on_commit=False) as session, \
             session.begin():
         yield session
+
+
+@contextmanager
+def core_transaction(engine: Engine) -> Iterator[Connection]:
+    """A write transaction on a plain Core connection, for hot paths where an ORM session's
+    bookkeeping is measurable (the SMTP listener's insert); same locking as `transaction`."""
+    with _writer_lock(engine), engine.begin() as connection:
+        yield connection
 
 
 _write_locks: WeakKeyDictionary[Engine, AbstractContextManager[object]] = WeakKeyDictionary()

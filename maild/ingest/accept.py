@@ -8,11 +8,11 @@ from datetime import datetime
 from email import policy
 from email.parser import BytesHeaderParser
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import col
 
-from maild.db import storage_errors, transaction
+from maild.db import core_transaction, storage_errors
 from maild.headers import normalize_message_id
 from maild.models import Inbound, InboundState
 
@@ -29,7 +29,7 @@ class Accepted:
 def dedupe_key(raw: bytes) -> str:
     """`mid:<Message-ID>` when the message has one, else `sha256:<hex of the bytes>`."""
     try:
-        value = _header_parser.parsebytes(raw).get("Message-ID")
+        value = _header_parser.parsebytes(_header_block(raw)).get("Message-ID")
     except Exception:  # a header block broken enough to defeat even compat32
         value = None
     message_id = normalize_message_id(str(value)) if value else ""
@@ -39,6 +39,12 @@ def dedupe_key(raw: bytes) -> str:
             return "mid-sha256:" + hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()
         return "mid:" + message_id
     return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _header_block(raw: bytes) -> bytes:
+    """The bytes up to the first empty line: all that is needed to find the Message-ID."""
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    return raw[: min(ends) + 2] if ends else raw
 
 
 def accept(
@@ -62,12 +68,13 @@ def accept(
 def _insert(
     engine: Engine, raw: bytes, key: str, source: str, now: datetime, envelope_from: str | None
 ) -> Accepted:
-    with transaction(engine) as session:
-        existing = session.exec(select(Inbound.id).where(Inbound.dedupe_key == key)).first()
+    # Core, not the ORM: this is the SMTP listener's hot path.
+    with core_transaction(engine) as connection:
+        existing = connection.execute(select(col(Inbound.id)).where(
+            col(Inbound.dedupe_key) == key)).scalar()
         if existing is not None:
-            return Accepted(inbound_id=existing, duplicate=True)
-        # A Core insert: this is the SMTP listener's hot path, and an ORM flush costs more.
-        result = session.connection().execute(insert(Inbound).values(
+            return Accepted(inbound_id=int(existing), duplicate=True)
+        result = connection.execute(insert(Inbound).values(
             dedupe_key=key, source=source, envelope_from=envelope_from, received_at=now,
             raw=raw, size=len(raw), state=InboundState.NEW, reason="", attempts=0))
         inserted = result.inserted_primary_key
