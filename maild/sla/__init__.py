@@ -1,5 +1,8 @@
-"""SLA: the business calendar, the net-working-time clock, escalations and close requests.
+"""SLA: the business calendar, the net-working-time clock, and the timer duties.
 
-Not built yet (issue #5). `maild tick` already runs the duties that exist — threading stored
-mail and delivering the outbox — and will run these through the same entry point.
+- `calendar`  business hours, holidays and time zones: business time between and after instants;
+- `clock`     a ticket's net working time, recomputed from its status history;
+- `duties`    escalation, breach, close request and auto-close, once per period, for the
+              daemon's timer and `maild tick`;
+- `report`    `maild sla report`.
 """
