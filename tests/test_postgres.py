@@ -18,7 +18,6 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
-from zoneinfo import ZoneInfo
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -27,7 +26,6 @@ from sqlalchemy import Engine, inspect, text
 from sqlmodel import SQLModel
 
 from maild import config
-from maild.app import App
 from maild.clock import Clock, FixedClock
 from maild.compose import Templates
 from maild.config import DatabaseSettings, Settings
@@ -35,12 +33,12 @@ from maild.db import make_engine, transaction
 from maild.ingest import accept
 from maild.outbound import Deliverer, MaildirTransport
 from maild.sla.duties import run_duties
-from maild.threading import process_inbound, process_pending
+from maild.threading import process_pending
 from maild.threading.numbers import next_number
 from tests.conftest import Helpdesk, mail
 from tests.pg import PostgresCluster
+from tests.sla_helpers import arrive, at, escalation_mails, tick, with_sla
 
-MOSCOW = ZoneInfo("Europe/Moscow")
 WORKERS = 4
 T = TypeVar("T")
 
@@ -65,11 +63,6 @@ def pg_url(cluster: PostgresCluster) -> Iterator[str]:
 @pytest.fixture
 def desk(tmp_path: Path, capsys: pytest.CaptureFixture[str], pg_url: str) -> Helpdesk:
     return Helpdesk(tmp_path, capsys, url=pg_url)
-
-
-def at(moment: str) -> datetime:
-    """A Moscow wall-clock time (the config's sla.timezone): '2026-11-30 10:00' is a Monday."""
-    return datetime.fromisoformat(moment).replace(tzinfo=MOSCOW)
 
 
 def query(url: str, sql: str) -> list[Any]:
@@ -207,65 +200,22 @@ def test_the_same_message_twice_is_stored_once(desk: Helpdesk) -> None:
 
 # --- timer duties -------------------------------------------------------------------------------
 
-SLA = """
-[sla]
-timezone = "Europe/Moscow"
-business_hours = "Mon-Fri 09:00-18:00"
-
-[sla.priorities.normal]
-escalate_after = "30m"
-resolve_within = "4h"
-"""
-
-
-def _with_sla(desk: Helpdesk) -> Helpdesk:
-    text_ = desk.config.read_text().replace('[sla]\ntimezone = "Europe/Moscow"\n', SLA)
-    desk.config.write_text(text_)
-    assert desk.run("init").code == 0
-    return desk
-
-
-def _arrive(desk: Helpdesk, when: datetime, **kwargs: Any) -> str:
-    """A customer mail arriving at `when` (the real ingest path, with a settable clock)."""
-    app = App(config.load(desk.config), clock=FixedClock(when))
-    try:
-        stored = accept(app.engine, bytes(mail(**kwargs)), source="test", now=when)
-        settled = process_inbound(app.engine, app.settings, app.templates, app.clock,
-                                  stored.inbound_id)
-        assert settled.ticket_number is not None, settled.reason
-        return settled.ticket_number
-    finally:
-        app.close()
-
-
-def _tick(desk: Helpdesk, when: datetime) -> dict[str, Any]:
-    result = desk.run("tick", "--at", when.isoformat(), "--json")
-    assert result.code == 0, result.err
-    done: dict[str, Any] = result.json()
-    return done
-
-
-def _escalation_mails(desk: Helpdesk) -> list[str]:
-    return sorted(m["To"].addresses[0].addr_spec for m in desk.outbox()
-                  if "[escalated]" in m["Subject"])
-
-
 def test_tick_escalates_once_per_unattended_period(desk: Helpdesk) -> None:
-    _with_sla(desk)
-    number = _arrive(desk, at("2026-11-30 10:00"))
-    assert _tick(desk, at("2026-11-30 10:29"))["escalated"] == []
+    with_sla(desk)
+    number = arrive(desk, at("2026-11-30 10:00"))
+    assert tick(desk, at("2026-11-30 10:29"))["escalated"] == []
 
-    assert _tick(desk, at("2026-11-30 10:31"))["escalated"] == [number]
-    assert _tick(desk, at("2026-11-30 10:31"))["escalated"] == []  # the same instant again
-    assert _tick(desk, at("2026-11-30 11:00"))["escalated"] == []  # the same period
+    assert tick(desk, at("2026-11-30 10:31"))["escalated"] == [number]
+    assert tick(desk, at("2026-11-30 10:31"))["escalated"] == []  # the same instant again
+    assert tick(desk, at("2026-11-30 11:00"))["escalated"] == []  # the same period
 
-    assert _escalation_mails(desk) == ["alice@example.com", "bob@example.com"]
+    assert escalation_mails(desk) == ["alice@example.com", "bob@example.com"]
     assert [e["type"] for e in desk.ticket(number)["events"]].count("escalated") == 1
 
 
 def test_parallel_ticks_escalate_each_ticket_once(desk: Helpdesk, pg_url: str) -> None:
-    _with_sla(desk)
-    numbers = {_arrive(desk, at("2026-11-30 10:00"), sender=f"c{i}@example.org",
+    with_sla(desk)
+    numbers = {arrive(desk, at("2026-11-30 10:00"), sender=f"c{i}@example.org",
                        subject=f"Problem {i}") for i in range(12)}
     settings = config.load(desk.config)
     clock = FixedClock(at("2026-11-30 10:31"))
@@ -450,7 +400,7 @@ def test_four_tick_processes_settle_and_send_everything_once(desk: Helpdesk, pg_
     assert query(pg_url, "SELECT count(*), count(DISTINCT number) FROM ticket") == [(60, 60)]
     # A tick delivers what is due when it gets there: whatever one process queued after the
     # others had delivered is still pending, and one more tick sends it.
-    assert _tick(desk, when + timedelta(minutes=2))["failed"] == 0
+    assert tick(desk, when + timedelta(minutes=2))["failed"] == 0
     assert query(pg_url, "SELECT state, count(*), max(attempts) FROM outbox GROUP BY state") == \
         [("sent", 60, 1)]
     delivered = list((desk.root / "var" / "outbox" / "new").iterdir())

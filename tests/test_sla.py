@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -13,49 +12,13 @@ from maild import config, tickets
 from maild.app import App
 from maild.clock import FixedClock
 from maild.db import transaction
-from maild.ingest import accept
-from maild.threading import process_inbound
-from tests.conftest import Helpdesk, mail
-
-MOSCOW = ZoneInfo("Europe/Moscow")
-SLA = """
-[sla]
-timezone = "Europe/Moscow"
-business_hours = "Mon-Fri 09:00-18:00"
-holidays = ["2026-12-31"]
-
-[sla.priorities.normal]
-escalate_after = "30m"
-resolve_within = "4h"
-"""
-
-
-def at(text: str) -> datetime:
-    """A Moscow wall-clock time: '2026-11-27 17:30' (a Friday)."""
-    return datetime.fromisoformat(text).replace(tzinfo=MOSCOW)
+from tests.conftest import Helpdesk
+from tests.sla_helpers import arrive, at, escalation_mails, tick, with_sla
 
 
 @pytest.fixture
 def desk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Helpdesk:
-    helpdesk = Helpdesk(tmp_path, capsys)
-    text = helpdesk.config.read_text().replace('[sla]\ntimezone = "Europe/Moscow"\n', SLA)
-    helpdesk.config.write_text(text)
-    assert helpdesk.run("init").code == 0
-    return helpdesk
-
-
-def arrive(desk: Helpdesk, when: datetime, **kwargs: object) -> str:
-    """A customer mail arriving at `when` (the real ingest path, with a settable clock)."""
-    app = App(config.load(desk.config), clock=FixedClock(when))
-    try:
-        raw = bytes(mail(**kwargs))  # type: ignore[arg-type]
-        stored = accept(app.engine, raw, source="test", now=when)
-        settled = process_inbound(app.engine, app.settings, app.templates, app.clock,
-                                  stored.inbound_id)
-        assert settled.ticket_number is not None, settled.reason
-        return settled.ticket_number
-    finally:
-        app.close()
+    return with_sla(Helpdesk(tmp_path, capsys))
 
 
 def act(desk: Helpdesk, when: datetime, number: str, operation: str, *args: str) -> None:
@@ -67,17 +30,6 @@ def act(desk: Helpdesk, when: datetime, number: str, operation: str, *args: str)
             getattr(tickets, operation)(ctx, tickets.find(session, number), *args)
     finally:
         app.close()
-
-
-def tick(desk: Helpdesk, when: datetime) -> dict[str, object]:
-    result = desk.run("tick", "--at", when.isoformat(), "--json")
-    assert result.code == 0, result.err
-    return result.json()  # type: ignore[no-any-return]
-
-
-def escalation_mails(desk: Helpdesk) -> list[str]:
-    return [m["To"].addresses[0].addr_spec for m in desk.outbox()
-            if "[escalated]" in m["Subject"]]
 
 
 def sla(desk: Helpdesk, number: str, when: datetime) -> dict[str, object]:
