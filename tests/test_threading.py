@@ -229,3 +229,27 @@ def test_international_addresses_never_break_the_acknowledgement(helpdesk: Helpd
     helpdesk.ingest(idn)
     [ack] = helpdesk.outbox()
     assert ack["To"].addresses[0].addr_spec == "jan@xn--bcher-kva.example"
+
+
+def test_a_bounce_of_the_acknowledgement_lands_on_its_ticket_without_a_reply(
+    helpdesk: Helpdesk,
+) -> None:
+    number = _new_ticket(helpdesk, sender="Ivan <ivan@typo.example>")
+    [ack] = helpdesk.outbox()
+    bounce = (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\n"
+        "To: support@example.com\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <bounce-1@mx.example.net>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nThe mail could not be delivered.\r\n"
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example.net\r\n\r\nFinal-Recipient: rfc822; ivan@typo.example\r\n"
+        "Action: failed\r\nStatus: 5.1.1\r\n"
+        "--b\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: Support <support@example.com>\r\nMessage-ID: {ack['Message-ID']}\r\n"
+        f"Subject: {ack['Subject']}\r\n--b--\r\n").encode()
+    assert helpdesk.ingest(bounce).out.strip() == number
+    assert len(helpdesk.tickets()) == 1
+    assert len(helpdesk.outbox()) == 1  # no answer to a bounce
+    events = helpdesk.ticket(number)["events"]
+    assert any("returned message" in e["detail"] for e in events)

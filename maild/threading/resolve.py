@@ -4,20 +4,25 @@
    (its customer, an address on its correspondence, or staff).
 2. In-Reply-To / References naming any Message-ID stored on a ticket or sent by maild about it;
    such a reference is proof enough whoever sends it.
+3. For automatic mail only (bounces, delivery reports): the Message-ID of a message maild sent,
+   quoted in the report's returned headers.
 Otherwise a new ticket; when a non-participant quoted a known tag, the claim is recorded.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from maild.config import Settings
-from maild.models import Message, Ticket
+from maild.models import Direction, Message, Ticket
 from maild.parsing import ParsedMail
 from maild.subject import find_numbers
+
+_QUOTED_MESSAGE_ID = re.compile(r"^\s*Message-ID:\s*<([^<>\s]+)>", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,12 @@ def resolve(session: Session, settings: Settings, mail: ParsedMail) -> Resolutio
     ticket = _by_reference(session, mail.thread_ids)
     if ticket is not None:
         return Resolution(ticket, via="references")
+    if mail.automatic:
+        # A bounce or delivery report quotes the message it is about; when that is one maild
+        # sent, the report belongs on that ticket (where the failed delivery is visible).
+        ticket = _by_reference(session, _returned_message_ids(mail.text), sent_only=True)
+        if ticket is not None:
+            return Resolution(ticket, via="returned message")
     return Resolution(None, claimed=claimed)
 
 
@@ -55,12 +66,20 @@ def is_participant(session: Session, settings: Settings, ticket: Ticket, address
                for sender, recipients in session.exec(query.limit(100)))
 
 
-def _by_reference(session: Session, message_ids: tuple[str, ...]) -> Ticket | None:
+def _returned_message_ids(text: str) -> tuple[str, ...]:
+    """Message-IDs quoted in a report's text (its returned headers), at most a few."""
+    return tuple(dict.fromkeys(_QUOTED_MESSAGE_ID.findall(text)))[:10]
+
+
+def _by_reference(session: Session, message_ids: tuple[str, ...],
+                  sent_only: bool = False) -> Ticket | None:
     if not message_ids:
         return None
     query = select(Message.ticket_id, Message.message_id).where(
         Message.message_id.in_(message_ids)  # type: ignore[union-attr]
     ).order_by(Message.id)  # type: ignore[arg-type]
+    if sent_only:
+        query = query.where(Message.direction == Direction.OUT)
     # ascending ids: when two tickets hold the same Message-ID the newest one wins
     found = {mid: ticket_id for ticket_id, mid in session.exec(query)}
     for mid in message_ids:  # In-Reply-To first, then the newest reference
