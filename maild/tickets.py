@@ -177,14 +177,13 @@ def reopen(ctx: Context, ticket: Ticket, sender: str, message: Message, excerpt:
     ticket.unattended_since = None
     _start_unattended(ctx, ticket)
     if notify_sender:
+        name = ticket.customer_name if sender == ticket.customer else ""
         queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket,
                    kind="reopened",
-                   envelope=Envelope(message_id="", to_address=sender,
-                                     to_name=ticket.customer_name if sender == ticket.customer
-                                     else "", in_reply_to=message.message_id,
+                   envelope=Envelope(message_id="", to_address=sender, to_name=name,
+                                     in_reply_to=message.message_id,
                                      auto_submitted="auto-replied", html=html),
-                   context={"customer_name": ticket.customer_name if sender == ticket.customer
-                            else "", "original_subject": message.subject},
+                   context={"customer_name": name, "original_subject": message.subject},
                    auto_reply=True)
     if ticket.owner:
         owner_name = staff_name(ctx.settings, ticket.owner)
