@@ -56,7 +56,7 @@ log = logging.getLogger("maild.daemon")
 IDLE_SLEEP_SECONDS = 5.0
 BATCH = 100
 DATABASE_RETRY_SECONDS = 2.0
-INTAKE_PRIORITY_SECONDS = 0.05  # the longest the worker gives way before each item
+INTAKE_PRIORITY_SECONDS = 0.2  # the longest the worker gives way before each item
 INTAKE_QUIET_SECONDS = 0.003  # ... while the intake stored something this recently
 STATS_EVERY = timedelta(minutes=10)
 DUTIES_EVERY = timedelta(seconds=30)

@@ -21,7 +21,7 @@ from types import TracebackType
 from maild.errors import StorageUnavailable
 
 _FIRST_NAP = 0.0002
-_LONGEST_NAP = 0.002
+_LONGEST_NAP = 0.0005
 
 
 class WriterLock:
