@@ -66,12 +66,12 @@ def populate(path: Path, tickets: int, open_: int) -> None:
         next_due = naive(NOW + timedelta(hours=1 + i % 500)) if is_open else far
         rows.append((f"20261030{i:07d}", f"ticket {i}", "open" if is_open else "closed", 3,
                      queue, None, f"c{i}@example.org", "", "email", "en", naive(created),
-                     naive(created), naive(created), None, None, None, 0, next_due))
+                     naive(created), naive(created), None, None, 0, next_due))
     db.executemany(
         "INSERT INTO ticket (number, subject, status, priority, queue_id, owner, customer,"
         " customer_name, channel, language, created_at, updated_at, status_since,"
-        " unattended_since, close_requested_at, escalated_at, breached, next_due_at)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        " unattended_since, close_requested_at, breached, next_due_at)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
     db.commit()
     db.execute("ANALYZE")
     db.close()

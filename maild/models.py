@@ -121,7 +121,6 @@ class Ticket(SQLModel, table=True):
     unattended_since: datetime | None = _utc(default=None)  # SPEC §8; None while attended
     answered_at: datetime | None = _utc(default=None)     # the latest staff answer
     close_requested_at: datetime | None = _utc(default=None)
-    escalated_at: datetime | None = _utc(default=None)    # for the current unattended period
     breached: bool = False
     next_due_at: datetime | None = _utc(default=None, index=True)  # next timer duty, if any
 

@@ -173,7 +173,6 @@ def reopen(ctx: Context, ticket: Ticket, sender: str, message: Message, excerpt:
     set_status(ctx, ticket, _working_status(ticket), sender, "reopened by a new message")
     event(ctx, ticket, "reopened", sender, f"message {message.message_id or message.id}")
     ticket.close_requested_at = None
-    ticket.escalated_at = None
     ticket.unattended_since = None
     _start_unattended(ctx, ticket)
     if notify_sender:
@@ -278,7 +277,6 @@ def answer(
         event(ctx, ticket, "not_sent", staff, "the customer has no email address")
     event(ctx, ticket, "answered", staff, f"message {message.id}")
     ticket.answered_at = ctx.now  # the customer's silence is counted from here
-    ticket.next_due_at = ctx.now
     set_status(ctx, ticket, TicketStatus.WAITING, staff, "staff answered")
     attended(ctx, ticket, staff)
 
@@ -370,7 +368,6 @@ def first_customer_text(session: Session, ticket: Ticket, limit: int = 1000) -> 
 def _start_unattended(ctx: Context, ticket: Ticket) -> None:
     if ticket.unattended_since is None:
         ticket.unattended_since = ctx.now
-        ticket.escalated_at = None
         ticket.next_due_at = ctx.now
 
 

@@ -96,7 +96,6 @@ def _run(ctx: Context, calendar: BusinessCalendar, ticket: Ticket,
             _escalate(ctx, ticket, breached=False,
                       why=f"unattended for {_human(policy.escalate_after)} of business time "
                           f"since {iso(ticket.unattended_since)}")
-            ticket.escalated_at = ctx.now
             report.escalations.append(ticket.number)
 
     if not ticket.breached and ticket.status in RUNNING:

@@ -48,7 +48,6 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('unattended_since', maild.models.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column('answered_at', maild.models.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column('close_requested_at', maild.models.UTCDateTime(), nullable=True))
-        batch_op.add_column(sa.Column('escalated_at', maild.models.UTCDateTime(), nullable=True))
         batch_op.add_column(sa.Column('breached', sa.Boolean(), nullable=False,
                                       server_default=sa.false()))
         batch_op.add_column(sa.Column('next_due_at', maild.models.UTCDateTime(), nullable=True))
@@ -69,7 +68,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_ticket_next_due_at'))
         batch_op.drop_column('next_due_at')
         batch_op.drop_column('breached')
-        batch_op.drop_column('escalated_at')
         batch_op.drop_column('close_requested_at')
         batch_op.drop_column('answered_at')
         batch_op.drop_column('unattended_since')
