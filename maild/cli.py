@@ -233,9 +233,9 @@ def _ingest(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return EX_TEMPFAIL
         try:
-            return _settle_ingested(app, accepted.inbound_id, deliver=not args.no_deliver)
+            return _settle_ingested(app, accepted.row_id, deliver=not args.no_deliver)
         except Exception:  # stored is stored: the daemon or `maild tick` finishes the work
-            log.exception("inbound %s stored; finishing it failed", accepted.inbound_id)
+            log.exception("inbound %s stored; finishing it failed", accepted.row_id)
             return 0
     finally:
         app.close()

@@ -5,13 +5,15 @@ reason: the GIL. Threading a message is CPU work in Python, and with it in the s
 SMTP client waited for its 250 behind the interpreter lock (p50 10 ms, see bench/README.md).
 
 - The **intake** (this process, the one systemd starts) runs the SMTP/LMTP listener on its own
-  thread and one poller thread per `[[imap]]` mailbox. They only ever insert into `inbound`,
-  then wake the worker. The intake also supervises: it restarts a worker that dies.
-- The **worker** (a child process) runs the loop in the shape of Mailman's runners: thread a
-  bounded batch of stored mail, deliver a bounded batch of due outbox rows, run the due timers
-  (`schedule`), and sleep when a pass did no work until the intake wakes it. Before each item
-  it gives way to mail being received right now (bounded at 50 ms), so a client's 250 never
-  waits for threading. Writers of both processes queue on one `WriterLock`.
+  thread and one poller thread per `[[imap]]` mailbox. They only ever store mail — into the
+  intake spool on SQLite (`maild.ingest.spool`: a file of its own, so a 250 never waits for
+  the worker's write lock), straight into `inbound` on PostgreSQL — then wake the worker. The
+  intake also supervises: it restarts a worker that dies.
+- The **worker** (a child process, niced) runs the loop in the shape of Mailman's runners: move
+  spooled mail into `inbound`, thread a bounded batch of stored mail, deliver a bounded batch of
+  due outbox rows, run the due timers (`schedule`), and sleep when a pass did no work until the
+  intake wakes it. Before each item it gives way to mail being received right now (bounded at
+  200 ms), so on a busy machine the CPU goes to the client waiting for its 250 first.
 
 SIGTERM or SIGINT: the intake stops accepting, the worker finishes the item in hand, both exit,
 status 0. A crash or `kill -9` of either loses nothing: every step is a committed state change,
@@ -43,11 +45,12 @@ from sqlmodel import select
 from maild import config
 from maild.app import App, secret
 from maild.db import init as init_database
-from maild.db import transaction
+from maild.db import sqlite_file, transaction
 from maild.errors import StorageUnavailable
 from maild.ingest import Accepted, accept
 from maild.ingest.imap import ImapPoller
 from maild.ingest.smtp import SmtpListener, StoringHandler
+from maild.ingest.spool import Spool, spool_path
 from maild.models import Inbound, InboundState, Outbox
 from maild.sla.duties import run_duties
 from maild.threading import process_pending
@@ -87,11 +90,15 @@ class Intake:
         self.listener: SmtpListener | None = None
         self.pollers: list[ImapPoller] = []
         self.worker: Any = None
+        self.spool: Spool | None = None
 
     def store(self, raw: bytes, source: str, envelope_from: str | None = None) -> Accepted:
         with self.shared.receiving.get_lock():
             self.shared.receiving.value += 1
         try:
+            if self.spool is not None:
+                return self.spool.store(raw, source=source, now=self.app.clock.now(),
+                                        envelope_from=envelope_from)
             return accept(self.app.engine, raw, source=source, now=self.app.clock.now(),
                           envelope_from=envelope_from)
         finally:
@@ -105,6 +112,7 @@ class Intake:
     def start(self) -> None:
         settings = self.app.settings
         init_database(self.app.engine, settings)
+        self.spool = open_spool(self.app)
         self.start_worker()
         if settings.smtp is not None:
             handler = StoringHandler(lambda raw, sender: self.store(raw, "smtp", sender),
@@ -159,7 +167,18 @@ class Intake:
                 log.warning("worker did not stop in time; terminating it")
                 self.worker.terminate()
                 self.worker.join()
+        if self.spool is not None:
+            self.spool.close()
         log.info("maild stopped")
+
+
+def open_spool(app: App, *, mover: bool = False) -> Spool | None:
+    """The intake spool beside a SQLite database file; None on PostgreSQL."""
+    database = sqlite_file(app.engine)
+    if database is None:
+        return None
+    return Spool(spool_path(database), app.settings.database.busy_timeout.total_seconds(),
+                 mover=mover)
 
 
 def run(app: App) -> int:
@@ -195,11 +214,11 @@ def worker_main(config_path: str, shared: Shared, parent: int, level: int) -> No
     # The intake decides when to stop; a Ctrl-C on the terminal reaches it too.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: shared.stop.set())
-    app = App(config.load(config_path))
+    worker = Worker(App(config.load(config_path)), shared, parent)
     try:
-        Worker(app, shared, parent).loop()
+        worker.loop()
     finally:
-        app.close()
+        worker.close()
 
 
 class Worker:
@@ -207,9 +226,15 @@ class Worker:
         self.app = app
         self.shared = shared
         self.parent = parent
+        self.spool = open_spool(app, mover=True)
         self.scheduler = schedule.Scheduler()
         self.scheduler.every(int(STATS_EVERY.total_seconds())).seconds.do(self.log_stats)
         self.scheduler.every(int(DUTIES_EVERY.total_seconds())).seconds.do(self.run_duties)
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+        self.app.close()
 
     def run_duties(self) -> None:
         """Escalations, breaches, close requests, auto-close: what `maild tick` does."""
@@ -232,19 +257,23 @@ class Worker:
 
     def loop(self) -> None:
         deliverer = self.app.deliverer()
-        self.log_stats()
-        self.run_duties()
+        started = False  # the timers run once at start, then on schedule
         blocked: str | None = None  # the database error of the current outage, logged once
         while not self.stopping():
             self.shared.wake.clear()
             try:
+                moved = self.spool.move_into(self.app.engine, BATCH) if self.spool else 0
                 settled = process_pending(self.app.engine, self.app.settings,
                                           self.app.templates, self.app.clock, BATCH,
                                           should_stop=self.stopping, pause=self.yield_to_intake)
                 report = deliverer.deliver_due(self.app.clock, limit=BATCH,
                                                should_stop=self.stopping,
                                                pause=self.yield_to_intake)
-                self.scheduler.run_pending()
+                if started:
+                    self.scheduler.run_pending()
+                else:
+                    self.scheduler.run_all()
+                    started = True
             except (StorageUnavailable, OperationalError) as exc:
                 if blocked is None:
                     log.warning("database unavailable, will retry: %s", exc)
@@ -255,7 +284,7 @@ class Worker:
                 log.info("database available again")
                 blocked = None
             # A reply waiting for its original to be threaded is not progress: don't spin on it.
-            progressed = any(s.state != InboundState.NEW for s in settled)
+            progressed = moved or any(s.state != InboundState.NEW for s in settled)
             if not progressed and not report:
                 self.shared.wake.wait(IDLE_SLEEP_SECONDS if not settled else 0.05)
 
@@ -265,7 +294,8 @@ class Worker:
                 Inbound.state)).all())
             outbox = dict(session.exec(select(Outbox.state, func.count()).group_by(
                 Outbox.state)).all())
-        log.info("queues: inbound %s; outbox %s",
+        log.info("queues: spool %s; inbound %s; outbox %s",
+                 self.spool.backlog() if self.spool else "-",
                  ", ".join(f"{k} {v}" for k, v in sorted(inbound.items())) or "empty",
                  ", ".join(f"{k} {v}" for k, v in sorted(outbox.items())) or "empty")
 

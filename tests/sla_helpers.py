@@ -47,7 +47,7 @@ def arrive(desk: Helpdesk, when: datetime, **kwargs: Any) -> str:
     try:
         stored = accept(app.engine, bytes(mail(**kwargs)), source="test", now=when)
         settled = process_inbound(app.engine, app.settings, app.templates, app.clock,
-                                  stored.inbound_id)
+                                  stored.row_id)
         assert settled.ticket_number is not None, settled.reason
         return settled.ticket_number
     finally:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from maild.ingest.spool import spool_path
 from tests.conftest import mail
 from tests.servers import Dovecot, MaildProcess, make_certificate, wait_until
 
@@ -125,9 +126,10 @@ def customer_mail(n: int, tag: str = "t") -> bytes:
                 body=f"Message {n} of {tag}.\n").as_bytes(policy=policy.SMTP)
 
 
-def count(root: Path, query: str) -> int:
-    """One number from maild's SQLite database (read-only; WAL lets it run beside maild)."""
-    db = root / "maild.db"
+def count(root: Path, query: str, db_name: str = "maild.db") -> int:
+    """One number from maild's SQLite database, or from its intake spool (read-only; WAL lets
+    it run beside maild)."""
+    db = root / db_name
     if not db.exists():
         return 0
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
@@ -141,6 +143,11 @@ def count(root: Path, query: str) -> int:
 
 def stored(root: Path) -> int:
     return count(root, "SELECT count(*) FROM inbound")
+
+
+def received(root: Path) -> int:
+    """Messages the intake has committed: in `inbound`, or still in the spool."""
+    return stored(root) + count(root, "SELECT count(*) FROM spool", spool_path("maild.db").name)
 
 
 def tickets_in_db(root: Path) -> int:
@@ -253,9 +260,10 @@ def test_a_message_is_moved_only_after_it_is_stored(
     dovecot: Dovecot, start_maild: StartMaild, tmp_path: Path
 ) -> None:
     daemon = start_maild(security="none", idle=False, poll=1, busy="300ms")
-    locker = sqlite3.connect(tmp_path / "maild.db", isolation_level=None)
+    # The intake stores into its spool (maild.ingest.spool): make that refuse every writer.
+    locker = sqlite3.connect(spool_path(tmp_path / "maild.db"), isolation_level=None)
     try:
-        locker.execute("BEGIN IMMEDIATE")  # the database now refuses every other writer
+        locker.execute("BEGIN IMMEDIATE")
         dovecot.deliver(customer_mail(1, "locked"))
         # The poller tries, cannot store, and leaves the message where it is.
         assert wait_until(lambda: "maild.imap: main: StorageUnavailable" in daemon.log(),
@@ -263,7 +271,8 @@ def test_a_message_is_moved_only_after_it_is_stored(
         time.sleep(1.5)  # and tries again meanwhile
         assert message_ids(dovecot, "INBOX") == ["<locked-1@example.org>"]
         assert in_folder(dovecot, "Processed") == 0
-        assert locker.execute("SELECT count(*) FROM inbound").fetchone()[0] == 0
+        assert locker.execute("SELECT count(*) FROM spool").fetchone()[0] == 0
+        assert stored(tmp_path) == 0
         assert daemon.running(), daemon.log()
     finally:
         locker.execute("ROLLBACK")
@@ -327,9 +336,9 @@ def test_kill_9_in_the_middle_of_a_big_mailbox_loses_and_duplicates_nothing(
 
     daemon = start_maild(security="none", idle=True, poll=60, batch=20)
     # 70 is mid-batch: some messages are stored but not yet moved when the kill lands.
-    assert wait_until(lambda: stored(tmp_path) >= 70, timeout=30, interval=0.02), daemon.log()
+    assert wait_until(lambda: received(tmp_path) >= 70, timeout=30, interval=0.01), daemon.log()
     daemon.kill()
-    at_kill = stored(tmp_path)
+    at_kill = received(tmp_path)
     assert at_kill < total, "maild finished before the kill: the test proves nothing"
     assert in_folder(dovecot, "INBOX") > 0
 

@@ -9,12 +9,14 @@ import sqlite3
 import ssl
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
 
+from maild.ingest.spool import Spool, spool_path
 from tests.conftest import mail
 from tests.servers import SWAKS, MaildProcess, make_certificate, wait_until
 from tests.smtp_sink import SmtpSink, free_port
@@ -103,7 +105,7 @@ def test_a_mail_sent_with_swaks_becomes_a_ticket(maild: MaildProcess, sink: Smtp
          "--body", "Export fails since the update."],
         capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "250 2.0.0 OK stored as inbound" in done.stdout
+    assert "250 2.0.0 OK stored as spool" in done.stdout
     assert wait_until(lambda: len(sink.messages) == 1), maild.log()
     [ticket] = _tickets(maild)
     assert ticket["customer"] == "olga@example.org"
@@ -140,11 +142,11 @@ def test_an_oversized_message_gets_552(maild: MaildProcess) -> None:
     assert maild.cli("inbound", "list", "--json").stdout.strip() == "[]"
 
 
-def test_an_unwritable_database_gets_451_and_nothing_half_stored(
+def test_an_unwritable_intake_spool_gets_451_and_nothing_half_stored(
     maild: MaildProcess, tmp_path: Path
 ) -> None:
-    locker = sqlite3.connect(tmp_path / "maild.db", isolation_level=None)
-    locker.execute("BEGIN IMMEDIATE")  # the database refuses every other writer
+    locker = sqlite3.connect(spool_path(tmp_path / "maild.db"), isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # the spool refuses every other writer
     try:
         with smtplib.SMTP("127.0.0.1", maild.port) as client, \
                 pytest.raises(smtplib.SMTPDataError) as refused:
@@ -154,10 +156,46 @@ def test_an_unwritable_database_gets_451_and_nothing_half_stored(
         locker.close()
     assert refused.value.smtp_code == 451
     assert maild.cli("inbound", "list", "--json").stdout.strip() == "[]"
-    # The sender retries once the database is writable again, and the mail is taken.
+    # The sender retries once the spool is writable again, and the mail is taken.
     with smtplib.SMTP("127.0.0.1", maild.port) as client:
         client.send_message(mail(message_id="<locked@example.org>"))
     assert wait_until(lambda: len(_tickets(maild)) == 1), maild.log()
+
+
+def test_mail_is_taken_at_once_while_the_database_is_locked_and_threaded_after(
+    maild: MaildProcess, tmp_path: Path
+) -> None:
+    locker = sqlite3.connect(tmp_path / "maild.db", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # e.g. a long `maild sla report` or an operator's shell
+    try:
+        with smtplib.SMTP("127.0.0.1", maild.port) as client:
+            refused = client.sendmail("c@example.org", ["support@example.com"],
+                                      bytes(mail(message_id="<while-locked@example.org>")))
+        assert refused == {}  # 250: the intake spool took it; the database was not needed
+        assert wait_until(lambda: "database unavailable, will retry" in maild.log()), maild.log()
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert wait_until(lambda: len(_tickets(maild)) == 1), maild.log()
+    assert [t["subject"] for t in _tickets(maild)] == ["Printer does not print"]
+
+
+def test_mail_left_in_the_spool_is_threaded_at_the_next_start(
+    tmp_path: Path, sink: SmtpSink, certificate: tuple[Path, Path]
+) -> None:
+    daemon = start_maild(tmp_path, sink, certificate)
+    daemon.stop()
+    # As if `maild run` had answered 250 and been killed before its worker moved the mail.
+    spool = Spool(spool_path(tmp_path / "maild.db"), busy_timeout=1.0)
+    spool.store(bytes(mail(message_id="<left@example.org>")), source="smtp",
+                now=datetime.now(UTC))
+    spool.close()
+    daemon.start(wait_for=daemon.port)
+    try:
+        assert wait_until(lambda: len(_tickets(daemon)) == 1), daemon.log()
+        assert wait_until(lambda: len(sink.messages) == 1), daemon.log()
+    finally:
+        daemon.stop()
 
 
 def test_a_bare_lf_message_is_stored_as_received(maild: MaildProcess, tmp_path: Path) -> None:

@@ -239,7 +239,7 @@ def _store(engine: Engine, count: int, when: datetime) -> list[int]:
     return [accept(engine, bytes(mail(sender=f"Customer {i} <customer{i}@example.org>",
                                       subject=f"Problem number {i}",
                                       body=f"Hello, problem {i} here.\n")),
-                   source="test", now=when).inbound_id
+                   source="test", now=when).row_id
             for i in range(count)]
 
 
@@ -339,7 +339,7 @@ def test_the_same_mail_accepted_by_four_intakes_at_once_is_stored_once(
 
     def intake(_: int) -> list[tuple[int, bool]]:
         return with_engine(settings, lambda engine: [
-            (a.inbound_id, a.duplicate)
+            (a.row_id, a.duplicate)
             for a in (accept(engine, raw, source="test", now=when) for raw in raws)])
 
     results = in_parallel(intake)

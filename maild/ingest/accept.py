@@ -8,7 +8,7 @@ from datetime import datetime
 from email import policy
 from email.parser import BytesHeaderParser
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
@@ -18,12 +18,19 @@ from maild.models import Inbound, InboundState
 
 _MAX_KEY = 400
 _header_parser = BytesHeaderParser(policy=policy.compat32)
+# Built once: constructing a statement costs more CPU than executing it (the SMTP hot path).
+_FIND = select(col(Inbound.id)).where(col(Inbound.dedupe_key) == bindparam("key"))
+_INSERT = insert(Inbound)
 
 
 @dataclass(frozen=True)
 class Accepted:
-    inbound_id: int
+    row_id: int
     duplicate: bool  # the same message was stored before; nothing new was written
+    table: str = "inbound"  # where the bytes are: `inbound`, or the daemon's intake `spool`
+
+    def __str__(self) -> str:
+        return f"{self.table} {self.row_id}"
 
 
 def dedupe_key(raw: bytes) -> str:
@@ -70,13 +77,13 @@ def _insert(
 ) -> Accepted:
     # Core, not the ORM: this is the SMTP listener's hot path.
     with core_transaction(engine) as connection:
-        existing = connection.execute(select(col(Inbound.id)).where(
-            col(Inbound.dedupe_key) == key)).scalar()
+        existing = connection.execute(_FIND, {"key": key}).scalar()
         if existing is not None:
-            return Accepted(inbound_id=int(existing), duplicate=True)
-        result = connection.execute(insert(Inbound).values(
-            dedupe_key=key, source=source, envelope_from=envelope_from, received_at=now,
-            raw=raw, size=len(raw), state=InboundState.NEW, reason="", attempts=0))
+            return Accepted(int(existing), duplicate=True)
+        result = connection.execute(_INSERT, {
+            "dedupe_key": key, "source": source, "envelope_from": envelope_from,
+            "received_at": now, "raw": raw, "size": len(raw), "state": InboundState.NEW,
+            "reason": "", "attempts": 0})
         inserted = result.inserted_primary_key
         assert inserted is not None
-        return Accepted(inbound_id=int(inserted[0]), duplicate=False)
+        return Accepted(int(inserted[0]), duplicate=False)

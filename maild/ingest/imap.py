@@ -3,10 +3,11 @@
 For each mailbox: connect (TLS, STARTTLS or plain, certificates checked), select the folder,
 check UIDVALIDITY against the stored cursor, and fetch the UIDs above the cursor, oldest first,
 in bounded batches (`batch_size`) so a mailbox of any size is drained with flat memory. Each
-message is committed to `inbound` before anything happens on the server; then the batch is
-MOVEd to `processed_folder` (or, on a server without MOVE, flagged `$MaildStored` and left in
-place) and the cursor advances. A crash between "stored" and "moved" re-fetches the message at
-the next start, and the de-duplicating store makes that harmless.
+message is committed (to `inbound`, or the daemon's intake spool) before anything happens on the
+server; then the batch is MOVEd to `processed_folder` (or, on a server without MOVE, flagged
+`$MaildStored` and left in place) and the cursor advances. A crash between "stored" and
+"moved" re-fetches the message at the next start, and the de-duplicating store makes that
+harmless.
 
 Between passes the thread waits in IDLE (re-issued every `poll_seconds`) or sleeps
 `poll_seconds`. Any network or server error closes the connection and reconnects with a
@@ -152,8 +153,8 @@ class ImapPoller:
                 if raw is None:  # expunged by someone else meanwhile
                     continue
                 accepted = self.store(bytes(raw), self.source)
-                log.info("%s: uid %s -> inbound %s%s", self.settings.name, uid,
-                         accepted.inbound_id, " (duplicate)" if accepted.duplicate else "")
+                log.info("%s: uid %s -> %s%s", self.settings.name, uid,
+                         accepted, " (duplicate)" if accepted.duplicate else "")
                 done.append(uid)
             del fetched
             if done:

@@ -1,10 +1,11 @@
 """The SMTP (or LMTP) listener: aiosmtpd in a thread, answering 250 only once mail is stored.
 
 The handler does one thing with a message: hand its raw bytes to `store` (which commits them to
-`inbound`) and answer by the outcome — 250 when stored, 451 when the database could not take it
-(the sender keeps the mail and retries). Recipients outside `mail.accept` get 550: maild is never
-an open relay. Size is enforced while the data arrives (552). End-of-data is only ever
-CRLF.CRLF (no SMTP smuggling); bare LF inside the data is accepted and stored as received.
+the intake spool, or `inbound`) and answer by the outcome — 250 when stored, 451 when the
+database could not take it (the sender keeps the mail and retries). Recipients outside
+`mail.accept` get 550: maild is never an open relay. Size is enforced while the data arrives
+(552). End-of-data is only ever CRLF.CRLF (no SMTP smuggling); bare LF inside the data is
+accepted and stored as received.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ class StoringHandler:
             log.exception("storing a message from %s failed", session.peer)
             return "451 4.3.0 Local error while storing the message, please try again later"
         self.wake()
-        log.info("inbound %s stored from %s (%d bytes)%s", accepted.inbound_id, session.peer,
+        log.info("%s stored from %s (%d bytes)%s", accepted, session.peer,
                  len(raw), " (duplicate)" if accepted.duplicate else "")
-        reply = f"250 2.0.0 OK stored as inbound {accepted.inbound_id}"
+        reply = f"250 2.0.0 OK stored as {accepted}"
         if isinstance(server, LMTP):
             # LMTP answers once per recipient; aiosmtpd pushes only the last answer itself.
             for _ in envelope.rcpt_tos[1:]:

@@ -1,0 +1,135 @@
+"""The intake spool: where `maild run` commits received mail when the database is SQLite.
+
+SQLite takes one writer at a time. With the listener writing straight into `inbound`, an SMTP
+client's 250 waited whenever the worker was in the middle of threading a message or
+checkpointing the WAL (p99 of the accept latency grew five-fold, see bench/README.md). So the
+daemon's intake — the SMTP/LMTP listener and the IMAP pollers — commits each message to a small
+SQLite file of its own, `<database>.spool`, and answers 250 after that one commit. The worker
+moves spooled rows into `inbound` a batch at a time and only then deletes them from the spool.
+
+The spool is a queue, not part of the data model (hence plain `sqlite3`, not the models): a row
+lives there for milliseconds while the worker runs, and it carries exactly what `accept` would
+have stored. Moving is idempotent: rows are inserted with `INSERT OR IGNORE` on `inbound`'s
+unique dedupe key, in spool order, and deleted only after that transaction committed, so a crash
+between the two steps re-moves rows that are then ignored — nothing lost, nothing twice. The
+same key is unique in the spool too, so a message sent twice while still spooled is stored once.
+
+PostgreSQL has no such writer lock: there the intake calls `accept` directly and no spool exists.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import Engine, insert
+
+from maild.db import core_transaction, storage_errors
+from maild.errors import StorageUnavailable
+from maild.ingest.accept import Accepted, dedupe_key
+from maild.models import Inbound, InboundState
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the id is quoted in the SMTP reply
+    dedupe_key TEXT NOT NULL UNIQUE,
+    source TEXT NOT NULL,
+    envelope_from TEXT,
+    received_at TEXT NOT NULL,             -- ISO 8601 with offset
+    raw BLOB NOT NULL
+)
+"""
+_MOVE = insert(Inbound).prefix_with("OR IGNORE")
+
+
+def spool_path(database: Path) -> Path:
+    return Path(f"{database}.spool")
+
+
+class Spool:
+    """One connection to the spool file, shared by the threads of one process."""
+
+    def __init__(self, path: Path, busy_timeout: float, *, mover: bool = False) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # The intake's commits are what a 250 promises: on disk before the answer. The
+            # mover only deletes rows already committed to `inbound`; a delete lost in a crash
+            # is redone harmlessly, so it need not wait for the disk.
+            self._db.execute(f"PRAGMA synchronous={'NORMAL' if mover else 'FULL'}")
+            if not mover:
+                # Checkpoints copy the WAL into the file and fsync it: the mover does that, so a
+                # commit answering an SMTP client never also pays for a checkpoint.
+                self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._db.execute(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"cannot open the intake spool {path}: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    # --- the intake's side --------------------------------------------------------------------
+
+    def store(
+        self, raw: bytes, *, source: str, now: datetime, envelope_from: str | None = None
+    ) -> Accepted:
+        """Commit `raw` to the spool (once per dedupe key); raises StorageUnavailable."""
+        key = dedupe_key(raw)
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    inserted = self._db.execute(
+                        "INSERT INTO spool (dedupe_key, source, envelope_from, received_at, raw)"
+                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
+                        (key, source, envelope_from, now.isoformat(), raw))
+                    if inserted.rowcount == 1:
+                        accepted = Accepted(int(inserted.lastrowid or 0), False, "spool")
+                    else:
+                        [(existing,)] = self._db.execute(
+                            "SELECT id FROM spool WHERE dedupe_key = ?", (key,)).fetchall()
+                        accepted = Accepted(int(existing), True, "spool")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise StorageUnavailable(f"intake spool: {exc}") from exc
+        return accepted
+
+    # --- the worker's side --------------------------------------------------------------------
+
+    def backlog(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM spool").fetchone()[0])
+
+    def move_into(self, engine: Engine, limit: int) -> int:
+        """Move up to `limit` of the oldest spooled messages into `inbound`; returns how many
+        were taken from the spool (duplicates of stored mail included, and then dropped)."""
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT id, dedupe_key, source, envelope_from, received_at, raw FROM spool"
+                    " ORDER BY id LIMIT ?", (limit,)).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageUnavailable(f"intake spool: {exc}") from exc
+        if not rows:
+            return 0
+        with storage_errors(), core_transaction(engine) as connection:
+            connection.execute(_MOVE, [
+                {"dedupe_key": key, "source": source, "envelope_from": envelope_from,
+                 "received_at": datetime.fromisoformat(received_at), "raw": raw,
+                 "size": len(raw), "state": InboundState.NEW, "reason": "", "attempts": 0}
+                for _id, key, source, envelope_from, received_at, raw in rows])
+        with self._lock:
+            try:
+                self._db.execute("DELETE FROM spool WHERE id <= ?", (rows[-1][0],))
+            except sqlite3.Error as exc:
+                raise StorageUnavailable(f"intake spool: {exc}") from exc
+        return len(rows)

@@ -1,0 +1,155 @@
+"""The intake spool: stored once, moved into `inbound` in order, never lost, never twice."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from maild import config
+from maild.db import make_engine, transaction
+from maild.errors import StorageUnavailable
+from maild.ingest import accept
+from maild.ingest.spool import Spool, spool_path
+from maild.models import Inbound, InboundState
+from tests.conftest import Helpdesk, mail
+
+WHEN = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(helpdesk: Helpdesk) -> Iterator[Engine]:
+    engine = make_engine(config.load(helpdesk.config).database)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def database(helpdesk: Helpdesk) -> Path:
+    return helpdesk.root / "var" / "maild.db"
+
+
+@pytest.fixture
+def intake(database: Path) -> Iterator[Spool]:
+    spool = Spool(spool_path(database), busy_timeout=0.2)
+    yield spool
+    spool.close()
+
+
+@pytest.fixture
+def mover(database: Path, intake: Spool) -> Iterator[Spool]:
+    spool = Spool(spool_path(database), busy_timeout=0.2, mover=True)
+    yield spool
+    spool.close()
+
+
+def inbound(engine: Engine) -> list[Inbound]:
+    with transaction(engine, readonly=True) as session:
+        return list(session.exec(select(Inbound).order_by(col(Inbound.id))))
+
+
+def raw(n: int) -> bytes:
+    return bytes(mail(subject=f"Problem {n}", message_id=f"<spool-{n}@example.org>"))
+
+
+def test_the_spool_is_a_file_beside_the_database(database: Path, intake: Spool) -> None:
+    assert spool_path(database) == database.parent / "maild.db.spool"
+    assert spool_path(database).exists()
+
+
+def test_a_message_is_stored_once_per_dedupe_key(intake: Spool) -> None:
+    first = intake.store(raw(1), source="smtp", now=WHEN, envelope_from="a@example.org")
+    again = intake.store(raw(1), source="smtp", now=WHEN, envelope_from="a@example.org")
+    other = intake.store(raw(2), source="smtp", now=WHEN)
+    assert (first.table, first.duplicate) == ("spool", False)
+    assert (again.row_id, again.duplicate) == (first.row_id, True)
+    assert other.row_id > first.row_id
+    assert str(first) == f"spool {first.row_id}"
+    assert intake.backlog() == 2
+
+
+def test_moving_keeps_order_bytes_and_envelope(
+    engine: Engine, intake: Spool, mover: Spool
+) -> None:
+    sent = [raw(n) for n in range(5)]
+    for n, message in enumerate(sent):
+        intake.store(message, source=f"imap-{n}", now=WHEN, envelope_from=f"e{n}@example.org")
+    assert mover.move_into(engine, limit=3) == 3
+    assert intake.backlog() == 2
+    assert mover.move_into(engine, limit=100) == 2
+    assert mover.move_into(engine, limit=100) == 0
+    rows = inbound(engine)
+    assert [r.raw for r in rows] == sent
+    assert [r.source for r in rows] == [f"imap-{n}" for n in range(5)]
+    assert [r.envelope_from for r in rows] == [f"e{n}@example.org" for n in range(5)]
+    assert {r.state for r in rows} == {InboundState.NEW}
+    assert {r.received_at for r in rows} == {WHEN}
+    assert rows[0].dedupe_key == "mid:spool-0@example.org"
+
+
+def test_a_move_redone_after_a_lost_delete_stores_nothing_twice(
+    engine: Engine, intake: Spool, mover: Spool
+) -> None:
+    intake.store(raw(1), source="smtp", now=WHEN)
+    mover.move_into(engine, limit=10)
+    # The delete of that move never reached the disk: the same row is in the spool again.
+    intake.store(raw(1), source="smtp", now=WHEN)
+    assert mover.move_into(engine, limit=10) == 1
+    assert intake.backlog() == 0
+    assert len(inbound(engine)) == 1
+
+
+def test_mail_already_in_inbound_is_dropped_as_a_duplicate(
+    engine: Engine, intake: Spool, mover: Spool
+) -> None:
+    accept(engine, raw(1), source="pipe", now=WHEN)  # `maild ingest` took it first
+    intake.store(raw(1), source="smtp", now=WHEN)
+    intake.store(raw(2), source="smtp", now=WHEN)
+    assert mover.move_into(engine, limit=10) == 2
+    assert [(r.source, r.raw) for r in inbound(engine)] == [("pipe", raw(1)), ("smtp", raw(2))]
+
+
+def test_spool_ids_are_never_reused(engine: Engine, intake: Spool, mover: Spool) -> None:
+    first = intake.store(raw(1), source="smtp", now=WHEN)
+    mover.move_into(engine, limit=10)
+    assert intake.store(raw(2), source="smtp", now=WHEN).row_id > first.row_id
+
+
+def test_a_locked_spool_refuses_with_storage_unavailable(database: Path, intake: Spool) -> None:
+    locker = sqlite3.connect(spool_path(database), isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StorageUnavailable):
+            intake.store(raw(1), source="smtp", now=WHEN)
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+    assert intake.backlog() == 0
+    assert not intake.store(raw(1), source="smtp", now=WHEN).duplicate
+
+
+def test_a_locked_database_leaves_the_spool_untouched(
+    engine: Engine, database: Path, intake: Spool, mover: Spool, helpdesk: Helpdesk
+) -> None:
+    intake.store(raw(1), source="smtp", now=WHEN)
+    settings = replace(config.load(helpdesk.config).database,
+                       busy_timeout=timedelta(milliseconds=200))
+    impatient = make_engine(settings)
+    locker = sqlite3.connect(database, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(StorageUnavailable):
+            mover.move_into(impatient, limit=10)
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+        impatient.dispose()
+    assert intake.backlog() == 1
+    assert mover.move_into(engine, limit=10) == 1
+    assert len(inbound(engine)) == 1
