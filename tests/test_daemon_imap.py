@@ -147,7 +147,7 @@ def stored(root: Path) -> int:
 
 def received(root: Path) -> int:
     """Messages the intake has committed: in `inbound`, or still in the spool."""
-    return stored(root) + count(root, "SELECT count(*) FROM spool", spool_path("maild.db").name)
+    return stored(root) + count(root, "SELECT count(*) FROM spool", spool_path(Path("maild.db")).name)
 
 
 def tickets_in_db(root: Path) -> int:
