@@ -147,7 +147,8 @@ def stored(root: Path) -> int:
 
 def received(root: Path) -> int:
     """Messages the intake has committed: in `inbound`, or still in the spool."""
-    return stored(root) + count(root, "SELECT count(*) FROM spool", spool_path(Path("maild.db")).name)
+    spool = spool_path(Path("maild.db")).name
+    return stored(root) + count(root, "SELECT count(*) FROM spool", spool)
 
 
 def tickets_in_db(root: Path) -> int:
