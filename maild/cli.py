@@ -24,9 +24,10 @@ from maild import __version__, config, tickets
 from maild.app import App
 from maild.clock import FixedClock, parse_instant
 from maild.db import init as init_database
-from maild.db import storage_errors, transaction
+from maild.db import sqlite_file, storage_errors, transaction
 from maild.errors import ConfigError, MaildError, NotFound, StorageUnavailable, UsageError
 from maild.ingest import accept
+from maild.ingest.spool import spool_path, spooled
 from maild.models import (
     Channel,
     Direction,
@@ -500,6 +501,11 @@ def _inbound_list(app: App, args: argparse.Namespace) -> int:
         if args.state:
             query = query.where(Inbound.state == args.state)
         rows = [inbound_summary(r) for r in session.exec(query)]
+    database = sqlite_file(app.engine)
+    waiting = spooled(spool_path(database)) if database else 0
+    if waiting:
+        print(f"{waiting} message(s) in the intake spool, not yet moved into inbound by "
+              "`maild run`", file=sys.stderr)
     if args.json:
         _print_json(rows)
         return 0

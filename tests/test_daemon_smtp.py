@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import smtplib
 import socket
@@ -96,6 +97,9 @@ def test_a_mail_sent_with_smtplib_becomes_a_ticket_and_its_ack_reaches_the_sink(
     assert sink.messages[0].rcpt_tos == ["ivan@example.org"]
     assert ack["Subject"].startswith(f"[Ticket#{ticket['number']}]")
     assert ack["In-Reply-To"] == "<smtp-1@example.org>"
+    # The intake's log line names the message, so an operator can follow it to its ticket.
+    assert re.search(r"spool \d+ stored from .* mid:smtp-1@example\.org", maild.log()), \
+        maild.log()
 
 
 def test_a_mail_sent_with_swaks_becomes_a_ticket(maild: MaildProcess, sink: SmtpSink) -> None:

@@ -16,7 +16,7 @@ from maild import config
 from maild.db import make_engine, transaction
 from maild.errors import StorageUnavailable
 from maild.ingest import accept
-from maild.ingest.spool import Spool, spool_path
+from maild.ingest.spool import Spool, spool_path, spooled
 from maild.models import Inbound, InboundState
 from tests.conftest import Helpdesk, mail
 
@@ -153,3 +153,21 @@ def test_a_locked_database_leaves_the_spool_untouched(
     assert intake.backlog() == 1
     assert mover.move_into(engine, limit=10) == 1
     assert len(inbound(engine)) == 1
+
+
+def test_inbound_list_tells_of_mail_still_in_the_spool(
+    helpdesk: Helpdesk, intake: Spool, database: Path
+) -> None:
+    assert spooled(spool_path(database)) == 0
+    assert "intake spool" not in helpdesk.run("inbound", "list").err
+    intake.store(raw(1), source="smtp", now=WHEN)
+    intake.store(raw(2), source="smtp", now=WHEN)
+    assert spooled(spool_path(database)) == 2
+    listed = helpdesk.run("inbound", "list", "--json")
+    assert listed.json() == []
+    assert "2 message(s) in the intake spool" in listed.err
+
+
+def test_no_spool_file_means_nothing_spooled(tmp_path: Path) -> None:
+    assert spooled(tmp_path / "none.db.spool") == 0
+    assert not (tmp_path / "none.db.spool").exists()

@@ -28,6 +28,7 @@ class Accepted:
     row_id: int
     duplicate: bool  # the same message was stored before; nothing new was written
     table: str = "inbound"  # where the bytes are: `inbound`, or the daemon's intake `spool`
+    dedupe_key: str = ""  # `mid:<Message-ID>` or `sha256:…`: what a log line can be traced by
 
     def __str__(self) -> str:
         return f"{self.table} {self.row_id}"
@@ -79,11 +80,11 @@ def _insert(
     with core_transaction(engine) as connection:
         existing = connection.execute(_FIND, {"key": key}).scalar()
         if existing is not None:
-            return Accepted(int(existing), duplicate=True)
+            return Accepted(int(existing), True, "inbound", key)
         result = connection.execute(_INSERT, {
             "dedupe_key": key, "source": source, "envelope_from": envelope_from,
             "received_at": now, "raw": raw, "size": len(raw), "state": InboundState.NEW,
             "reason": "", "attempts": 0})
         inserted = result.inserted_primary_key
         assert inserted is not None
-        return Accepted(int(inserted[0]), duplicate=False)
+        return Accepted(int(inserted[0]), False, "inbound", key)

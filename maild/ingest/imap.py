@@ -153,8 +153,8 @@ class ImapPoller:
                 if raw is None:  # expunged by someone else meanwhile
                     continue
                 accepted = self.store(bytes(raw), self.source)
-                log.info("%s: uid %s -> %s%s", self.settings.name, uid,
-                         accepted, " (duplicate)" if accepted.duplicate else "")
+                log.info("%s: uid %s -> %s %s%s", self.settings.name, uid, accepted,
+                         accepted.dedupe_key, " (duplicate)" if accepted.duplicate else "")
                 done.append(uid)
             del fetched
             if done:

@@ -60,8 +60,8 @@ class StoringHandler:
             log.exception("storing a message from %s failed", session.peer)
             return "451 4.3.0 Local error while storing the message, please try again later"
         self.wake()
-        log.info("%s stored from %s (%d bytes)%s", accepted, session.peer,
-                 len(raw), " (duplicate)" if accepted.duplicate else "")
+        log.info("%s stored from %s (%d bytes) %s%s", accepted, session.peer, len(raw),
+                 accepted.dedupe_key, " (duplicate)" if accepted.duplicate else "")
         reply = f"250 2.0.0 OK stored as {accepted}"
         if isinstance(server, LMTP):
             # LMTP answers once per recipient; aiosmtpd pushes only the last answer itself.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
@@ -46,6 +47,17 @@ _MOVE = insert(Inbound).prefix_with("OR IGNORE")
 
 def spool_path(database: Path) -> Path:
     return Path(f"{database}.spool")
+
+
+def spooled(path: Path) -> int:
+    """How many messages wait in the spool at `path` (read-only; 0 when there is none)."""
+    if not path.exists():
+        return 0
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+            return int(db.execute("SELECT count(*) FROM spool").fetchone()[0])
+    except sqlite3.Error as exc:
+        raise StorageUnavailable(f"cannot read the intake spool {path}: {exc}") from exc
 
 
 class Spool:
@@ -89,11 +101,11 @@ class Spool:
                         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
                         (key, source, envelope_from, now.isoformat(), raw))
                     if inserted.rowcount == 1:
-                        accepted = Accepted(int(inserted.lastrowid or 0), False, "spool")
+                        accepted = Accepted(int(inserted.lastrowid or 0), False, "spool", key)
                     else:
                         [(existing,)] = self._db.execute(
                             "SELECT id FROM spool WHERE dedupe_key = ?", (key,)).fetchall()
-                        accepted = Accepted(int(existing), True, "spool")
+                        accepted = Accepted(int(existing), True, "spool", key)
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
