@@ -33,6 +33,9 @@ from maild.outbound.transports import Transport
 log = logging.getLogger("maild.outbound")
 CLAIM_LEASE = timedelta(minutes=5)
 _DUE_STATES = (OutboxState.PENDING, OutboxState.DEFERRED)
+_FINISH = update(Outbox).where(col(Outbox.id) == bindparam("row")).values(
+    state=bindparam("state"), attempts=bindparam("attempts"), claimed_at=None, claimed_by="",
+    last_error=bindparam("error"), sent_at=bindparam("sent_at"))
 
 
 @dataclass
@@ -178,7 +181,7 @@ class Deliverer:
 
     def _finish(self, row: Outbox, state: OutboxState, now: datetime, error: str) -> None:
         # Core, not the ORM: this runs once per mail sent, and loading the row back (with its
-        # bytes) only to set five columns cost more than the rest of the delivery.
+        # bytes) only to set five columns was about a third of a delivery's CPU time.
         with core_transaction(self.engine) as connection:
             connection.execute(_FINISH, {
                 "row": row.id, "state": state, "attempts": row.attempts + 1,
@@ -187,11 +190,6 @@ class Deliverer:
                 connection.execute(insert(Event).values(
                     ticket_id=row.ticket_id, at=now, type="delivery_failed", actor="maild",
                     detail=f"{row.kind} to {row.rcpt_to} <{row.message_id}>: {error}"[:1000]))
-
-
-_FINISH = update(Outbox).where(col(Outbox.id) == bindparam("row")).values(
-    state=bindparam("state"), attempts=bindparam("attempts"), claimed_at=None, claimed_by="",
-    last_error=bindparam("error"), sent_at=bindparam("sent_at"))
 
 
 def _alive(pid: int) -> bool:
