@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.selectable import GenerativeSelect
@@ -142,6 +142,7 @@ def upgrade_schema(engine: Engine) -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        _one_init_at_a_time(connection)
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
 
@@ -166,7 +167,19 @@ def init(engine: Engine, settings: Settings) -> None:
     """`maild init`: schema, then queues and staff from the config."""
     upgrade_schema(engine)
     with transaction(engine) as session:
+        _one_init_at_a_time(session.connection())
         load_reference_data(session, settings)
+
+
+_INIT_LOCK = 0x6D61696C64  # "maild": the PostgreSQL advisory lock key of `init`
+
+
+def _one_init_at_a_time(connection: Connection) -> None:
+    """Several `maild run` started at once on one PostgreSQL database all run `init`: without
+    this lock two would create the same tables or insert the same queues, and one would fail.
+    The lock is held until the transaction ends; SQLite's BEGIN IMMEDIATE already serialises."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _INIT_LOCK})
 
 
 def _short(exc: BaseException) -> str:

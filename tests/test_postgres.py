@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import smtplib
 import subprocess
 import sys
 import threading
@@ -35,9 +37,11 @@ from maild.outbound import Deliverer, MaildirTransport
 from maild.sla.duties import run_duties
 from maild.threading import process_pending
 from maild.threading.numbers import next_number
-from tests.conftest import Helpdesk, mail
+from tests.conftest import BASE_CONFIG, Helpdesk, mail
 from tests.pg import PostgresCluster
+from tests.servers import MaildProcess, wait_port, wait_until
 from tests.sla_helpers import arrive, at, escalation_mails, tick, with_sla
+from tests.smtp_sink import SmtpSink, free_port
 
 WORKERS = 4
 T = TypeVar("T")
@@ -407,3 +411,77 @@ def test_four_tick_processes_settle_and_send_everything_once(desk: Helpdesk, pg_
     assert len(delivered) == 60
     assert sorted(Counter(p.read_bytes().split(b"\r\nDelivered-To: ", 1)[1].split(b"\r\n")[0]
                           for p in delivered).values()) == [1] * 60
+
+
+# --- several `maild run` on one database ------------------------------------------------------
+
+
+def test_four_inits_at_once_on_a_fresh_database_all_succeed(tmp_path: Path, pg_url: str) -> None:
+    """Several daemons started together each run `init`; an advisory lock takes them in turn."""
+    cfg = tmp_path / "maild.toml"
+    cfg.write_text(BASE_CONFIG.format(root=tmp_path, url=pg_url, tag="Ticket", language="en",
+                                      cap=5, reopen="true", busy="5s", templates="",
+                                      transport="maildir", smtp_port=25))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    processes = [subprocess.Popen([sys.executable, "-m", "maild", "--config", str(cfg), "init"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                 for _ in range(WORKERS)]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert [p.returncode for p in processes] == [0] * WORKERS, [err for _, err in outputs]
+    assert query(pg_url, "SELECT count(*) FROM queue") == [(3,)]
+    assert query(pg_url, "SELECT email FROM staff ORDER BY email") == \
+        [("alice@example.com",), ("bob@example.com",)]
+
+
+def test_two_daemons_on_one_database_take_thread_and_answer_every_mail_once(
+    tmp_path: Path, pg_url: str, sink: SmtpSink
+) -> None:
+    """Two `maild run` processes on one PostgreSQL database, started at the same moment, each
+    with an SMTP listener of its own: the scale path of DESIGN.md, end to end."""
+    daemons = []
+    for name in ("a", "b"):
+        root = tmp_path / name
+        root.mkdir()
+        port = free_port()
+        daemon = MaildProcess(root, BASE_CONFIG.format(
+            root=root, url=pg_url, tag="Ticket", language="en", cap=5, reopen="true",
+            busy="5s", templates="", transport="smtp", smtp_port=sink.port)
+            + f'\n[smtp]\nlisten = "127.0.0.1:{port}"\n')
+        daemon.port = port
+        daemons.append(daemon)
+    for daemon in daemons:
+        daemon.start()  # together: both run `init` on the empty database at once
+    try:
+        for daemon in daemons:
+            wait_port(daemon.port, timeout=60)
+        total = 60
+        replies = []
+        for n in range(total):
+            with smtplib.SMTP("127.0.0.1", daemons[n % 2].port) as client:
+                client.ehlo()
+                client.mail(f"customer{n}@example.org")
+                client.rcpt("support@example.com")
+                replies.append(client.data(bytes(mail(
+                    sender=f"Customer {n} <customer{n}@example.org>",
+                    subject=f"Problem {n}", message_id=f"<two-daemons-{n}@example.org>")))[1])
+        assert all(b"stored as inbound" in reply for reply in replies), replies[:3]
+
+        def acknowledged() -> list[str]:
+            return [r for m in sink.messages for r in m.rcpt_tos if r.startswith("customer")]
+
+        assert wait_until(lambda: len(acknowledged()) >= total, timeout=60), \
+            daemons[0].log()[-2000:] + daemons[1].log()[-2000:]
+    finally:
+        codes = [daemon.stop() for daemon in daemons]
+    assert codes == [0, 0]
+    assert sorted(acknowledged()) == sorted(f"customer{n}@example.org" for n in range(total))
+    assert query(pg_url, "SELECT state, count(*) FROM inbound GROUP BY state") == [("done", total)]
+    assert query(pg_url, "SELECT count(*), count(DISTINCT number) FROM ticket") == \
+        [(total, total)]
+    assert query(pg_url, "SELECT state, count(*), max(attempts) FROM outbox "
+                         "WHERE kind = 'ack' GROUP BY state") == [("sent", total, 1)]
+    # Each intake stored the half sent to it, straight into `inbound`.
+    for daemon in daemons:
+        assert len(re.findall(r"inbound \d+ stored from", daemon.log())) == total // 2
+    assert "ERROR" not in daemons[0].log() + daemons[1].log()
+    assert not list(tmp_path.rglob("*.spool"))  # PostgreSQL: the intake writes inbound itself
