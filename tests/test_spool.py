@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import replace
@@ -106,13 +107,16 @@ def test_a_move_redone_after_a_lost_delete_stores_nothing_twice(
 
 
 def test_mail_already_in_inbound_is_dropped_as_a_duplicate(
-    engine: Engine, intake: Spool, mover: Spool
+    engine: Engine, intake: Spool, mover: Spool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    accept(engine, raw(1), source="pipe", now=WHEN)  # `maild ingest` took it first
-    intake.store(raw(1), source="smtp", now=WHEN)
+    first = accept(engine, raw(1), source="pipe", now=WHEN)  # `maild ingest` took it first
+    again = intake.store(raw(1), source="smtp", now=WHEN)
     intake.store(raw(2), source="smtp", now=WHEN)
-    assert mover.move_into(engine, limit=10) == 2
+    with caplog.at_level(logging.INFO, logger="maild.spool"):
+        assert mover.move_into(engine, limit=10) == 2
     assert [(r.source, r.raw) for r in inbound(engine)] == [("pipe", raw(1)), ("smtp", raw(2))]
+    assert caplog.messages == [f"spool {again.row_id} mid:spool-1@example.org: duplicate of "
+                               f"inbound {first.row_id}, dropped"]
 
 
 def test_spool_ids_are_never_reused(engine: Engine, intake: Spool, mover: Spool) -> None:

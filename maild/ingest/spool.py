@@ -19,13 +19,15 @@ PostgreSQL has no such writer lock: there the intake calls `accept` directly and
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine, insert, select
+from sqlmodel import col
 
 from maild.db import core_transaction, storage_errors
 from maild.errors import StorageUnavailable
@@ -43,6 +45,7 @@ CREATE TABLE IF NOT EXISTS spool (
 )
 """
 _MOVE = insert(Inbound).prefix_with("OR IGNORE")
+log = logging.getLogger("maild.spool")
 
 
 def spool_path(database: Path) -> Path:
@@ -134,6 +137,13 @@ class Spool:
         if not rows:
             return 0
         with storage_errors(), core_transaction(engine) as connection:
+            stored = dict(connection.execute(
+                select(col(Inbound.dedupe_key), col(Inbound.id)).where(
+                    col(Inbound.dedupe_key).in_([row[1] for row in rows]))).all())
+            for spool_id, key, *_ in rows:
+                if key in stored:  # sent again after it had left the spool: stored once
+                    log.info("spool %s %s: duplicate of inbound %s, dropped", spool_id, key,
+                             stored[key])
             connection.execute(_MOVE, [
                 {"dedupe_key": key, "source": source, "envelope_from": envelope_from,
                  "received_at": datetime.fromisoformat(received_at), "raw": raw,
