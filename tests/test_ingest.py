@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from maild.ingest import dedupe_key
+from maild.ingest.smtp import unstuff_bare_lf_lines
 from tests.conftest import Helpdesk, mail
 
 
@@ -120,3 +121,13 @@ def test_tick_at_a_given_instant(helpdesk: Helpdesk) -> None:
     ticked = helpdesk.run("tick", "--at", "2026-11-30T09:00:00+03:00", "--json")
     assert ticked.json()["at"] == "2026-11-30T06:00:00+00:00"
     assert helpdesk.run("tick", "--at", "next tuesday").code == 2
+
+
+@pytest.mark.parametrize(("received", "stored"), [
+    (b"a\n..b\n...c\n..\nd\n", b"a\n.b\n..c\n.\nd\n"),  # after bare LF: one dot removed
+    (b"a\r\n.b\r\n", b"a\r\n.b\r\n"),                # after CRLF aiosmtpd has done it already
+    (b"no dots\nhere\n", b"no dots\nhere\n"),
+    (b"a.b\n.\r\n", b"a.b\n\r\n"),
+])
+def test_dot_stuffing_after_a_bare_lf_is_undone(received: bytes, stored: bytes) -> None:
+    assert unstuff_bare_lf_lines(received) == stored

@@ -5,13 +5,17 @@ the intake spool, or `inbound`) and answer by the outcome — 250 when stored, 4
 database could not take it (the sender keeps the mail and retries). Recipients outside
 `mail.accept` get 550: maild is never an open relay. Size is enforced while the data arrives
 (552). End-of-data is only ever CRLF.CRLF (no SMTP smuggling); bare LF inside the data is
-accepted and stored as received.
+accepted and stored as received — with the dot-stuffing of lines that end in a bare LF undone,
+as Postfix's smtpd does: clients that send bare LF (Python's smtplib handed a file's bytes is the
+common one) stuff a dot at the start of every such line, and aiosmtpd only removes it from lines
+ending in CRLF.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -48,7 +52,7 @@ class StoringHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        raw = envelope.original_content or b""
+        raw = unstuff_bare_lf_lines(envelope.original_content or b"")
         sender = envelope.mail_from or ""
         try:
             accepted = await asyncio.get_running_loop().run_in_executor(
@@ -68,6 +72,16 @@ class StoringHandler:
             for _ in envelope.rcpt_tos[1:]:
                 await server.push(reply)
         return reply
+
+
+_STUFFED_AFTER_BARE_LF = re.compile(rb"(?<!\r)\n\.")
+
+
+def unstuff_bare_lf_lines(raw: bytes) -> bytes:
+    """Remove the transparency dot (RFC 5321 4.5.2) from lines that follow a bare LF."""
+    if b"\n." not in raw:
+        return raw
+    return _STUFFED_AFTER_BARE_LF.sub(b"\n", raw)
 
 
 def _server_class(protocol: str, line_limit: int) -> type[SMTP]:
