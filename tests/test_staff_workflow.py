@@ -463,6 +463,7 @@ def test_a_staff_forward_opens_a_ticket_for_the_customer(desk: Helpdesk) -> None
     number = result.out.strip()
     ticket = desk.ticket(number)
     assert ticket["customer"] == "olga@example.org"
+    assert ticket["customer_name"] == "Olga"
     assert ticket["subject"] == "Scanner does not scan"
     assert (ticket["status"], ticket["queue"], ticket["priority"]) == \
         ("new", "Compatibility problems", "high")

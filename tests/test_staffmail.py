@@ -19,7 +19,7 @@ import pytest
 from maild.threading.staffmail import (
     Command,
     StaffMail,
-    forwarded_addresses,
+    forwarded_senders,
     new_text,
     read_staff_mail,
 )
@@ -587,7 +587,21 @@ def test_a_forward_is_not_quoted_history() -> None:
     ],
 )
 def test_forwarded_addresses(client: str, text: str, expected: list[str]) -> None:
-    assert forwarded_addresses(text) == expected, client
+    assert list(forwarded_senders(text)) == expected, client
+
+
+@pytest.mark.parametrize(("line", "name"), [
+    ("From: Bob Smith <bob@example.com>", "Bob Smith"),
+    ('From: "Smith, Bob" <bob@example.com>', "Smith, Bob"),
+    ("From: Bob Smith [mailto:bob@example.com]", "Bob Smith"),
+    ("From: Bob Smith <bob@example.com<mailto:bob@example.com>>", "Bob Smith"),
+    ("From: Иван Петров <ivan@example.org>", "Иван Петров"),
+    ("From: bob@example.com", ""),
+    ("From: bob@example.com <bob@example.com>", ""),
+])
+def test_forwarded_senders_keep_the_display_name(line: str, name: str) -> None:
+    text = lines("FYI", "", "---------- Forwarded message ---------", line, "", "Hi")
+    assert list(forwarded_senders(text).values()) == [name]
 
 
 # -- the corpus ----------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from maild.subject import strip_prefixes
 from maild.threading.numbers import next_number
 from maild.threading.resolve import resolve
 from maild.threading.staffauth import verified_staff
-from maild.threading.staffmail import Command, StaffMail, forwarded_addresses, read_staff_mail
+from maild.threading.staffmail import Command, StaffMail, forwarded_senders, read_staff_mail
 from maild.tickets import Context
 
 __all__ = ["Applied", "Context", "apply_message"]  # Context is re-exported for the worker
@@ -130,12 +130,13 @@ def _staff_mail(ctx: Context, inbound: Inbound, mail: ParsedMail,
         _tell_staff(ctx, ticket, mail, "staff_error", {"errors": errors})
         return Applied(ticket)
     if ticket is None:
-        customers = [a for a in forwarded_addresses(mail.text) + list(mail.to + mail.cc)
-                     if not _ours(ctx, a)]
+        names = forwarded_senders(mail.text)
+        customers = [a for a in list(names) + list(mail.to + mail.cc) if not _ours(ctx, a)]
         if not customers:
             _tell_staff(ctx, None, mail, "staff_refused", {})
             return Applied(None)
-        applied = _new_ticket(ctx, inbound, mail, customer=customers[0], customer_name="")
+        applied = _new_ticket(ctx, inbound, mail, customer=customers[0],
+                              customer_name=names.get(customers[0], ""))
         assert applied.ticket is not None
         tickets.event(ctx, applied.ticket, "forwarded", staff,
                       f"staff forwarded mail from {customers[0]}")

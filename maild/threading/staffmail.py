@@ -153,16 +153,17 @@ def new_text(text: str) -> str:
     return _join(_clean(text))
 
 
-def forwarded_addresses(text: str) -> list[str]:
-    """Addresses on the From/Reply-To lines of the messages forwarded inside `text`.
+def forwarded_senders(text: str) -> dict[str, str]:
+    """The senders of the messages forwarded inside `text`: lower-cased address -> display name
+    ("" when the line gives none), in order, no repeats.
 
     A forward starts at a client's marker ("---------- Forwarded message ---------",
     "Begin forwarded message:", "-------- Пересылаемое сообщение --------",
     "-----Original Message-----", an Outlook "____" line over a From: line, ...); its header
-    block is the run of lines up to the first blank line. Lower-cased, in order, no repeats.
+    block is the run of lines up to the first blank line; its From and Reply-To lines count.
     """
     lines = [_unquote(line) for line in _split(text)]
-    found: dict[str, None] = {}
+    found: dict[str, str] = {}
     for i, line in enumerate(lines):
         if not (_is_forward(line) or _ORIGINAL_MESSAGE.match(line)
                 or (_UNDERSCORES.match(line) and _next_is_from(lines, i))):
@@ -171,8 +172,8 @@ def forwarded_addresses(text: str) -> list[str]:
             key, value = _header_key(header), header.split(":", 1)[-1]
             if key in _ADDRESS_KEYS:
                 for address in _addresses(value):
-                    found.setdefault(address.lower())
-    return list(found)
+                    found.setdefault(address.lower(), _display_name(value))
+    return found
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -386,6 +387,14 @@ def _forward_headers(lines: Sequence[str]) -> set[int]:
                 end += 1
             exempt.update(range(j, end))
     return exempt
+
+
+def _display_name(value: str) -> str:
+    """The name before the address: `Bob Smith <bob@…>`, `"Smith, Bob" <bob@…>`,
+    Outlook's `Bob Smith [mailto:bob@…]`; "" for a bare address."""
+    cuts = [i for i in (value.find("<"), value.lower().find("[mailto:")) if i >= 0]
+    name = value[:min(cuts)].strip().strip("\"'").strip() if cuts else ""
+    return "" if "@" in name else name
 
 
 def _addresses(value: str) -> list[str]:
