@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -175,3 +176,21 @@ def test_inbound_list_tells_of_mail_still_in_the_spool(
 def test_no_spool_file_means_nothing_spooled(tmp_path: Path) -> None:
     assert spooled(tmp_path / "none.db.spool") == 0
     assert not (tmp_path / "none.db.spool").exists()
+
+
+def test_the_spool_file_shrinks_back_after_a_burst_of_big_messages(
+    engine: Engine, intake: Spool, mover: Spool, database: Path
+) -> None:
+    path = spool_path(database)
+    for n in range(8):
+        intake.store(bytes(mail(subject=f"Big {n}", body="x" * 2_000_000,
+                                message_id=f"<big-{n}@example.org>")),
+                     source="smtp", now=WHEN)
+    assert mover.move_into(engine, limit=100) == 8
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # what the mover's checkpoints get to
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        free = db.execute("PRAGMA freelist_count").fetchone()[0]
+    assert free == 0
+    assert pages < 10  # the schema's few pages, not the 16 MB that went through
+    assert path.stat().st_size < 100_000

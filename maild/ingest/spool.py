@@ -72,7 +72,12 @@ class Spool:
         try:
             self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
                                        check_same_thread=False)
+            # A queue file: after a burst of big messages it shrinks back once they have moved
+            # on (auto_vacuum takes effect when the file is created; the WAL is cut back to
+            # 64 MiB after each checkpoint).
+            self._db.execute("PRAGMA auto_vacuum=FULL")
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA journal_size_limit={64 << 20}")
             # The intake's commits are what a 250 promises: on disk before the answer. The
             # mover only deletes rows already committed to `inbound`; a delete lost in a crash
             # is redone harmlessly, so it need not wait for the disk.

@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["COMMANDS", "Command", "StaffMail", "forwarded_addresses", "new_text",
+__all__ = ["COMMANDS", "Command", "StaffMail", "forwarded_senders", "new_text",
            "read_staff_mail"]
 
 
