@@ -61,6 +61,7 @@ BATCH = 100
 DATABASE_RETRY_SECONDS = 2.0
 INTAKE_PRIORITY_SECONDS = 0.2  # the longest the worker gives way before each item
 INTAKE_QUIET_SECONDS = 0.003  # ... while the intake stored something this recently
+INTAKE_NAP_SECONDS = 0.002  # how often the worker looks again: each look costs CPU
 STATS_EVERY = timedelta(minutes=10)
 DUTIES_EVERY = timedelta(seconds=30)
 WORKER_RESTART_MAX_SECONDS = 60.0
@@ -253,7 +254,7 @@ class Worker:
         while time.monotonic() < deadline and (
                 self.shared.receiving.value > 0
                 or time.monotonic() - self.shared.last_received.value < INTAKE_QUIET_SECONDS):
-            time.sleep(0.0005)
+            time.sleep(INTAKE_NAP_SECONDS)
 
     def loop(self) -> None:
         deliverer = self.app.deliverer()
