@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import ssl
 import subprocess
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from email import policy
@@ -283,3 +284,49 @@ def test_a_550_from_the_sink_is_recorded_and_not_retried(
     maild.stop()
     assert maild.log().count("failed permanently") == 1
     assert sink.messages == []
+
+
+def test_kill_9_while_mail_pours_in_loses_nothing_that_was_answered_250(
+    tmp_path: Path, sink: SmtpSink, certificate: tuple[Path, Path]
+) -> None:
+    daemon = start_maild(tmp_path, sink, certificate)
+    answered: list[int] = []
+    in_flight: list[int] = []
+
+    def pour() -> None:
+        try:
+            with smtplib.SMTP("127.0.0.1", daemon.port, timeout=10) as client:
+                for n in range(2000):
+                    in_flight[:] = [n]
+                    client.sendmail(f"c{n}@example.org", ["support@example.com"], bytes(mail(
+                        subject=f"Pour {n}", sender=f"c{n}@example.org",
+                        message_id=f"<pour-{n}@example.org>")))
+                    answered.append(n)
+                    in_flight.clear()
+        except (OSError, smtplib.SMTPException):
+            pass  # the daemon is gone mid-conversation, as the test intends
+
+    sender = threading.Thread(target=pour)
+    sender.start()
+    assert wait_until(lambda: len(answered) >= 60, timeout=30, interval=0.005), daemon.log()
+    daemon.kill()
+    sender.join(timeout=30)
+    assert 60 <= len(answered) < 2000, "maild finished before the kill: the test proves nothing"
+
+    daemon.start(wait_for=daemon.port)
+    try:
+        # A real client retries what got no answer; the same Message-ID is then stored once.
+        with smtplib.SMTP("127.0.0.1", daemon.port) as client:
+            for n in in_flight:
+                client.sendmail(f"c{n}@example.org", ["support@example.com"], bytes(mail(
+                    subject=f"Pour {n}", sender=f"c{n}@example.org",
+                    message_id=f"<pour-{n}@example.org>")))
+        expected = {f"Pour {n}" for n in answered + in_flight}
+        assert wait_until(lambda: len(_tickets(daemon)) >= len(expected), timeout=60), \
+            daemon.log()[-3000:]
+        subjects = [t["subject"] for t in _tickets(daemon)]
+        assert sorted(subjects) == sorted(expected)  # every answered mail, each once
+        assert wait_until(lambda: {r for m in sink.messages for r in m.rcpt_tos}
+                          >= {f"c{n}@example.org" for n in answered}, timeout=60)
+    finally:
+        daemon.stop()
