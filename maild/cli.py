@@ -27,7 +27,7 @@ from maild.db import init as init_database
 from maild.db import sqlite_file, storage_errors, transaction
 from maild.errors import ConfigError, MaildError, NotFound, StorageUnavailable, UsageError
 from maild.ingest import accept
-from maild.ingest.spool import spool_path, spooled
+from maild.ingest.spool import backlog_at, spool_path
 from maild.models import (
     Channel,
     Direction,
@@ -43,6 +43,7 @@ from maild.models import (
 from maild.sla.duties import run_duties, sla_of
 from maild.sla.report import render_text as render_sla_report
 from maild.sla.report import sla_report
+from maild.status import SpoolBacklog, status
 from maild.threading import process_inbound, process_pending, retry_failed
 from maild.threading.numbers import next_number
 from maild.views import inbound_summary, queue_names, ticket_detail, ticket_summary
@@ -136,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--json", action="store_true")
     report.add_argument("--days", type=int, default=7, help="escalations of the last N days")
     report.add_argument("--at", help="as at this ISO 8601 instant")
+
+    state = commands.add_parser("status", help="the queues at a glance; what needs attention")
+    state.add_argument("--json", action="store_true")
+    state.add_argument("--check", action="store_true",
+                       help="exit 1 when something needs attention (for monitoring)")
 
     inbound = commands.add_parser("inbound", help="stored inbound messages").add_subparsers(
         dest="inbound_command", required=True, parser_class=_Parser)
@@ -501,8 +507,7 @@ def _inbound_list(app: App, args: argparse.Namespace) -> int:
         if args.state:
             query = query.where(Inbound.state == args.state)
         rows = [inbound_summary(r) for r in session.exec(query)]
-    database = sqlite_file(app.engine)
-    waiting = spooled(spool_path(database)) if database else 0
+    waiting = _spool_backlog(app).waiting
     if waiting:
         print(f"{waiting} message(s) in the intake spool, not yet moved into inbound by "
               "`maild run`", file=sys.stderr)
@@ -548,6 +553,32 @@ def _inbound_retry(app: App, args: argparse.Namespace) -> int:
     return 0 if all(r.state == InboundState.DONE for r in results) else 1
 
 
+def _status(app: App, args: argparse.Namespace) -> int:
+    with transaction(app.engine, readonly=True) as session:
+        report = status(session, app.clock.now(), _spool_backlog(app))
+    if args.json:
+        _print_json(report)
+    else:
+        def line(counts: dict[str, Any], *states: str) -> str:
+            return ", ".join(f"{state} {counts[state]}" for state in states)
+
+        inbound, outbox, tickets = report["inbound"], report["outbox"], report["tickets"]
+        print(f"spool      {report['spool']['waiting']} waiting")
+        print(f"inbound    {line(inbound, 'new', 'done', 'failed')} "
+              f"({inbound['failed_last_24h']} failed in the last 24 h)")
+        print(f"outbox     {line(outbox, 'pending', 'sending', 'deferred', 'sent', 'dead')}")
+        print(f"tickets    {line(tickets, 'new', 'open', 'waiting', 'closed')}; "
+              f"{tickets['breached_open']} open past their SLA")
+        for problem in report["attention"] or ["none"]:
+            print(f"attention  {problem}")
+    return 1 if args.check and report["attention"] else 0
+
+
+def _spool_backlog(app: App) -> SpoolBacklog:
+    database = sqlite_file(app.engine)
+    return backlog_at(spool_path(database)) if database else SpoolBacklog()
+
+
 def _print_json(data: Any) -> None:
     json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
     sys.stdout.write("\n")
@@ -556,7 +587,7 @@ def _print_json(data: Any) -> None:
 _Handler = Callable[[App, argparse.Namespace], int]
 _HANDLERS: dict[str, _Handler] = {
     "init": _init, "run": _run, "check-config": _check_config, "tick": _tick,
-    "ticket": _ticket, "inbound": _inbound, "sla": _sla,
+    "ticket": _ticket, "inbound": _inbound, "sla": _sla, "status": _status,
 }
 _TICKET_HANDLERS: dict[str, _Handler] = {
     "list": _ticket_list, "show": _ticket_show, "new": _ticket_new, "assign": _ticket_assign,

@@ -38,9 +38,7 @@ from types import FrameType
 from typing import Any
 
 import schedule
-from sqlalchemy import func
 from sqlalchemy.exc import OperationalError
-from sqlmodel import select
 
 from maild import config
 from maild.app import App, secret
@@ -50,9 +48,10 @@ from maild.errors import StorageUnavailable
 from maild.ingest import Accepted, accept
 from maild.ingest.imap import ImapPoller
 from maild.ingest.smtp import SmtpListener, StoringHandler
-from maild.ingest.spool import Spool, spool_path
+from maild.ingest.spool import Spool, backlog_at, spool_path
 from maild.models import Inbound, InboundState, Outbox
 from maild.sla.duties import run_duties
+from maild.status import counts
 from maild.threading import process_pending
 
 log = logging.getLogger("maild.daemon")
@@ -291,12 +290,10 @@ class Worker:
 
     def log_stats(self) -> None:
         with transaction(self.app.engine, readonly=True) as session:
-            inbound = dict(session.exec(select(Inbound.state, func.count()).group_by(
-                Inbound.state)).all())
-            outbox = dict(session.exec(select(Outbox.state, func.count()).group_by(
-                Outbox.state)).all())
+            inbound = counts(session, Inbound.state)
+            outbox = counts(session, Outbox.state)
         log.info("queues: spool %s; inbound %s; outbox %s",
-                 self.spool.backlog() if self.spool else "-",
+                 backlog_at(self.spool.path).waiting if self.spool else "-",
                  ", ".join(f"{k} {v}" for k, v in sorted(inbound.items())) or "empty",
                  ", ".join(f"{k} {v}" for k, v in sorted(outbox.items())) or "empty")
 

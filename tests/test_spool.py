@@ -18,8 +18,9 @@ from maild import config
 from maild.db import make_engine, transaction
 from maild.errors import StorageUnavailable
 from maild.ingest import accept
-from maild.ingest.spool import Spool, spool_path, spooled
+from maild.ingest.spool import Spool, backlog_at, spool_path
 from maild.models import Inbound, InboundState
+from maild.status import SpoolBacklog
 from tests.conftest import Helpdesk, mail
 
 WHEN = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
@@ -73,7 +74,7 @@ def test_a_message_is_stored_once_per_dedupe_key(intake: Spool) -> None:
     assert (again.row_id, again.duplicate) == (first.row_id, True)
     assert other.row_id > first.row_id
     assert str(first) == f"spool {first.row_id}"
-    assert intake.backlog() == 2
+    assert backlog_at(intake.path).waiting == 2
 
 
 def test_moving_keeps_order_bytes_and_envelope(
@@ -83,7 +84,7 @@ def test_moving_keeps_order_bytes_and_envelope(
     for n, message in enumerate(sent):
         intake.store(message, source=f"imap-{n}", now=WHEN, envelope_from=f"e{n}@example.org")
     assert mover.move_into(engine, limit=3) == 3
-    assert intake.backlog() == 2
+    assert backlog_at(intake.path).waiting == 2
     assert mover.move_into(engine, limit=100) == 2
     assert mover.move_into(engine, limit=100) == 0
     rows = inbound(engine)
@@ -103,7 +104,7 @@ def test_a_move_redone_after_a_lost_delete_stores_nothing_twice(
     # The delete of that move never reached the disk: the same row is in the spool again.
     intake.store(raw(1), source="smtp", now=WHEN)
     assert mover.move_into(engine, limit=10) == 1
-    assert intake.backlog() == 0
+    assert backlog_at(intake.path).waiting == 0
     assert len(inbound(engine)) == 1
 
 
@@ -135,7 +136,7 @@ def test_a_locked_spool_refuses_with_storage_unavailable(database: Path, intake:
     finally:
         locker.execute("ROLLBACK")
         locker.close()
-    assert intake.backlog() == 0
+    assert backlog_at(intake.path).waiting == 0
     assert not intake.store(raw(1), source="smtp", now=WHEN).duplicate
 
 
@@ -155,7 +156,7 @@ def test_a_locked_database_leaves_the_spool_untouched(
         locker.execute("ROLLBACK")
         locker.close()
         impatient.dispose()
-    assert intake.backlog() == 1
+    assert backlog_at(intake.path).waiting == 1
     assert mover.move_into(engine, limit=10) == 1
     assert len(inbound(engine)) == 1
 
@@ -163,18 +164,18 @@ def test_a_locked_database_leaves_the_spool_untouched(
 def test_inbound_list_tells_of_mail_still_in_the_spool(
     helpdesk: Helpdesk, intake: Spool, database: Path
 ) -> None:
-    assert spooled(spool_path(database)) == 0
+    assert backlog_at(spool_path(database)) == SpoolBacklog(0, None)
     assert "intake spool" not in helpdesk.run("inbound", "list").err
     intake.store(raw(1), source="smtp", now=WHEN)
-    intake.store(raw(2), source="smtp", now=WHEN)
-    assert spooled(spool_path(database)) == 2
+    intake.store(raw(2), source="smtp", now=WHEN + timedelta(seconds=5))
+    assert backlog_at(spool_path(database)) == SpoolBacklog(2, WHEN)
     listed = helpdesk.run("inbound", "list", "--json")
     assert listed.json() == []
     assert "2 message(s) in the intake spool" in listed.err
 
 
 def test_no_spool_file_means_nothing_spooled(tmp_path: Path) -> None:
-    assert spooled(tmp_path / "none.db.spool") == 0
+    assert backlog_at(tmp_path / "none.db.spool") == SpoolBacklog(0, None)
     assert not (tmp_path / "none.db.spool").exists()
 
 
@@ -194,3 +195,17 @@ def test_the_spool_file_shrinks_back_after_a_burst_of_big_messages(
     assert free == 0
     assert pages < 10  # the schema's few pages, not the 16 MB that went through
     assert path.stat().st_size < 100_000
+
+
+def test_the_worker_opens_the_spool_while_the_intake_is_writing(
+    database: Path, intake: Spool
+) -> None:
+    """The worker (re)starts while the intake is in the middle of a commit: opening its
+    connection must not need the write lock."""
+    locker = sqlite3.connect(spool_path(database), isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    try:
+        Spool(spool_path(database), busy_timeout=0.1, mover=True).close()
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()

@@ -33,6 +33,7 @@ from maild.db import core_transaction, storage_errors
 from maild.errors import StorageUnavailable
 from maild.ingest.accept import Accepted, dedupe_key
 from maild.models import Inbound, InboundState
+from maild.status import SpoolBacklog
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -52,15 +53,16 @@ def spool_path(database: Path) -> Path:
     return Path(f"{database}.spool")
 
 
-def spooled(path: Path) -> int:
-    """How many messages wait in the spool at `path` (read-only; 0 when there is none)."""
+def backlog_at(path: Path) -> SpoolBacklog:
+    """What waits in the spool at `path`, read-only; nothing when there is no spool."""
     if not path.exists():
-        return 0
+        return SpoolBacklog()
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
-            return int(db.execute("SELECT count(*) FROM spool").fetchone()[0])
+            waiting, oldest = db.execute("SELECT count(*), min(received_at) FROM spool").fetchone()
     except sqlite3.Error as exc:
         raise StorageUnavailable(f"cannot read the intake spool {path}: {exc}") from exc
+    return SpoolBacklog(int(waiting), datetime.fromisoformat(oldest) if oldest else None)
 
 
 class Spool:
@@ -73,9 +75,10 @@ class Spool:
             self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
                                        check_same_thread=False)
             # A queue file: after a burst of big messages it shrinks back once they have moved
-            # on (auto_vacuum takes effect when the file is created; the WAL is cut back to
-            # 64 MiB after each checkpoint).
-            self._db.execute("PRAGMA auto_vacuum=FULL")
+            # on (auto_vacuum, set when the file is created: setting it takes the write lock;
+            # the WAL is cut back to 64 MiB after each checkpoint).
+            if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'spool'").fetchone():
+                self._db.execute("PRAGMA auto_vacuum=FULL")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA journal_size_limit={64 << 20}")
             # The intake's commits are what a 250 promises: on disk before the answer. The
@@ -124,10 +127,6 @@ class Spool:
         return accepted
 
     # --- the worker's side --------------------------------------------------------------------
-
-    def backlog(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT count(*) FROM spool").fetchone()[0])
 
     def move_into(self, engine: Engine, limit: int) -> int:
         """Move up to `limit` of the oldest spooled messages into `inbound`; returns how many

@@ -1,0 +1,101 @@
+"""`maild status`: the queues at a glance, and what needs an operator's attention.
+
+Counts come from the indexed state columns, so this is cheap enough for a monitoring check every
+minute. "Attention" lists only what means maild is not doing its work, or lost a fight with the
+outside world recently — never old history an operator cannot clear:
+
+- mail stored but not threaded for more than `STUCK_AFTER` (the worker is down or stuck),
+  in the intake spool or in `inbound`;
+- outgoing mail due for more than `STUCK_AFTER` and not sent (delivery is not running), or
+  deferred (the relay refuses or is unreachable: the last error is shown);
+- messages that failed to thread, and mail given up as undeliverable, within `RECENT`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from maild.clock import iso
+from maild.models import (
+    Inbound,
+    InboundState,
+    Outbox,
+    OutboxState,
+    Ticket,
+    TicketStatus,
+)
+
+STUCK_AFTER = timedelta(minutes=5)
+RECENT = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class SpoolBacklog:
+    waiting: int = 0
+    oldest: datetime | None = None
+
+
+def counts(session: Session, column: Any) -> dict[str, int]:
+    """Rows per value of a state column, e.g. `counts(session, Inbound.state)`."""
+    return {str(state): int(n) for state, n in
+            session.exec(select(column, func.count()).group_by(column)).all()}
+
+
+def status(session: Session, now: datetime, spool: SpoolBacklog) -> dict[str, Any]:
+    inbound = counts(session, Inbound.state)
+    outbox = counts(session, Outbox.state)
+    tickets = counts(session, Ticket.status)
+    oldest_new = session.exec(select(func.min(Inbound.received_at)).where(
+        Inbound.state == InboundState.NEW)).one()
+    failed_recently = session.exec(select(func.count()).where(
+        Inbound.state == InboundState.FAILED, col(Inbound.processed_at) > now - RECENT)).one()
+    overdue = session.exec(select(func.count()).where(
+        col(Outbox.state).in_((OutboxState.PENDING, OutboxState.DEFERRED)),
+        col(Outbox.next_attempt_at) < now - STUCK_AFTER)).one()
+    # A dead row's next_attempt_at is the attempt that gave up.
+    dead_recently = session.exec(select(func.count()).where(
+        Outbox.state == OutboxState.DEAD, col(Outbox.next_attempt_at) > now - RECENT)).one()
+    last_error = session.exec(select(Outbox.last_error).where(
+        Outbox.state == OutboxState.DEFERRED).order_by(col(Outbox.id).desc()).limit(1)).first()
+    breached = session.exec(select(func.count()).where(
+        col(Ticket.breached).is_(True), Ticket.status != TicketStatus.CLOSED)).one()
+
+    attention: list[str] = []
+    if spool.oldest is not None and spool.oldest < now - STUCK_AFTER:
+        attention.append(f"{spool.waiting} message(s) in the intake spool, the oldest since "
+                         f"{iso(spool.oldest)}: is the worker of `maild run` running?")
+    if oldest_new is not None and oldest_new < now - STUCK_AFTER:
+        attention.append(f"{inbound.get(InboundState.NEW, 0)} inbound message(s) not threaded, "
+                         f"the oldest since {iso(oldest_new)}: is `maild run` running?")
+    if overdue:
+        attention.append(f"{overdue} outgoing mail(s) overdue by more than "
+                         f"{int(STUCK_AFTER.total_seconds() // 60)} minutes")
+    if outbox.get(OutboxState.DEFERRED, 0):
+        attention.append(f"{outbox[OutboxState.DEFERRED]} outgoing mail(s) deferred, "
+                         f"last error: {last_error or '-'}")
+    if failed_recently:
+        attention.append(f"{failed_recently} inbound message(s) failed in the last 24 h: "
+                         "maild inbound list --state failed")
+    if dead_recently:
+        attention.append(f"{dead_recently} outgoing mail(s) given up in the last 24 h "
+                         "(event delivery_failed on their tickets)")
+    return {
+        "at": iso(now),
+        "spool": {"waiting": spool.waiting, "oldest": iso(spool.oldest)},
+        "inbound": {**_all(InboundState, inbound), "oldest_new": iso(oldest_new),
+                    "failed_last_24h": int(failed_recently)},
+        "outbox": {**_all(OutboxState, outbox), "overdue": int(overdue),
+                   "dead_last_24h": int(dead_recently)},
+        "tickets": {**_all(TicketStatus, tickets), "breached_open": int(breached)},
+        "attention": attention,
+    }
+
+
+def _all(states: Any, found: dict[str, int]) -> dict[str, int]:
+    """Every state of the enum, zero when no row has it."""
+    return {str(state): found.get(str(state), 0) for state in states}
