@@ -9,6 +9,7 @@ exist for — and check that every message is threaded once and every mail is se
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import smtplib
@@ -485,3 +486,9 @@ def test_two_daemons_on_one_database_take_thread_and_answer_every_mail_once(
         assert len(re.findall(r"inbound \d+ stored from", daemon.log())) == total // 2
     assert "ERROR" not in daemons[0].log() + daemons[1].log()
     assert not list(tmp_path.rglob("*.spool"))  # PostgreSQL: the intake writes inbound itself
+    status = daemons[0].cli("status", "--json", "--check")
+    assert status.returncode == 0, status.stdout + status.stderr
+    counted = json.loads(status.stdout)
+    assert (counted["inbound"]["done"], counted["tickets"]["new"], counted["spool"]["waiting"]) \
+        == (total, total, 0)
+    assert counted["outbox"]["sent"] == len(sink.messages)
