@@ -492,3 +492,44 @@ def test_two_daemons_on_one_database_take_thread_and_answer_every_mail_once(
     assert (counted["inbound"]["done"], counted["tickets"]["new"], counted["spool"]["waiting"]) \
         == (total, total, 0)
     assert counted["outbox"]["sent"] == len(sink.messages)
+
+
+def test_a_database_restart_under_a_running_daemon_loses_nothing(
+    tmp_path: Path, pg_url: str, cluster: PostgresCluster, sink: SmtpSink
+) -> None:
+    """PostgreSQL restarted (an upgrade, a failover) while `maild run` works: mail offered
+    meanwhile gets 451 and nothing half-stored; afterwards both processes reconnect by
+    themselves, and the retried mail is threaded and answered once."""
+    port = free_port()
+    daemon = MaildProcess(tmp_path, BASE_CONFIG.format(
+        root=tmp_path, url=pg_url, tag="Ticket", language="en", cap=5, reopen="true",
+        busy="5s", templates="", transport="smtp", smtp_port=sink.port)
+        + f'\n[smtp]\nlisten = "127.0.0.1:{port}"\n')
+    daemon.start(wait_for=port)
+
+    def send(n: int) -> tuple[int, bytes]:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            client.ehlo()
+            client.mail(f"customer{n}@example.org")
+            client.rcpt("support@example.com")
+            return client.data(bytes(mail(sender=f"customer{n}@example.org",
+                                          subject=f"Restart {n}",
+                                          message_id=f"<restart-{n}@example.org>")))
+
+    try:
+        assert send(1)[0] == 250
+        assert wait_until(lambda: len(sink.messages) == 1, timeout=30), daemon.log()
+        cluster.pause()
+        try:
+            assert send(2)[0] == 451
+        finally:
+            cluster.resume()
+        assert send(2)[0] == 250
+        assert wait_until(lambda: len(sink.messages) == 2, timeout=60), daemon.log()
+        assert daemon.running(), daemon.log()
+    finally:
+        assert daemon.stop() == 0
+    assert query(pg_url, "SELECT state, count(*) FROM inbound GROUP BY state") == [("done", 2)]
+    assert sorted(r for m in sink.messages for r in m.rcpt_tos) == \
+        ["customer1@example.org", "customer2@example.org"]
+    assert "Traceback" not in daemon.log(), daemon.log()
