@@ -2,7 +2,8 @@
 
 Postfix keeps `smtpd` apart from the queue manager; maild does the same, for one measured
 reason: the GIL. Threading a message is CPU work in Python, and with it in the same process an
-SMTP client waited for its 250 behind the interpreter lock (p50 10 ms, see bench/README.md).
+SMTP client waited for its 250 behind the interpreter lock (p99 860 ms at 200 msg/s, see
+bench/README.md).
 
 - The **intake** (this process, the one systemd starts) runs the SMTP/LMTP listener on its own
   thread and one poller thread per `[[imap]]` mailbox. They only ever store mail — into the
