@@ -3,9 +3,9 @@
 Starts a private Dovecot (as the test suite does; needs root and dovecot-imapd), APPENDs
 `--count` messages (default 20,000) to the support mailbox, then runs `maild run` with one
 `[[imap]]` mailbox and samples the resident memory of the intake process (which holds the
-poller) every half second until every message is stored and moved to `Processed`. Prints the
-drain rate and the RSS at 10 %, 50 % and 100 % of the way: flat memory means the poller never
-holds more than one batch.
+poller) every half second until every message is stored (in `inbound` or the intake spool) and
+moved to `Processed`. Prints the drain rate and the RSS at 10 %, 50 % and 100 % of the way:
+flat memory means the poller never holds more than one batch.
 
     .venv/bin/python bench/imap_drain_bench.py [--count 20000] [--batch 50]
 """
@@ -19,6 +19,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from contextlib import closing
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
@@ -26,6 +27,7 @@ from pathlib import Path
 from imapclient import IMAPClient
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from maild.ingest.spool import spool_path
 from tests.servers import Dovecot, MaildProcess
 
 CONFIG = """
@@ -72,11 +74,16 @@ def fill(port: int, count: int) -> float:
 
 
 def stored(db: Path) -> int:
+    """Messages committed by the intake: in `inbound`, or still in the intake spool."""
+    return count(db, "inbound") + count(spool_path(db), "spool")
+
+
+def count(db: Path, table: str) -> int:
     if not db.exists():
         return 0
-    with sqlite3.connect(db, timeout=30) as conn:
+    with closing(sqlite3.connect(db, timeout=30)) as conn:
         try:
-            return int(conn.execute("SELECT count(*) FROM inbound").fetchone()[0])
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
         except sqlite3.OperationalError:
             return 0
 

@@ -10,11 +10,11 @@ bench/README.md).
   intake spool on SQLite (`maild.ingest.spool`: a file of its own, so a 250 never waits for
   the worker's write lock), straight into `inbound` on PostgreSQL — then wake the worker. The
   intake also supervises: it restarts a worker that dies.
-- The **worker** (a child process, niced) runs the loop in the shape of Mailman's runners: move
+- The **worker** (a child process) runs the loop in the shape of Mailman's runners: move
   spooled mail into `inbound`, thread a bounded batch of stored mail, deliver a bounded batch of
   due outbox rows, run the due timers (`schedule`), and sleep when a pass did no work until the
-  intake wakes it. Before each item it gives way to mail being received right now (bounded at
-  200 ms), so on a busy machine the CPU goes to the client waiting for its 250 first.
+  intake wakes it. It runs niced, so on a busy machine the CPU goes first to the client waiting
+  for its 250.
 
 SIGTERM or SIGINT: the intake stops accepting, the worker finishes the item in hand, both exit,
 status 0. A crash or `kill -9` of either loses nothing: every step is a committed state change,
@@ -32,9 +32,7 @@ import os
 import signal
 import sys
 import threading
-import time
 from datetime import timedelta
-from multiprocessing.sharedctypes import Synchronized
 from types import FrameType
 from typing import Any
 
@@ -59,9 +57,6 @@ log = logging.getLogger("maild.daemon")
 IDLE_SLEEP_SECONDS = 5.0
 BATCH = 100
 DATABASE_RETRY_SECONDS = 2.0
-INTAKE_PRIORITY_SECONDS = 0.2  # the longest the worker gives way before each item
-INTAKE_QUIET_SECONDS = 0.003  # ... while the intake stored something this recently
-INTAKE_NAP_SECONDS = 0.002  # how often the worker looks again: each look costs CPU
 STATS_EVERY = timedelta(minutes=10)
 DUTIES_EVERY = timedelta(seconds=30)
 WORKER_RESTART_MAX_SECONDS = 60.0
@@ -70,14 +65,11 @@ _SPAWN = multiprocessing.get_context("spawn")
 
 
 class Shared:
-    """What the intake and the worker share: a wake-up call, a stop flag, and how many
-    messages the intake is storing right now."""
+    """What the intake and the worker share: a wake-up call and a stop flag."""
 
     def __init__(self) -> None:
         self.wake = _SPAWN.Event()
         self.stop = _SPAWN.Event()
-        self.receiving: Synchronized[int] = _SPAWN.Value("i", 0)
-        self.last_received: Synchronized[float] = _SPAWN.Value("d", 0.0)  # time.monotonic()
 
 
 # --- the intake -------------------------------------------------------------------------------
@@ -94,18 +86,11 @@ class Intake:
         self.spool: Spool | None = None
 
     def store(self, raw: bytes, source: str, envelope_from: str | None = None) -> Accepted:
-        with self.shared.receiving.get_lock():
-            self.shared.receiving.value += 1
-        try:
-            if self.spool is not None:
-                return self.spool.store(raw, source=source, now=self.app.clock.now(),
-                                        envelope_from=envelope_from)
-            return accept(self.app.engine, raw, source=source, now=self.app.clock.now(),
-                          envelope_from=envelope_from)
-        finally:
-            with self.shared.receiving.get_lock():
-                self.shared.receiving.value -= 1
-            self.shared.last_received.value = time.monotonic()
+        if self.spool is not None:
+            return self.spool.store(raw, source=source, now=self.app.clock.now(),
+                                    envelope_from=envelope_from)
+        return accept(self.app.engine, raw, source=source, now=self.app.clock.now(),
+                      envelope_from=envelope_from)
 
     def notify(self) -> None:
         self.shared.wake.set()
@@ -247,15 +232,6 @@ class Worker:
     def stopping(self) -> bool:
         return self.shared.stop.is_set() or os.getppid() != self.parent
 
-    def yield_to_intake(self) -> None:
-        """Let messages being received right now commit first (a client waits for its 250);
-        bounded, so threading and delivery still move under a steady stream of mail."""
-        deadline = time.monotonic() + INTAKE_PRIORITY_SECONDS
-        while time.monotonic() < deadline and (
-                self.shared.receiving.value > 0
-                or time.monotonic() - self.shared.last_received.value < INTAKE_QUIET_SECONDS):
-            time.sleep(INTAKE_NAP_SECONDS)
-
     def loop(self) -> None:
         deliverer = self.app.deliverer()
         started = False  # the timers run once at start, then on schedule
@@ -266,10 +242,9 @@ class Worker:
                 moved = self.spool.move_into(self.app.engine, BATCH) if self.spool else 0
                 settled = process_pending(self.app.engine, self.app.settings,
                                           self.app.templates, self.app.clock, BATCH,
-                                          should_stop=self.stopping, pause=self.yield_to_intake)
+                                          should_stop=self.stopping)
                 report = deliverer.deliver_due(self.app.clock, limit=BATCH,
-                                               should_stop=self.stopping,
-                                               pause=self.yield_to_intake)
+                                               should_stop=self.stopping)
                 if started:
                     self.scheduler.run_pending()
                 else:

@@ -68,20 +68,17 @@ class Deliverer:
         limit: int | None = None,
         only: list[int] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
-        pause: Callable[[], None] = lambda: None,
     ) -> DeliveryReport:
         """Deliver up to `limit` due rows (or only the given outbox ids, when due).
 
         When `should_stop` turns true the row in hand is finished and the rest of the batch is
-        handed back unsent, so a stopping daemon leaves no claims behind. `pause()` runs before
-        each row (see `process_pending`).
+        handed back unsent, so a stopping daemon leaves no claims behind.
         """
         now = clock.now()
         report = DeliveryReport()
         rows = self._claim(now, limit or self.settings.batch_size, only)
         try:
             for index, row in enumerate(rows):
-                pause()
                 if should_stop():
                     self._release(rows[index:])
                     break

@@ -92,18 +92,13 @@ def process_pending(
     clock: Clock,
     limit: int = 100,
     should_stop: Callable[[], bool] = lambda: False,
-    pause: Callable[[], None] = lambda: None,
 ) -> list[Settled]:
-    """Settle up to `limit` rows in state `new`, oldest first, until `should_stop()`.
-
-    `pause()` runs before each row: the daemon uses it to let the mail being received right
-    now go first, so threading never holds up a 250."""
+    """Settle up to `limit` rows in state `new`, oldest first, until `should_stop()`."""
     with transaction(engine, readonly=True) as session:
         ids = list(session.exec(select(Inbound.id).where(Inbound.state == InboundState.NEW)
                                 .order_by(col(Inbound.id)).limit(limit)))
     settled: list[Settled] = []
     for inbound_id in ids:
-        pause()
         if should_stop():
             break
         if inbound_id is not None:
