@@ -40,13 +40,20 @@ from maild.models import (
     Queue,
     Ticket,
 )
+from maild.outbound import requeue
 from maild.sla.duties import run_duties, sla_of
 from maild.sla.report import render_text as render_sla_report
 from maild.sla.report import sla_report
 from maild.status import SpoolBacklog, status
 from maild.threading import process_inbound, process_pending, retry_failed
 from maild.threading.numbers import next_number
-from maild.views import inbound_summary, queue_names, ticket_detail, ticket_summary
+from maild.views import (
+    inbound_summary,
+    outbox_summary,
+    queue_names,
+    ticket_detail,
+    ticket_summary,
+)
 
 EX_TEMPFAIL = 75
 log = logging.getLogger("maild")
@@ -156,6 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
     retry = inbound.add_parser("retry", help="run failed messages through threading again")
     retry.add_argument("ids", nargs="*", type=int, help="inbound ids (default: every failed one)")
     retry.add_argument("--json", action="store_true")
+    outbox = commands.add_parser("outbox", help="outgoing mail").add_subparsers(
+        dest="outbox_command", required=True, parser_class=_Parser)
+    olist = outbox.add_parser("list", help="list outgoing mail, newest first")
+    olist.add_argument("--state", choices=[s.value for s in OutboxState])
+    olist.add_argument("--limit", type=int, default=100)
+    olist.add_argument("--json", action="store_true")
+    oshow = outbox.add_parser("show", help="one outgoing mail")
+    oshow.add_argument("id", type=int)
+    oshow.add_argument("--raw", action="store_true", help="print the exact bytes sent")
+    oshow.add_argument("--json", action="store_true")
+    oretry = outbox.add_parser("retry", help="send dead or deferred mail again, now")
+    oretry.add_argument("ids", nargs="*", type=int,
+                        help="outbox ids (default: every dead or deferred one)")
+    oretry.add_argument("--json", action="store_true")
     return parser
 
 
@@ -553,6 +574,69 @@ def _inbound_retry(app: App, args: argparse.Namespace) -> int:
     return 0 if all(r.state == InboundState.DONE for r in results) else 1
 
 
+def _outbox(app: App, args: argparse.Namespace) -> int:
+    return _OUTBOX_HANDLERS[args.outbox_command](app, args)
+
+
+def _outbox_rows(app: App, query: Any) -> list[dict[str, Any]]:
+    query = query.join(Ticket, col(Outbox.ticket_id) == col(Ticket.id), isouter=True)
+    with transaction(app.engine, readonly=True) as session:
+        return [outbox_summary(row, number) for row, number in session.exec(query)]
+
+
+def _outbox_list(app: App, args: argparse.Namespace) -> int:
+    query = select(Outbox, Ticket.number).order_by(col(Outbox.id).desc()).limit(args.limit)
+    if args.state:
+        query = query.where(Outbox.state == args.state)
+    rows = _outbox_rows(app, query)
+    if args.json:
+        _print_json(rows)
+        return 0
+    for r in rows:
+        print(f"{r['id']:>7}  {r['state']:<8}  {r['kind']:<16}  {r['ticket'] or '-':<13}  "
+              f"{r['to'][:32]:<32}  {r['created_at']}  {r['last_error']}")
+    return 0
+
+
+def _outbox_show(app: App, args: argparse.Namespace) -> int:
+    if args.raw:
+        with transaction(app.engine, readonly=True) as session:
+            row = session.get(Outbox, args.id)
+            if row is None:
+                raise NotFound(f"no outgoing mail {args.id}")
+            sys.stdout.buffer.write(row.raw)
+            sys.stdout.buffer.flush()
+        return 0
+    rows = _outbox_rows(app, select(Outbox, Ticket.number).where(Outbox.id == args.id))
+    if not rows:
+        raise NotFound(f"no outgoing mail {args.id}")
+    if args.json:
+        _print_json(rows[0])
+    else:
+        for key, value in rows[0].items():
+            print(f"{key}: {value}")
+    return 0
+
+
+def _outbox_retry(app: App, args: argparse.Namespace) -> int:
+    ids = requeue(app.engine, args.ids or None, app.clock.now())
+    for missing in sorted(set(args.ids) - set(ids)):
+        print(f"maild: outbox {missing} is not dead or deferred (or does not exist): "
+              "left as it is", file=sys.stderr)
+    if ids:
+        app.deliverer().deliver_due(app.clock, only=ids, limit=len(ids))
+    rows = _outbox_rows(app, select(Outbox, Ticket.number).where(col(Outbox.id).in_(ids))
+                        .order_by(col(Outbox.id))) if ids else []
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['id']}: {r['state']} {r['last_error']}".rstrip())
+        if not ids:
+            print("no dead or deferred outgoing mail")
+    return 0 if all(r["state"] == OutboxState.SENT for r in rows) else 1
+
+
 def _status(app: App, args: argparse.Namespace) -> int:
     with transaction(app.engine, readonly=True) as session:
         report = status(session, app.clock.now(), _spool_backlog(app))
@@ -587,7 +671,7 @@ def _print_json(data: Any) -> None:
 _Handler = Callable[[App, argparse.Namespace], int]
 _HANDLERS: dict[str, _Handler] = {
     "init": _init, "run": _run, "check-config": _check_config, "tick": _tick,
-    "ticket": _ticket, "inbound": _inbound, "sla": _sla, "status": _status,
+    "ticket": _ticket, "inbound": _inbound, "outbox": _outbox, "sla": _sla, "status": _status,
 }
 _TICKET_HANDLERS: dict[str, _Handler] = {
     "list": _ticket_list, "show": _ticket_show, "new": _ticket_new, "assign": _ticket_assign,
@@ -595,3 +679,5 @@ _TICKET_HANDLERS: dict[str, _Handler] = {
     "note": _ticket_note, "close-request": _ticket_close_request, "close": _ticket_close}
 _INBOUND_HANDLERS: dict[str, _Handler] = {
     "list": _inbound_list, "show": _inbound_show, "retry": _inbound_retry}
+_OUTBOX_HANDLERS: dict[str, _Handler] = {
+    "list": _outbox_list, "show": _outbox_show, "retry": _outbox_retry}

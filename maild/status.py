@@ -82,8 +82,8 @@ def status(session: Session, now: datetime, spool: SpoolBacklog) -> dict[str, An
         attention.append(f"{failed_recently} inbound message(s) failed in the last 24 h: "
                          "maild inbound list --state failed")
     if dead_recently:
-        attention.append(f"{dead_recently} outgoing mail(s) given up in the last 24 h "
-                         "(event delivery_failed on their tickets)")
+        attention.append(f"{dead_recently} outgoing mail(s) given up in the last 24 h: "
+                         "maild outbox list --state dead; maild outbox retry once fixed")
     return {
         "at": iso(now),
         "spool": {"waiting": spool.waiting, "oldest": iso(spool.oldest)},

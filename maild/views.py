@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 
 from maild.clock import iso
 from maild.config import priority_name
-from maild.models import Attachment, Event, Inbound, Message, Queue, Ticket
+from maild.models import Attachment, Event, Inbound, Message, Outbox, Queue, Ticket
 
 
 def ticket_summary(ticket: Ticket, queue_names: dict[int, str],
@@ -73,4 +73,20 @@ def inbound_summary(row: Inbound) -> dict[str, Any]:
         "attempts": row.attempts,
         "reason": row.reason,
         "ticket_id": row.ticket_id,
+    }
+
+
+def outbox_summary(row: Outbox, ticket_number: str | None) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "state": row.state,
+        "kind": row.kind,
+        "ticket": ticket_number,
+        "to": row.rcpt_to,
+        "message_id": row.message_id,
+        "created_at": iso(row.created_at),
+        "attempts": row.attempts,
+        "next_attempt_at": iso(row.next_attempt_at),
+        "sent_at": iso(row.sent_at),
+        "last_error": row.last_error,
     }

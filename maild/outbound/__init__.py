@@ -4,7 +4,8 @@ The outbox rows already hold the complete rendered message (see maild.outbox); t
 moves bytes: claim due rows, hand them to the transport, and record sent / deferred / dead.
 """
 
-from maild.outbound.deliver import Deliverer, DeliveryReport
+from maild.outbound.deliver import Deliverer, DeliveryReport, requeue
 from maild.outbound.transports import MaildirTransport, SmtpTransport, Transport
 
-__all__ = ["Deliverer", "DeliveryReport", "MaildirTransport", "SmtpTransport", "Transport"]
+__all__ = ["Deliverer", "DeliveryReport", "MaildirTransport", "SmtpTransport", "Transport",
+           "requeue"]

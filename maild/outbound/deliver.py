@@ -33,6 +33,7 @@ from maild.outbound.transports import Transport
 log = logging.getLogger("maild.outbound")
 CLAIM_LEASE = timedelta(minutes=5)
 _DUE_STATES = (OutboxState.PENDING, OutboxState.DEFERRED)
+_RETRYABLE = (OutboxState.DEAD, OutboxState.DEFERRED)
 _FINISH = update(Outbox).where(col(Outbox.id) == bindparam("row")).values(
     state=bindparam("state"), attempts=bindparam("attempts"), claimed_at=None, claimed_by="",
     last_error=bindparam("error"), sent_at=bindparam("sent_at"))
@@ -187,6 +188,30 @@ class Deliverer:
                 connection.execute(insert(Event).values(
                     ticket_id=row.ticket_id, at=now, type="delivery_failed", actor="maild",
                     detail=f"{row.kind} to {row.rcpt_to} <{row.message_id}>: {error}"[:1000]))
+
+
+def requeue(engine: Engine, outbox_ids: list[int] | None, now: datetime,
+            actor: str = "operator") -> list[int]:
+    """Put dead and deferred rows (all, or the given ones) back to `pending`, due now, with a
+    fresh back-off and lifetime (counted from now); returns their ids. Each is recorded as an
+    event `delivery_retried` on its ticket. The operator's way to re-run delivery once the
+    cause (a relay's configuration, a full mailbox) is fixed."""
+    with transaction(engine) as session:
+        query = select(Outbox).where(col(Outbox.state).in_(_RETRYABLE))
+        if outbox_ids is not None:
+            query = query.where(col(Outbox.id).in_(outbox_ids))
+        rows = list(session.exec(claim(query.order_by(col(Outbox.id)), engine)))
+        for row in rows:
+            if row.ticket_id is not None:
+                session.add(Event(ticket_id=row.ticket_id, at=now, type="delivery_retried",
+                                  actor=actor, detail=f"{row.kind} to {row.rcpt_to} "
+                                  f"<{row.message_id}>, {row.state} after {row.attempts} "
+                                  f"attempt(s): {row.last_error}"[:1000]))
+            row.state = OutboxState.PENDING
+            row.attempts = 0
+            row.created_at = now  # the lifetime restarts (outbox rows are queue entries)
+            row.next_attempt_at = now
+        return [row.id for row in rows if row.id is not None]
 
 
 def _alive(pid: int) -> bool:
