@@ -209,3 +209,20 @@ def test_the_worker_opens_the_spool_while_the_intake_is_writing(
     finally:
         locker.execute("ROLLBACK")
         locker.close()
+
+
+def test_big_messages_move_a_few_at_a_time(engine: Engine, intake: Spool, mover: Spool) -> None:
+    sent = [bytes(mail(subject=f"Big {n}", body="x" * 400_000,
+                       message_id=f"<big-move-{n}@example.org>")) for n in range(5)]
+    for message in sent:
+        intake.store(message, source="smtp", now=WHEN)
+    taken = []
+    while moved := mover.move_into(engine, limit=100, max_bytes=1_000_000):
+        taken.append(moved)
+    assert taken == [2, 2, 1]
+    assert [r.raw for r in inbound(engine)] == sent
+    # One message bigger than the bound still moves, alone.
+    huge = sent[0].replace(b"big-move-0@", b"huge@")
+    intake.store(huge, source="smtp", now=WHEN)
+    assert mover.move_into(engine, limit=100, max_bytes=10) == 1
+    assert inbound(engine)[-1].raw == huge

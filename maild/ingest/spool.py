@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS spool (
 )
 """
 _MOVE = insert(Inbound).prefix_with("OR IGNORE")
+MOVE_BYTES = 64 << 20  # what one move holds in memory at most (unless one message is bigger)
 log = logging.getLogger("maild.spool")
 
 
@@ -128,14 +129,22 @@ class Spool:
 
     # --- the worker's side --------------------------------------------------------------------
 
-    def move_into(self, engine: Engine, limit: int) -> int:
-        """Move up to `limit` of the oldest spooled messages into `inbound`; returns how many
-        were taken from the spool (duplicates of stored mail included, and then dropped)."""
+    def move_into(self, engine: Engine, limit: int, max_bytes: int = MOVE_BYTES) -> int:
+        """Move up to `limit` of the oldest spooled messages, and no more than `max_bytes` of
+        them (but at least one), into `inbound`; returns how many were taken from the spool
+        (duplicates of stored mail included, and then dropped)."""
         with self._lock:
             try:
+                sizes = self._db.execute("SELECT id, length(raw) FROM spool ORDER BY id LIMIT ?",
+                                         (limit,)).fetchall()
+                last, total = None, 0
+                for spool_id, size in sizes:
+                    if last is not None and total + size > max_bytes:
+                        break  # a burst of big messages moves a few at a time, not all at once
+                    last, total = spool_id, total + size
                 rows = self._db.execute(
                     "SELECT id, dedupe_key, source, envelope_from, received_at, raw FROM spool"
-                    " ORDER BY id LIMIT ?", (limit,)).fetchall()
+                    " WHERE id <= ? ORDER BY id", (last,)).fetchall() if sizes else []
             except sqlite3.Error as exc:
                 raise StorageUnavailable(f"intake spool: {exc}") from exc
         if not rows:
