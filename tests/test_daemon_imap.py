@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator
 from email import policy
@@ -18,9 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine
 
+from maild import config
+from maild.config import ImapSettings
+from maild.db import make_engine
+from maild.ingest import Accepted, imap
+from maild.ingest.imap import ImapPoller
 from maild.ingest.spool import spool_path
-from tests.conftest import mail
+from tests.conftest import Helpdesk, mail
 from tests.servers import Dovecot, MaildProcess, make_certificate, wait_until
 
 CONFIG = """
@@ -466,3 +473,48 @@ def test_without_move_messages_are_flagged_in_place_and_never_stored_twice(
         assert_healthy(daemon)
     finally:
         server.stop()
+
+
+def test_big_messages_are_fetched_a_few_at_a_time(
+    dovecot: Dovecot, helpdesk_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The poller holds a whole fetch batch in memory: its size is bounded in bytes, by the
+    sizes the server reports, as well as in messages."""
+    monkeypatch.setattr(imap, "FETCH_BYTES", 1_000_000)
+    with dovecot.client() as client:
+        client.multiappend("INBOX", [mail(subject=f"Big {n}", body="x" * 400_000,
+                                          message_id=f"<big-{n}@example.org>").as_bytes()
+                                     for n in range(5)])
+    settings = ImapSettings(name="main", port=dovecot.imap_port, security="none",
+                            username="support", batch_size=50)
+    stored: list[bytes] = []
+
+    def keep(raw: bytes, source: str) -> Accepted:
+        stored.append(raw)
+        return Accepted(len(stored), False)
+
+    poller = ImapPoller(settings, "supportpw", helpdesk_engine, keep, lambda: None,
+                        threading.Event())
+    fetched_bodies: list[int] = []
+    with poller._connect() as client:
+        fetch = client.fetch
+
+        def counting_fetch(uids: list[int], items: list[bytes]) -> Any:
+            if b"BODY.PEEK[]" in items:
+                fetched_bodies.append(len(uids))
+            return fetch(uids, items)
+
+        client.fetch = counting_fetch  # type: ignore[method-assign]
+        client.select_folder("INBOX")
+        poller._ensure_folder(client, "Processed")
+        assert poller.drain(client, can_move=True) == 5
+    assert fetched_bodies == [2, 2, 1]
+    assert [len(raw) > 400_000 for raw in stored] == [True] * 5
+    assert in_folder(dovecot, "INBOX") == 0 and in_folder(dovecot, "Processed") == 5
+
+
+@pytest.fixture
+def helpdesk_engine(helpdesk: Helpdesk) -> Iterator[Engine]:
+    engine = make_engine(config.load(helpdesk.config).database)
+    yield engine
+    engine.dispose()

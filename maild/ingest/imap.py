@@ -2,12 +2,12 @@
 
 For each mailbox: connect (TLS, STARTTLS or plain, certificates checked), select the folder,
 check UIDVALIDITY against the stored cursor, and fetch the UIDs above the cursor, oldest first,
-in bounded batches (`batch_size`) so a mailbox of any size is drained with flat memory. Each
-message is committed (to `inbound`, or the daemon's intake spool) before anything happens on the
-server; then the batch is MOVEd to `processed_folder` (or, on a server without MOVE, flagged
-`$MaildStored` and left in place) and the cursor advances. A crash between "stored" and
-"moved" re-fetches the message at the next start, and the de-duplicating store makes that
-harmless.
+in bounded batches (`batch_size` messages, 64 MiB) so a mailbox of any size is drained with flat
+memory. Each message is committed (to `inbound`, or the daemon's intake spool) before anything
+happens on the server; then the batch is MOVEd to `processed_folder` (or, on a server without
+MOVE, flagged `$MaildStored` and left in place) and the cursor advances. A crash between
+"stored" and "moved" re-fetches the message at the next start, and the de-duplicating store
+makes that harmless.
 
 Between passes the thread waits in IDLE (re-issued every `poll_seconds`) or sleeps
 `poll_seconds`. Any network or server error closes the connection and reconnects with a
@@ -20,7 +20,7 @@ import logging
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from imapclient import IMAPClient
@@ -39,6 +39,7 @@ log = logging.getLogger("maild.imap")
 STORED_FLAG = b"$MaildStored"
 MAX_BACKOFF = 300.0
 NETWORK_TIMEOUT = 60.0
+FETCH_BYTES = 64 << 20  # the most one fetch holds in memory (unless one message is bigger)
 IDLE_SLICE = 1.0  # seconds per idle_check, so a stop request is noticed promptly
 Store = Callable[[bytes, str], Accepted]
 
@@ -142,10 +143,9 @@ class ImapPoller:
         # `n:*` always matches the highest UID, even when it is <= n: filter.
         uids = sorted(uid for uid in client.search(criteria) if uid > last_uid)
         stored = 0
-        for start in range(0, len(uids), self.settings.batch_size):
+        for batch in self._batches(client, uids):
             if self.stop.is_set():
                 break
-            batch = uids[start:start + self.settings.batch_size]
             fetched = client.fetch(batch, [b"BODY.PEEK[]"])
             done = []
             for uid in batch:
@@ -166,6 +166,24 @@ class ImapPoller:
                 self._advance(uidvalidity, max(done))
                 stored += len(done)
         return stored
+
+    def _batches(self, client: IMAPClient, uids: list[int]) -> Iterator[list[int]]:
+        """`uids` in fetch batches of at most `batch_size` messages and `FETCH_BYTES` (but at
+        least one message), by the sizes the server reports: a batch is held in memory whole."""
+        for start in range(0, len(uids), self.settings.batch_size):
+            group = uids[start:start + self.settings.batch_size]
+            sizes = client.fetch(group, [b"RFC822.SIZE"])
+            batch: list[int] = []
+            total = 0
+            for uid in group:
+                size = int(sizes.get(uid, {}).get(b"RFC822.SIZE", 0))
+                if batch and total + size > FETCH_BYTES:
+                    yield batch
+                    batch, total = [], 0
+                batch.append(uid)
+                total += size
+            if batch:
+                yield batch
 
     def _idle(self, client: IMAPClient) -> None:
         client.idle()
