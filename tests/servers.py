@@ -258,6 +258,7 @@ verify unix - - n - 1 verify
 flush unix n - n 1000? 0 flush
 proxymap unix - - n - - proxymap
 smtp unix - - n - - smtp
+lmtp unix - - n - - lmtp
 relay unix - - n - - smtp
 showq unix n - n - - showq
 error unix - - n - - error
@@ -273,7 +274,9 @@ class PostfixRelay:
     """A private Postfix on a free loopback port relaying everything to `relayhost_port`
     (TESTING.md §2): a real MTA between maild and the sink."""
 
-    def __init__(self, relayhost_port: int) -> None:
+    def __init__(self, relayhost_port: int, lmtp_port: int | None = None) -> None:
+        """`lmtp_port`: deliver everything by LMTP to that port instead (Postfix in front of
+        maild's listener in LMTP mode)."""
         self.dir = Path(tempfile.mkdtemp(prefix="hd-pf.", dir="/tmp"))
         self.dir.chmod(0o755)
         self.port = free_port()
@@ -298,7 +301,7 @@ smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
 relayhost = [127.0.0.1]:{relayhost_port}
 smtp_tls_security_level = none
 smtp_dns_support_level = disabled
-""")
+""" + (f"default_transport = lmtp:inet:[127.0.0.1]:{lmtp_port}\n" if lmtp_port else ""))
         (self.dir / "etc" / "master.cf").write_text(_MASTER_CF.format(port=self.port))
 
     def start(self) -> None:
