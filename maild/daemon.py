@@ -32,6 +32,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterable
 from datetime import timedelta
 from types import FrameType
 from typing import Any
@@ -48,9 +49,9 @@ from maild.ingest import Accepted, accept
 from maild.ingest.imap import ImapPoller
 from maild.ingest.smtp import SmtpListener, StoringHandler
 from maild.ingest.spool import Spool, backlog_at, spool_path
-from maild.models import Inbound, InboundState, Outbox
+from maild.models import InboundState, OutboxState
 from maild.sla.duties import run_duties
-from maild.status import counts
+from maild.status import SpoolBacklog, status
 from maild.threading import process_pending
 
 log = logging.getLogger("maild.daemon")
@@ -265,13 +266,19 @@ class Worker:
                 self.shared.wake.wait(IDLE_SLEEP_SECONDS if not settled else 0.05)
 
     def log_stats(self) -> None:
+        """The queue sizes, and what `maild status` says needs attention, as warnings: the
+        journal of a daemon nobody watches still says what is wrong, every 10 minutes."""
+        spool = backlog_at(self.spool.path) if self.spool else SpoolBacklog()
         with transaction(self.app.engine, readonly=True) as session:
-            inbound = counts(session, Inbound.state)
-            outbox = counts(session, Outbox.state)
-        log.info("queues: spool %s; inbound %s; outbox %s",
-                 backlog_at(self.spool.path).waiting if self.spool else "-",
-                 ", ".join(f"{k} {v}" for k, v in sorted(inbound.items())) or "empty",
-                 ", ".join(f"{k} {v}" for k, v in sorted(outbox.items())) or "empty")
+            report = status(session, self.app.clock.now(), spool)
+        log.info("queues: spool %s; inbound %s; outbox %s", spool.waiting,
+                 _nonzero(report["inbound"], InboundState), _nonzero(report["outbox"], OutboxState))
+        for problem in report["attention"]:
+            log.warning("attention: %s", problem)
+
+
+def _nonzero(counts: dict[str, Any], states: Iterable[str]) -> str:
+    return ", ".join(f"{state} {counts[state]}" for state in states if counts[state]) or "empty"
 
 
 def _die_with_parent() -> None:

@@ -330,3 +330,26 @@ def test_kill_9_while_mail_pours_in_loses_nothing_that_was_answered_250(
                           >= {f"c{n}@example.org" for n in answered}, timeout=60)
     finally:
         daemon.stop()
+
+
+def test_the_log_says_what_needs_attention(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    """Every 10 minutes, and at start, the worker logs the queue sizes and, as warnings, what
+    `maild status` says needs attention: a daemon nobody watches still says what is wrong."""
+    port = free_port()
+    daemon = MaildProcess(tmp_path, CONFIG.format(
+        root=tmp_path, port=port, protocol="smtp", sink_port=free_port(),  # nobody listens
+        cert=certificate[0], key=certificate[1]))
+    daemon.start(wait_for=port)
+    try:
+        with smtplib.SMTP("127.0.0.1", port) as client:
+            client.send_message(mail())
+        assert wait_until(lambda: "deferring mail" in daemon.log()), daemon.log()
+        daemon.stop()
+        daemon.start(wait_for=port)
+        assert wait_until(lambda: "attention: 1 outgoing mail(s) deferred" in daemon.log()), \
+            daemon.log()
+        assert re.search(r"queues: spool 0; inbound done 1; outbox deferred 1", daemon.log())
+    finally:
+        daemon.stop()
