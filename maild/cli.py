@@ -27,7 +27,7 @@ from maild.db import init as init_database
 from maild.db import sqlite_file, storage_errors, transaction
 from maild.errors import ConfigError, MaildError, NotFound, StorageUnavailable, UsageError
 from maild.ingest import accept
-from maild.ingest.spool import backlog_at, spool_path
+from maild.ingest.spool import Spool, backlog_at, spool_path
 from maild.models import (
     Channel,
     Direction,
@@ -313,11 +313,13 @@ def _clock_at(app: App, at: str | None) -> None:
 
 def _tick(app: App, args: argparse.Namespace) -> int:
     _clock_at(app, args.at)
+    moved = _move_spool(app)
     settled = process_pending(app.engine, app.settings, app.templates, app.clock)
     duties = run_duties(app.engine, app.settings, app.templates, app.clock)
     report = app.deliverer().deliver_due(app.clock)
     done = {
         "at": app.clock.now().isoformat(),
+        "spool_moved": moved,
         "inbound_done": sum(s.state == InboundState.DONE for s in settled),
         "inbound_failed": sum(s.state == InboundState.FAILED for s in settled),
         "escalated": duties.escalations,
@@ -331,10 +333,27 @@ def _tick(app: App, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(done)
     else:
-        print(f"tick at {done['at']}: inbound threaded {done['inbound_done']}, "
+        print(f"tick at {done['at']}: spool moved {moved}; "
+              f"inbound threaded {done['inbound_done']}, "
               f"failed {done['inbound_failed']}; {duties.summary()}; "
               f"outbound {report.summary()}")
     return 0
+
+
+def _move_spool(app: App) -> int:
+    """Mail `maild run` took but did not move into `inbound` (it is stopped, or was killed)."""
+    database = sqlite_file(app.engine)
+    if database is None or not spool_path(database).exists():
+        return 0
+    spool = Spool(spool_path(database), app.settings.database.busy_timeout.total_seconds(),
+                  mover=True)
+    try:
+        moved = 0
+        while taken := spool.move_into(app.engine, 100):
+            moved += taken
+        return moved
+    finally:
+        spool.close()
 
 
 def _ticket(app: App, args: argparse.Namespace) -> int:

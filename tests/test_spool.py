@@ -226,3 +226,16 @@ def test_big_messages_move_a_few_at_a_time(engine: Engine, intake: Spool, mover:
     intake.store(huge, source="smtp", now=WHEN)
     assert mover.move_into(engine, limit=100, max_bytes=10) == 1
     assert inbound(engine)[-1].raw == huge
+
+
+def test_tick_moves_what_a_stopped_daemon_left_in_the_spool(
+    helpdesk: Helpdesk, intake: Spool
+) -> None:
+    intake.store(raw(1), source="smtp", now=WHEN)
+    intake.store(raw(2), source="smtp", now=WHEN)
+    ticked = helpdesk.run("tick", "--json")
+    assert ticked.code == 0, ticked.err
+    assert (ticked.json()["spool_moved"], ticked.json()["inbound_done"]) == (2, 2)
+    assert sorted(t["subject"] for t in helpdesk.tickets()) == ["Problem 1", "Problem 2"]
+    assert backlog_at(intake.path).waiting == 0
+    assert helpdesk.run("tick", "--json").json()["spool_moved"] == 0
