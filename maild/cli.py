@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -150,34 +151,35 @@ def build_parser() -> argparse.ArgumentParser:
     state.add_argument("--check", action="store_true",
                        help="exit 1 when something needs attention (for monitoring)")
 
-    inbound = commands.add_parser("inbound", help="stored inbound messages").add_subparsers(
-        dest="inbound_command", required=True, parser_class=_Parser)
-    ilist = inbound.add_parser("list", help="list inbound messages")
-    ilist.add_argument("--state", choices=[s.value for s in InboundState])
-    ilist.add_argument("--limit", type=int, default=100)
-    ilist.add_argument("--json", action="store_true")
-    ishow = inbound.add_parser("show", help="one inbound message")
-    ishow.add_argument("id", type=int)
-    ishow.add_argument("--raw", action="store_true", help="print the stored bytes")
-    ishow.add_argument("--json", action="store_true")
-    retry = inbound.add_parser("retry", help="run failed messages through threading again")
-    retry.add_argument("ids", nargs="*", type=int, help="inbound ids (default: every failed one)")
-    retry.add_argument("--json", action="store_true")
-    outbox = commands.add_parser("outbox", help="outgoing mail").add_subparsers(
-        dest="outbox_command", required=True, parser_class=_Parser)
-    olist = outbox.add_parser("list", help="list outgoing mail, newest first")
-    olist.add_argument("--state", choices=[s.value for s in OutboxState])
-    olist.add_argument("--limit", type=int, default=100)
-    olist.add_argument("--json", action="store_true")
-    oshow = outbox.add_parser("show", help="one outgoing mail")
-    oshow.add_argument("id", type=int)
-    oshow.add_argument("--raw", action="store_true", help="print the exact bytes sent")
-    oshow.add_argument("--json", action="store_true")
-    oretry = outbox.add_parser("retry", help="send dead or deferred mail again, now")
-    oretry.add_argument("ids", nargs="*", type=int,
-                        help="outbox ids (default: every dead or deferred one)")
-    oretry.add_argument("--json", action="store_true")
+    _stored_mail_commands(
+        commands, "inbound", "stored inbound messages", InboundState,
+        show="one inbound message", raw="print the stored bytes",
+        retry="run failed messages through threading again",
+        ids="inbound ids (default: every failed one)")
+    _stored_mail_commands(
+        commands, "outbox", "outgoing mail", OutboxState,
+        show="one outgoing mail", raw="print the exact bytes sent",
+        retry="send dead or deferred mail again, now",
+        ids="outbox ids (default: every dead or deferred one)")
     return parser
+
+
+def _stored_mail_commands(commands: Any, name: str, what: str, states: type[StrEnum], *,
+                          show: str, raw: str, retry: str, ids: str) -> None:
+    """`list`, `show` and `retry` of a table of stored mail (`inbound`, `outbox`)."""
+    table = commands.add_parser(name, help=what).add_subparsers(
+        dest=f"{name}_command", required=True, parser_class=_Parser)
+    listing = table.add_parser("list", help=f"list {what}, newest first")
+    listing.add_argument("--state", choices=[s.value for s in states])
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--json", action="store_true")
+    one = table.add_parser("show", help=show)
+    one.add_argument("id", type=int)
+    one.add_argument("--raw", action="store_true", help=raw)
+    one.add_argument("--json", action="store_true")
+    again = table.add_parser("retry", help=retry)
+    again.add_argument("ids", nargs="*", type=int, help=ids)
+    again.add_argument("--json", action="store_true")
 
 
 def _body_arguments(parser: argparse.ArgumentParser) -> None:
