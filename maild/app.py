@@ -16,8 +16,9 @@ from sqlalchemy import Engine
 from maild.clock import Clock, SystemClock
 from maild.compose import Templates
 from maild.config import OutboundSettings, Settings
-from maild.db import make_engine
+from maild.db import make_engine, sqlite_file
 from maild.errors import ConfigError
+from maild.ingest.spool import Spool, spool_path
 from maild.outbound import Deliverer, MaildirTransport, SmtpTransport, Transport
 
 
@@ -44,6 +45,17 @@ class App:
     def deliverer(self) -> Deliverer:
         return Deliverer(self.engine, make_transport(self.settings.outbound),
                          self.settings.outbound)
+
+    def spool_path(self) -> Path | None:
+        """The intake spool of `maild run`, beside a SQLite database file; None on PostgreSQL."""
+        database = sqlite_file(self.engine)
+        return spool_path(database) if database else None
+
+    def spool(self, *, mover: bool = False) -> Spool | None:
+        path = self.spool_path()
+        if path is None:
+            return None
+        return Spool(path, self.settings.database.busy_timeout.total_seconds(), mover=mover)
 
     def close(self) -> None:
         if self._engine is not None:

@@ -25,10 +25,10 @@ from maild import __version__, config, tickets
 from maild.app import App
 from maild.clock import FixedClock, parse_instant
 from maild.db import init as init_database
-from maild.db import sqlite_file, storage_errors, transaction
+from maild.db import storage_errors, transaction
 from maild.errors import ConfigError, MaildError, NotFound, StorageUnavailable, UsageError
 from maild.ingest import accept
-from maild.ingest.spool import Spool, backlog_at, spool_path
+from maild.ingest.spool import backlog_at
 from maild.models import (
     Channel,
     Direction,
@@ -344,11 +344,10 @@ def _tick(app: App, args: argparse.Namespace) -> int:
 
 def _move_spool(app: App) -> int:
     """Mail `maild run` took but did not move into `inbound` (it is stopped, or was killed)."""
-    database = sqlite_file(app.engine)
-    if database is None or not spool_path(database).exists():
+    path = app.spool_path()
+    spool = app.spool(mover=True) if path and path.exists() else None
+    if spool is None:
         return 0
-    spool = Spool(spool_path(database), app.settings.database.busy_timeout.total_seconds(),
-                  mover=True)
     try:
         moved = 0
         while taken := spool.move_into(app.engine, 100):
@@ -680,8 +679,8 @@ def _status(app: App, args: argparse.Namespace) -> int:
 
 
 def _spool_backlog(app: App) -> SpoolBacklog:
-    database = sqlite_file(app.engine)
-    return backlog_at(spool_path(database)) if database else SpoolBacklog()
+    path = app.spool_path()
+    return backlog_at(path) if path else SpoolBacklog()
 
 
 def _print_json(data: Any) -> None:

@@ -43,12 +43,12 @@ from sqlalchemy.exc import OperationalError
 from maild import config
 from maild.app import App, secret
 from maild.db import init as init_database
-from maild.db import sqlite_file, transaction
+from maild.db import transaction
 from maild.errors import StorageUnavailable
 from maild.ingest import Accepted, accept
 from maild.ingest.imap import ImapPoller
 from maild.ingest.smtp import SmtpListener, StoringHandler
-from maild.ingest.spool import Spool, backlog_at, spool_path
+from maild.ingest.spool import Spool, backlog_at
 from maild.models import InboundState, OutboxState
 from maild.sla.duties import run_duties
 from maild.status import SpoolBacklog, status
@@ -99,7 +99,7 @@ class Intake:
     def start(self) -> None:
         settings = self.app.settings
         init_database(self.app.engine, settings)
-        self.spool = open_spool(self.app)
+        self.spool = self.app.spool()
         self.start_worker()
         if settings.smtp is not None:
             handler = StoringHandler(lambda raw, sender: self.store(raw, "smtp", sender),
@@ -159,15 +159,6 @@ class Intake:
         log.info("maild stopped")
 
 
-def open_spool(app: App, *, mover: bool = False) -> Spool | None:
-    """The intake spool beside a SQLite database file; None on PostgreSQL."""
-    database = sqlite_file(app.engine)
-    if database is None:
-        return None
-    return Spool(spool_path(database), app.settings.database.busy_timeout.total_seconds(),
-                 mover=mover)
-
-
 def run(app: App) -> int:
     app.checkpoints = False  # the worker checkpoints the WAL; the intake only answers clients
     intake = Intake(app)
@@ -213,7 +204,7 @@ class Worker:
         self.app = app
         self.shared = shared
         self.parent = parent
-        self.spool = open_spool(app, mover=True)
+        self.spool = app.spool(mover=True)
         self.scheduler = schedule.Scheduler()
         self.scheduler.every(int(STATS_EVERY.total_seconds())).seconds.do(self.log_stats)
         self.scheduler.every(int(DUTIES_EVERY.total_seconds())).seconds.do(self.run_duties)
