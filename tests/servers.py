@@ -9,6 +9,7 @@ subprocess (`python -m maild`), so signals, exit codes and crashes are the real 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from imapclient import IMAPClient
 
@@ -219,6 +221,12 @@ class MaildProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def tickets(self) -> list[dict[str, Any]]:
+        """`maild ticket list --json` of this installation."""
+        done = self.cli("ticket", "list", "--json")
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "maild", "--config", str(self.config),

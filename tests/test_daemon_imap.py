@@ -170,11 +170,6 @@ def subjects(root: Path) -> set[str]:
         conn.close()
 
 
-def tickets(daemon: MaildProcess) -> list[dict[str, Any]]:
-    done = daemon.cli("ticket", "list", "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
 
 def in_folder(dovecot: Dovecot, folder: str) -> int:
     with dovecot.client() as client:
@@ -214,7 +209,7 @@ def test_lmtp_delivered_mail_is_polled_into_a_ticket_and_moved_to_processed(
     dovecot.deliver(customer_mail(1, "lmtp"), sender="c1-lmtp@example.org")
 
     assert wait_until(drained(dovecot, tmp_path, 1), timeout=15), daemon.log()
-    [ticket] = tickets(daemon)
+    [ticket] = daemon.tickets()
     assert ticket["customer"] == "c1-lmtp@example.org"
     assert ticket["subject"] == "Problem lmtp-1"
     assert ticket["channel"] == "email"
@@ -355,7 +350,7 @@ def test_kill_9_in_the_middle_of_a_big_mailbox_loses_and_duplicates_nothing(
         daemon.log()[-3000:]
     assert count(tmp_path, "SELECT count(DISTINCT dedupe_key) FROM inbound") == total
     assert count(tmp_path, "SELECT count(*) FROM inbound WHERE state = 'done'") == total
-    listed = tickets(daemon)
+    listed = daemon.tickets()
     assert len(listed) == total
     assert len({t["customer"] for t in listed}) == total
     assert len(message_ids(dovecot, "Processed")) == total
@@ -504,7 +499,7 @@ def test_big_messages_are_fetched_a_few_at_a_time(
                 fetched_bodies.append(len(uids))
             return fetch(uids, items)
 
-        client.fetch = counting_fetch  # type: ignore[method-assign]
+        client.fetch = counting_fetch
         client.select_folder("INBOX")
         poller._ensure_folder(client, "Processed")
         assert poller.drain(client, can_move=True) == 5

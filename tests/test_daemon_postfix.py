@@ -3,7 +3,6 @@ in front of maild, delivering to its listener by LMTP."""
 
 from __future__ import annotations
 
-import json
 import smtplib
 from pathlib import Path
 
@@ -76,7 +75,7 @@ def test_postfix_in_front_delivers_to_maild_by_lmtp(tmp_path: Path, sink: SmtpSi
         assert wait_until(lambda: "status=sent" in relay.log(), timeout=30), \
             relay.log() + daemon.log()
         assert "250 2.0.0 OK stored as spool" in relay.log()  # maild's LMTP answer
-        assert wait_until(lambda: len(tickets(daemon)) == 1), daemon.log()
+        assert wait_until(lambda: len(daemon.tickets()) == 1), daemon.log()
         [ack] = wait_for_files(tmp_path / "outbox" / "new", 1)
         assert b"In-Reply-To: <through-postfix@example.org>" in ack.read_bytes()
         assert sink.messages == []  # nothing went the relay's other way
@@ -84,11 +83,6 @@ def test_postfix_in_front_delivers_to_maild_by_lmtp(tmp_path: Path, sink: SmtpSi
         relay.stop()
         daemon.stop()
 
-
-def tickets(daemon: MaildProcess) -> list[dict[str, object]]:
-    listed = daemon.cli("ticket", "list", "--json")
-    assert listed.returncode == 0, listed.stderr
-    return json.loads(listed.stdout)  # type: ignore[no-any-return]
 
 
 def wait_for_files(folder: Path, count: int) -> list[Path]:

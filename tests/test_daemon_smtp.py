@@ -78,13 +78,6 @@ def maild(tmp_path: Path, sink: SmtpSink, certificate: tuple[Path, Path]
         daemon.stop()
 
 
-def _tickets(daemon: MaildProcess) -> list[dict[str, object]]:
-    import json
-
-    done = daemon.cli("ticket", "list", "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
 
 def test_a_mail_sent_with_smtplib_becomes_a_ticket_and_its_ack_reaches_the_sink(
     maild: MaildProcess, sink: SmtpSink
@@ -93,7 +86,7 @@ def test_a_mail_sent_with_smtplib_becomes_a_ticket_and_its_ack_reaches_the_sink(
         client.send_message(mail(message_id="<smtp-1@example.org>"))
 
     assert wait_until(lambda: len(sink.messages) == 1), maild.log()
-    [ticket] = _tickets(maild)
+    [ticket] = maild.tickets()
     ack = BytesParser(policy=policy.default).parsebytes(sink.messages[0].data)
     assert sink.messages[0].rcpt_tos == ["ivan@example.org"]
     assert ack["Subject"].startswith(f"[Ticket#{ticket['number']}]")
@@ -112,7 +105,7 @@ def test_a_mail_sent_with_swaks_becomes_a_ticket(maild: MaildProcess, sink: Smtp
     assert done.returncode == 0, done.stdout + done.stderr
     assert "250 2.0.0 OK stored as spool" in done.stdout
     assert wait_until(lambda: len(sink.messages) == 1), maild.log()
-    [ticket] = _tickets(maild)
+    [ticket] = maild.tickets()
     assert ticket["customer"] == "olga@example.org"
 
 
@@ -123,7 +116,7 @@ def test_starttls_with_a_verified_certificate(
     with smtplib.SMTP("127.0.0.1", maild.port) as client:
         client.starttls(context=context)
         client.send_message(mail())
-    assert wait_until(lambda: len(_tickets(maild)) == 1)
+    assert wait_until(lambda: len(maild.tickets()) == 1)
 
 
 def test_a_foreign_recipient_gets_550_and_nothing_is_stored(maild: MaildProcess) -> None:
@@ -164,7 +157,7 @@ def test_an_unwritable_intake_spool_gets_451_and_nothing_half_stored(
     # The sender retries once the spool is writable again, and the mail is taken.
     with smtplib.SMTP("127.0.0.1", maild.port) as client:
         client.send_message(mail(message_id="<locked@example.org>"))
-    assert wait_until(lambda: len(_tickets(maild)) == 1), maild.log()
+    assert wait_until(lambda: len(maild.tickets()) == 1), maild.log()
 
 
 def test_mail_is_taken_at_once_while_the_database_is_locked_and_threaded_after(
@@ -181,8 +174,8 @@ def test_mail_is_taken_at_once_while_the_database_is_locked_and_threaded_after(
     finally:
         locker.execute("ROLLBACK")
         locker.close()
-    assert wait_until(lambda: len(_tickets(maild)) == 1), maild.log()
-    assert [t["subject"] for t in _tickets(maild)] == ["Printer does not print"]
+    assert wait_until(lambda: len(maild.tickets()) == 1), maild.log()
+    assert [t["subject"] for t in maild.tickets()] == ["Printer does not print"]
 
 
 def test_mail_left_in_the_spool_is_threaded_at_the_next_start(
@@ -197,7 +190,7 @@ def test_mail_left_in_the_spool_is_threaded_at_the_next_start(
     spool.close()
     daemon.start(wait_for=daemon.port)
     try:
-        assert wait_until(lambda: len(_tickets(daemon)) == 1), daemon.log()
+        assert wait_until(lambda: len(daemon.tickets()) == 1), daemon.log()
         assert wait_until(lambda: len(sink.messages) == 1), daemon.log()
     finally:
         daemon.stop()
@@ -210,7 +203,7 @@ def test_a_bare_lf_message_is_stored_as_received(maild: MaildProcess, tmp_path: 
            + b".hidden\n..two dots\n.\nlast\n")
     with smtplib.SMTP("127.0.0.1", maild.port) as client:
         client.sendmail("lf@example.org", ["support@example.com"], raw)
-    assert wait_until(lambda: len(_tickets(maild)) == 1), maild.log()
+    assert wait_until(lambda: len(maild.tickets()) == 1), maild.log()
     with sqlite3.connect(tmp_path / "maild.db") as db:
         [(stored,)] = db.execute("SELECT raw FROM inbound").fetchall()
     assert stored == raw + b"\r\n"  # smtplib ends the data with CRLF before the final dot
@@ -242,7 +235,7 @@ def test_lmtp_mode_answers_once_per_recipient(
             conn.sendall(b"QUIT\r\n")
             assert replies.readline().startswith(b"221")
         assert all(r.startswith(b"250 2.0.0 OK stored") for r in after_data), after_data
-        assert wait_until(lambda: len(_tickets(daemon)) == 1), daemon.log()
+        assert wait_until(lambda: len(daemon.tickets()) == 1), daemon.log()
     finally:
         daemon.stop()
 
@@ -277,7 +270,7 @@ def test_a_550_from_the_sink_is_recorded_and_not_retried(
     with smtplib.SMTP("127.0.0.1", maild.port) as client:
         client.send_message(mail(sender="gone@example.org"))
     assert wait_until(lambda: "failed permanently" in maild.log()), maild.log()
-    [ticket] = _tickets(maild)
+    [ticket] = maild.tickets()
     shown = maild.cli("ticket", "show", str(ticket["number"]), "--json").stdout
     assert "delivery_failed" in shown and "550" in shown
     sink.handler.reply = lambda rcpt: "250 OK"
@@ -322,9 +315,9 @@ def test_kill_9_while_mail_pours_in_loses_nothing_that_was_answered_250(
                     subject=f"Pour {n}", sender=f"c{n}@example.org",
                     message_id=f"<pour-{n}@example.org>")))
         expected = {f"Pour {n}" for n in answered + in_flight}
-        assert wait_until(lambda: len(_tickets(daemon)) >= len(expected), timeout=60), \
+        assert wait_until(lambda: len(daemon.tickets()) >= len(expected), timeout=60), \
             daemon.log()[-3000:]
-        subjects = [t["subject"] for t in _tickets(daemon)]
+        subjects = [t["subject"] for t in daemon.tickets()]
         assert sorted(subjects) == sorted(expected)  # every answered mail, each once
         assert wait_until(lambda: {r for m in sink.messages for r in m.rcpt_tos}
                           >= {f"c{n}@example.org" for n in answered}, timeout=60)
