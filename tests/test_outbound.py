@@ -10,15 +10,12 @@ import pytest
 from sqlmodel import select
 
 from maild import config
-from maild.clock import FixedClock, parse_instant
+from maild.clock import FixedClock
 from maild.db import make_engine, transaction
 from maild.models import Event, Outbox
 from maild.outbound import Deliverer, MaildirTransport, SmtpTransport
 from tests.conftest import Helpdesk, mail
 from tests.smtp_sink import SmtpSink
-
-T0 = parse_instant("2026-11-25T10:00:00Z")
-
 
 def _owe_mail(helpdesk: Helpdesk, count: int = 1) -> None:
     for i in range(count):
@@ -42,13 +39,14 @@ def test_smtp_delivery_sends_each_message_once_over_one_connection(
 ) -> None:
     _owe_mail(helpdesk, 3)
     deliverer = _deliverer(helpdesk, SmtpTransport("127.0.0.1", sink.port))
-    report = deliverer.deliver_due(FixedClock(T0 + timedelta(days=1)))
+    queued = _rows(deliverer)[-1].created_at  # the wall clock of `ingest`: no date is assumed
+    report = deliverer.deliver_due(FixedClock(queued + timedelta(days=1)))
     assert len(report.sent) == 3
     assert sorted(m.rcpt_tos[0] for m in sink.messages) == \
         ["c0@example.org", "c1@example.org", "c2@example.org"]
     assert all(m.mail_from == "support@example.com" for m in sink.messages)
     assert all(r.state == "sent" for r in _rows(deliverer))
-    assert not deliverer.deliver_due(FixedClock(T0 + timedelta(days=2)))  # nothing twice
+    assert not deliverer.deliver_due(FixedClock(queued + timedelta(days=2)))  # nothing twice
     assert len(sink.messages) == 3
 
 
@@ -85,10 +83,11 @@ def test_a_permanent_refusal_is_recorded_on_the_ticket_and_never_retried(
     _owe_mail(helpdesk)
     sink.handler.reply = lambda rcpt: "550 5.1.1 no such user"
     deliverer = _deliverer(helpdesk, SmtpTransport("127.0.0.1", sink.port))
-    clock = FixedClock(T0 + timedelta(days=1))
+    queued = _rows(deliverer)[0].created_at
+    clock = FixedClock(queued + timedelta(days=1))
     assert len(deliverer.deliver_due(clock).dead) == 1
     sink.handler.reply = lambda rcpt: "250 OK"
-    clock.set(T0 + timedelta(days=2))
+    clock.set(queued + timedelta(days=2))
     assert not deliverer.deliver_due(clock)
     assert sink.messages == []
     [row] = _rows(deliverer)
