@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -145,485 +145,17 @@ def priority_name(value: int) -> str:
     return PRIORITIES[value - 1]
 
 
-@dataclass(frozen=True)
-class DatabaseSettings:
-    url: str = "sqlite:///var/maild.db"
-    busy_timeout: timedelta = timedelta(seconds=5)
+# --- converters: a TOML value into a setting, or ValueError saying what is wrong ---------
 
 
-@dataclass(frozen=True)
-class MailSettings:
-    support_address: str = "support@example.com"
-    support_name: str = "Support"
-    accept: tuple[str, ...] = ("support@example.com",)
-    subject_tag: str = "Ticket"
-    language: str = "en"
-    templates_dir: str = ""
-    max_message_bytes: int = 26_214_400
-    auto_reply_limit_per_hour: int = 5
-    staff_auth: str = "from"       # "from" (SPEC §7) | "authentication-results"
-    authserv_id: str = ""          # the trusted MTA's authserv-id in Authentication-Results
-
-    @property
-    def domain(self) -> str:
-        return self.support_address.rpartition("@")[2]
+def _looks_like_url(value: str) -> bool:
+    return re.match(r"^[a-z][a-z0-9+.-]*://", value) is not None
 
 
-@dataclass(frozen=True)
-class SmtpSettings:
-    listen: str = "127.0.0.1:2525"
-    protocol: str = "smtp"
-    max_message_bytes: int = 26_214_400
-    tls_cert: str = ""
-    tls_key: str = ""
-    require_tls: bool = False
-
-    @property
-    def host(self) -> str:
-        return self.listen.rpartition(":")[0].strip("[]")
-
-    @property
-    def port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
-
-
-@dataclass(frozen=True)
-class ImapSettings:
-    name: str
-    host: str = "127.0.0.1"
-    port: int = 993
-    security: str = "tls"
-    username: str = ""
-    password_env: str = ""
-    password_file: str = ""
-    tls_ca_file: str = ""
-    folder: str = "INBOX"
-    processed_folder: str = "Processed"
-    idle: bool = True
-    poll_seconds: int = 60
-    batch_size: int = 50
-
-
-@dataclass(frozen=True)
-class OutboundSettings:
-    transport: str = "maildir"
-    maildir: str = "var/outbox"
-    smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
-    smtp_security: str = "none"
-    smtp_tls_ca_file: str = ""
-    smtp_username: str = ""
-    smtp_password_env: str = ""
-    smtp_password_file: str = ""
-    smtp_timeout: timedelta = timedelta(seconds=30)
-    batch_size: int = 100
-    retry_initial: timedelta = timedelta(minutes=1)
-    retry_max: timedelta = timedelta(hours=1)
-    lifetime: timedelta = timedelta(days=5)
-
-
-@dataclass(frozen=True)
-class QueueSettings:
-    name: str
-
-
-@dataclass(frozen=True)
-class StaffSettings:
-    email: str
-    name: str = ""
-
-
-@dataclass(frozen=True)
-class TicketSettings:
-    default_queue: str = "General questions"
-    default_priority: str = "normal"
-    reopen_closed: bool = True
-
-
-@dataclass(frozen=True)
-class PrioritySla:
-    escalate_after: timedelta
-    resolve_within: timedelta
-
-
-DEFAULT_SLA = {
-    "highest": PrioritySla(timedelta(minutes=30), timedelta(hours=4)),
-    "high": PrioritySla(timedelta(hours=1), timedelta(hours=8)),
-    "normal": PrioritySla(timedelta(hours=4), timedelta(days=2)),
-    "low": PrioritySla(timedelta(hours=8), timedelta(days=5)),
-    "lowest": PrioritySla(timedelta(days=1), timedelta(days=10)),
-}
-
-
-@dataclass(frozen=True)
-class SlaSettings:
-    timezone: str = "Europe/Moscow"
-    business_hours: str = "Mon-Fri 09:00-18:00"
-    holidays: tuple[date, ...] = ()
-    priorities: Mapping[str, PrioritySla] = field(default_factory=lambda: dict(DEFAULT_SLA))
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
-
-
-@dataclass(frozen=True)
-class CloseSettings:
-    request_after: timedelta = timedelta(days=3)
-    close_after: timedelta = timedelta(days=7)
-
-
-@dataclass(frozen=True)
-class Settings:
-    path: str
-    database: DatabaseSettings
-    mail: MailSettings
-    smtp: SmtpSettings | None
-    imap: tuple[ImapSettings, ...]
-    outbound: OutboundSettings
-    queues: tuple[QueueSettings, ...]
-    tickets: TicketSettings
-    staff: tuple[StaffSettings, ...]
-    sla: SlaSettings
-    close: CloseSettings
-
-    def is_staff(self, address: str) -> bool:
-        return address.lower() in {s.email.lower() for s in self.staff}
-
-
-def config_path(explicit: str | None) -> Path:
-    """The file to read: --config, else $MAILD_CONFIG, else config/maild.toml."""
-    return Path(explicit or os.environ.get("MAILD_CONFIG") or DEFAULT_CONFIG)
-
-
-def load(path: Path | str) -> Settings:
-    """Read and validate the config file; ConfigError lists every problem."""
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError([f"{path}: file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
-    return from_mapping(raw, str(path))
-
-
-def from_mapping(raw: Mapping[str, Any], source: str = "<config>") -> Settings:
-    """Validate an already-parsed TOML document (tests build settings this way)."""
-    reader = _Reader(source)
-    settings = reader.settings(raw)
-    if reader.problems:
-        raise ConfigError(reader.problems)
-    return settings
-
-
-T = TypeVar("T")
-
-
-class _Reader:
-    """Walks the TOML document, converting values and collecting every problem."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.problems: list[str] = []
-
-    def problem(self, key: str, message: str) -> None:
-        self.problems.append(f"{self.source}:{key}: {message}")
-
-    def table(self, raw: Mapping[str, Any], key: str, known: set[str]) -> Mapping[str, Any]:
-        """The sub-table `raw[last part of key]`, checked for unknown keys."""
-        return self.checked(raw.get(key.rpartition(".")[2], {}), key, known)
-
-    def checked(self, value: Any, key: str, known: set[str]) -> Mapping[str, Any]:
-        if not isinstance(value, Mapping):
-            self.problem(key, "must be a table")
-            return {}
-        for unknown in sorted(set(value) - known):
-            self.problem(f"{key}.{unknown}", "unknown key")
-        return value
-
-    def value(
-        self,
-        table: Mapping[str, Any],
-        key: str,
-        default: T,
-        convert: Callable[[Any], T] | None = None,
-    ) -> T:
-        name = key.rpartition(".")[2]
-        if name not in table:
-            return default
-        raw = table[name]
-        try:
-            if convert is not None:
-                return convert(raw)
-            if isinstance(default, bool) and not isinstance(raw, bool):
-                raise ValueError("must be true or false")
-            if isinstance(default, int) and not isinstance(default, bool) and (
-                    isinstance(raw, bool) or not isinstance(raw, int) or raw < 0):
-                raise ValueError("must be a non-negative whole number")
-            if isinstance(default, str) and not isinstance(raw, str):
-                raise ValueError("must be a string")
-            return raw
-        except (ValueError, TypeError) as exc:
-            self.problem(key, str(exc))
-            return default
-
-    def settings(self, raw: Mapping[str, Any]) -> Settings:
-        top = {"database", "mail", "smtp", "imap", "outbound", "queues", "tickets", "staff",
-               "sla", "close"}
-        for unknown in sorted(set(raw) - top):
-            self.problem(unknown, "unknown section")
-        mail = self.mail(raw)
-        queues = self.queues(raw)
-        staff = self.staff(raw)
-        tickets = self.tickets(raw, queues)
-        return Settings(
-            path=self.source,
-            database=self.database(raw),
-            mail=mail,
-            smtp=self.smtp(raw) if "smtp" in raw else None,
-            imap=self.imap(raw),
-            outbound=self.outbound(raw),
-            queues=queues,
-            tickets=tickets,
-            staff=staff,
-            sla=self.sla(raw),
-            close=self.close(raw),
-        )
-
-    def database(self, raw: Mapping[str, Any]) -> DatabaseSettings:
-        d = DatabaseSettings()
-        t = self.table(raw, "database", {"url", "busy_timeout"})
-        url = self.value(t, "database.url", d.url)
-        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", url):
-            self.problem("database.url", f"unsupported database URL {url!r}; use sqlite:/// or "
-                         "postgresql+psycopg://")
-        return DatabaseSettings(
-            url=url, busy_timeout=self.value(t, "database.busy_timeout", d.busy_timeout,
-                                             _duration))
-
-    def mail(self, raw: Mapping[str, Any]) -> MailSettings:
-        d = MailSettings()
-        t = self.table(raw, "mail", {"support_address", "support_name", "accept", "subject_tag",
-                                     "language", "templates_dir", "max_message_bytes",
-                                     "auto_reply_limit_per_hour", "staff_auth",
-                                     "authserv_id"})
-        support = self.value(t, "mail.support_address", d.support_address, _email)
-        only_support: tuple[str, ...] = (support,)
-        accept = self.value(t, "mail.accept", only_support, _email_list)
-        tag = self.value(t, "mail.subject_tag", d.subject_tag)
-        if not tag.strip() or any(c in tag for c in "[]#\r\n") or len(tag) > 40:
-            self.problem("mail.subject_tag", "must be 1-40 characters without [, ], # or "
-                         "line breaks")
-        language = self.value(t, "mail.language", d.language)
-        if language not in LANGUAGES:
-            self.problem("mail.language", f"must be one of {', '.join(LANGUAGES)}")
-        templates_dir = self.value(t, "mail.templates_dir", d.templates_dir)
-        staff_auth = self.value(t, "mail.staff_auth", d.staff_auth)
-        authserv_id = self.value(t, "mail.authserv_id", d.authserv_id).strip()
-        if staff_auth not in ("from", "authentication-results"):
-            self.problem("mail.staff_auth", "must be from or authentication-results")
-        elif staff_auth == "authentication-results" and not authserv_id:
-            self.problem("mail.authserv_id", "staff_auth = \"authentication-results\" needs the "
-                         "authserv-id your MTA writes in Authentication-Results")
-        if templates_dir and not Path(templates_dir).is_dir():
-            self.problem("mail.templates_dir", f"no such directory: {templates_dir}")
-        return MailSettings(
-            support_address=support,
-            support_name=_single_line(self.value(t, "mail.support_name", d.support_name)),
-            accept=accept,
-            subject_tag=tag.strip(),
-            language=language,
-            templates_dir=templates_dir,
-            max_message_bytes=self.value(t, "mail.max_message_bytes", d.max_message_bytes),
-            auto_reply_limit_per_hour=self.value(t, "mail.auto_reply_limit_per_hour",
-                                                 d.auto_reply_limit_per_hour),
-            staff_auth=staff_auth,
-            authserv_id=authserv_id,
-        )
-
-    def smtp(self, raw: Mapping[str, Any]) -> SmtpSettings:
-        d = SmtpSettings()
-        t = self.table(raw, "smtp", {"listen", "protocol", "max_message_bytes", "tls_cert",
-                                     "tls_key", "require_tls"})
-        listen = self.value(t, "smtp.listen", d.listen)
-        if not re.match(r"^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$", listen):
-            self.problem("smtp.listen", "must be HOST:PORT, e.g. 127.0.0.1:2525")
-        cert = self.value(t, "smtp.tls_cert", d.tls_cert)
-        key = self.value(t, "smtp.tls_key", d.tls_key)
-        if bool(cert) != bool(key):
-            self.problem("smtp.tls_cert", "tls_cert and tls_key go together")
-        for name, path in (("tls_cert", cert), ("tls_key", key)):
-            if path and not Path(path).is_file():
-                self.problem(f"smtp.{name}", f"no such file: {path}")
-        protocol = self.value(t, "smtp.protocol", d.protocol)
-        if protocol not in ("smtp", "lmtp"):
-            self.problem("smtp.protocol", "must be smtp or lmtp")
-        require_tls = self.value(t, "smtp.require_tls", d.require_tls)
-        if require_tls and not cert:
-            self.problem("smtp.require_tls", "needs tls_cert and tls_key")
-        return SmtpSettings(listen=listen, protocol=protocol, max_message_bytes=self.value(
-            t, "smtp.max_message_bytes", d.max_message_bytes), tls_cert=cert, tls_key=key,
-            require_tls=require_tls)
-
-    def imap(self, raw: Mapping[str, Any]) -> tuple[ImapSettings, ...]:
-        entries = raw.get("imap", [])
-        if not isinstance(entries, list):
-            self.problem("imap", "must be an array of tables: [[imap]]")
-            return ()
-        known = {"name", "host", "port", "security", "username", "password_env",
-                 "password_file", "tls_ca_file", "folder", "processed_folder", "idle",
-                 "poll_seconds", "batch_size"}
-        result = []
-        for i, entry in enumerate(entries):
-            key = f"imap[{i}]"
-            t = self.checked(entry, key, known)
-            name = self.value(t, f"{key}.name", f"imap{i}")
-            d = ImapSettings(name=name)
-            security = self.value(t, f"{key}.security", d.security)
-            if security not in ("tls", "starttls", "none"):
-                self.problem(f"{key}.security", "must be tls, starttls or none")
-            result.append(ImapSettings(
-                name=name,
-                host=self.value(t, f"{key}.host", d.host),
-                port=self.value(t, f"{key}.port", d.port),
-                security=security,
-                username=self.value(t, f"{key}.username", d.username),
-                password_env=self.value(t, f"{key}.password_env", d.password_env),
-                password_file=self.value(t, f"{key}.password_file", d.password_file),
-                tls_ca_file=self.value(t, f"{key}.tls_ca_file", d.tls_ca_file),
-                folder=self.value(t, f"{key}.folder", d.folder),
-                processed_folder=self.value(t, f"{key}.processed_folder", d.processed_folder),
-                idle=self.value(t, f"{key}.idle", d.idle),
-                poll_seconds=max(1, self.value(t, f"{key}.poll_seconds", d.poll_seconds)),
-                batch_size=max(1, self.value(t, f"{key}.batch_size", d.batch_size)),
-            ))
-        if len({m.name for m in result}) != len(result):
-            self.problem("imap", "every [[imap]] mailbox needs a distinct name")
-        return tuple(result)
-
-    def outbound(self, raw: Mapping[str, Any]) -> OutboundSettings:
-        d = OutboundSettings()
-        t = self.table(raw, "outbound", {
-            "transport", "maildir", "smtp_host", "smtp_port", "smtp_security",
-            "smtp_tls_ca_file", "smtp_username",
-            "smtp_password_env", "smtp_password_file", "smtp_timeout", "batch_size",
-            "retry_initial", "retry_max", "lifetime"})
-        transport = self.value(t, "outbound.transport", d.transport)
-        if transport not in ("maildir", "smtp"):
-            self.problem("outbound.transport", "must be maildir or smtp")
-        security = self.value(t, "outbound.smtp_security", d.smtp_security)
-        if security not in ("none", "starttls", "tls"):
-            self.problem("outbound.smtp_security", "must be none, starttls or tls")
-        batch = self.value(t, "outbound.batch_size", d.batch_size)
-        if batch < 1:
-            self.problem("outbound.batch_size", "must be at least 1")
-        return OutboundSettings(
-            transport=transport,
-            maildir=self.value(t, "outbound.maildir", d.maildir),
-            smtp_host=self.value(t, "outbound.smtp_host", d.smtp_host),
-            smtp_port=self.value(t, "outbound.smtp_port", d.smtp_port),
-            smtp_security=security,
-            smtp_tls_ca_file=self.value(t, "outbound.smtp_tls_ca_file", d.smtp_tls_ca_file),
-            smtp_username=self.value(t, "outbound.smtp_username", d.smtp_username),
-            smtp_password_env=self.value(t, "outbound.smtp_password_env", d.smtp_password_env),
-            smtp_password_file=self.value(t, "outbound.smtp_password_file",
-                                          d.smtp_password_file),
-            smtp_timeout=self.value(t, "outbound.smtp_timeout", d.smtp_timeout, _duration),
-            batch_size=batch,
-            retry_initial=self.value(t, "outbound.retry_initial", d.retry_initial, _duration),
-            retry_max=self.value(t, "outbound.retry_max", d.retry_max, _duration),
-            lifetime=self.value(t, "outbound.lifetime", d.lifetime, _duration),
-        )
-
-    def queues(self, raw: Mapping[str, Any]) -> tuple[QueueSettings, ...]:
-        entries = raw.get("queues")
-        if entries is None:
-            return tuple(QueueSettings(n) for n in
-                         ("General questions", "Compatibility problems", "Development questions"))
-        if not isinstance(entries, list) or not entries:
-            self.problem("queues", "must be a non-empty array of tables: [[queues]]")
-            return (QueueSettings("General questions"),)
-        result = []
-        for i, entry in enumerate(entries):
-            t = self.checked(entry, f"queues[{i}]", {"name"})
-            name = self.value(t, f"queues[{i}].name", "")
-            if not name.strip():
-                self.problem(f"queues[{i}].name", "every queue needs a name")
-            result.append(QueueSettings(name.strip()))
-        if len({q.name.lower() for q in result}) != len(result):
-            self.problem("queues", "queue names must be distinct")
-        return tuple(result)
-
-    def staff(self, raw: Mapping[str, Any]) -> tuple[StaffSettings, ...]:
-        entries = raw.get("staff", [])
-        if not isinstance(entries, list):
-            self.problem("staff", "must be an array of tables: [[staff]]")
-            return ()
-        result = []
-        for i, entry in enumerate(entries):
-            t = self.checked(entry, f"staff[{i}]", {"email", "name"})
-            email = self.value(t, f"staff[{i}].email", "", _email)
-            if not email:
-                self.problem(f"staff[{i}].email", "every staff member needs an email")
-            result.append(StaffSettings(email=email,
-                                        name=_single_line(self.value(t, f"staff[{i}].name", ""))))
-        if len({s.email.lower() for s in result}) != len(result):
-            self.problem("staff", "staff emails must be distinct")
-        return tuple(result)
-
-    def tickets(self, raw: Mapping[str, Any], queues: tuple[QueueSettings, ...]) -> TicketSettings:
-        t = self.table(raw, "tickets", {"default_queue", "default_priority", "reopen_closed"})
-        default_queue = self.value(t, "tickets.default_queue", queues[0].name if queues else "")
-        if default_queue not in {q.name for q in queues}:
-            self.problem("tickets.default_queue", f"{default_queue!r} is not one of [[queues]]")
-        priority = self.value(t, "tickets.default_priority", "normal")
-        try:
-            priority = priority_name(priority_value(priority))
-        except ValueError as exc:
-            self.problem("tickets.default_priority", str(exc))
-        return TicketSettings(default_queue=default_queue, default_priority=priority,
-                              reopen_closed=self.value(t, "tickets.reopen_closed", True))
-
-    def sla(self, raw: Mapping[str, Any]) -> SlaSettings:
-        d = SlaSettings()
-        t = self.table(raw, "sla", {"timezone", "business_hours", "holidays", "priorities"})
-        timezone = self.value(t, "sla.timezone", d.timezone)
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            self.problem("sla.timezone", f"unknown time zone {timezone!r}")
-            timezone = d.timezone
-        hours = self.value(t, "sla.business_hours", d.business_hours)
-        try:
-            parse_business_hours(hours)
-        except ValueError as exc:
-            self.problem("sla.business_hours", str(exc))
-            hours = d.business_hours
-        no_holidays: tuple[date, ...] = ()
-        holidays = self.value(t, "sla.holidays", no_holidays, _dates)
-        priorities = dict(DEFAULT_SLA)
-        table = self.table(t, "sla.priorities", set(PRIORITIES))
-        for name in PRIORITIES:
-            if name in table:
-                key = f"sla.priorities.{name}"
-                p = self.table(table, key, {"escalate_after", "resolve_within"})
-                priorities[name] = PrioritySla(
-                    self.value(p, f"{key}.escalate_after", DEFAULT_SLA[name].escalate_after,
-                               _duration),
-                    self.value(p, f"{key}.resolve_within", DEFAULT_SLA[name].resolve_within,
-                               _duration))
-        return SlaSettings(timezone=timezone, business_hours=hours, holidays=holidays,
-                           priorities=priorities)
-
-    def close(self, raw: Mapping[str, Any]) -> CloseSettings:
-        d = CloseSettings()
-        t = self.table(raw, "close", {"request_after", "close_after"})
-        return CloseSettings(
-            request_after=self.value(t, "close.request_after", d.request_after, _duration),
-            close_after=self.value(t, "close.close_after", d.close_after, _duration))
+def _string(raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError("must be a string")
+    return raw
 
 
 def _duration(raw: Any) -> timedelta:
@@ -644,6 +176,35 @@ def _email_list(raw: Any) -> tuple[str, ...]:
     return tuple(_email(item) for item in raw)
 
 
+def _subject_tag(raw: Any) -> str:
+    tag = _string(raw)
+    if not tag.strip() or any(c in tag for c in "[]#\r\n") or len(tag) > 40:
+        raise ValueError("must be 1-40 characters without [, ], # or line breaks")
+    return tag.strip()
+
+
+def _listen(raw: Any) -> str:
+    listen = _string(raw)
+    if not re.match(r"^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$", listen):
+        raise ValueError("must be HOST:PORT, e.g. 127.0.0.1:2525")
+    return listen
+
+
+def _timezone(raw: Any) -> str:
+    name = _string(raw)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}") from None
+    return name
+
+
+def _business_hours(raw: Any) -> str:
+    text = _string(raw)
+    parse_business_hours(text)  # ValueError says what is wrong
+    return text
+
+
 def _dates(raw: Any) -> tuple[date, ...]:
     if not isinstance(raw, list):
         raise ValueError("must be a list of dates such as \"2026-12-31\"")
@@ -653,5 +214,439 @@ def _dates(raw: Any) -> tuple[date, ...]:
         raise ValueError("must be a list of dates such as \"2026-12-31\"") from None
 
 
-def _single_line(text: str) -> str:
-    return " ".join(text.split())
+def _line(raw: Any) -> str:
+    """A display name or queue name: on one line, whitespace collapsed."""
+    return " ".join(_string(raw).split())
+
+
+def _stripped(raw: Any) -> str:
+    return _string(raw).strip()
+
+
+def _priority(raw: Any) -> str:
+    return priority_name(priority_value(raw))
+
+
+# --- the settings: each key declared once ---------------------------------------------------
+#
+# A section of the file is a frozen dataclass; each of its fields is one key of that section,
+# declared once with `key(...)`: its default, how its value is read, and whether it names a
+# file (then a relative value is resolved against the config file's folder, SPEC §3). The set
+# of known keys, the defaults the example file documents and the reading itself all come from
+# these declarations (`_Reader.section`). What involves two keys at once is checked after
+# reading, by the reader's method for that section.
+
+
+def key(default: Any = MISSING, *, factory: Callable[[], Any] | None = None,
+        convert: Callable[[Any], Any] | None = None, choices: tuple[str, ...] = (),
+        path: bool = False, required: bool = False, minimum: int | None = None) -> Any:
+    """One config key: `convert` turns the TOML value into the setting (raising ValueError with
+    the reason); `choices` limits a string; `path` resolves a relative file name against the
+    config file's folder; `required` makes a missing key an error; `minimum` bounds a number."""
+    metadata = {"convert": convert, "choices": choices, "path": path, "required": required,
+                "minimum": minimum}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = key("sqlite:///var/maild.db", path=True)
+    busy_timeout: timedelta = key(timedelta(seconds=5), convert=_duration)
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    support_address: str = key("", convert=_email, required=True)
+    support_name: str = key("Support", convert=_line)
+    accept: tuple[str, ...] = key((), convert=_email_list)  # () = support only
+    subject_tag: str = key("Ticket", convert=_subject_tag)
+    language: str = key("en", choices=LANGUAGES)
+    templates_dir: str = key("", path=True)
+    max_message_bytes: int = key(26_214_400, minimum=1)
+    auto_reply_limit_per_hour: int = key(5)
+    processing_timeout: timedelta = key(timedelta(minutes=2), convert=_duration)
+    staff_auth: str = key("from", choices=("from", "authentication-results"))
+    authserv_id: str = key("", convert=_stripped)
+
+    @property
+    def domain(self) -> str:
+        return self.support_address.rpartition("@")[2]
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        """maild's own addresses (SPEC §5): never a customer, never sent mail by maild."""
+        return frozenset(a.lower() for a in (self.support_address, *self.accept))
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    listen: str = key("127.0.0.1:2525", convert=_listen)
+    protocol: str = key("smtp", choices=("smtp", "lmtp"))
+    max_message_bytes: int = key(26_214_400, minimum=1)
+    tls_cert: str = key("", path=True)
+    tls_key: str = key("", path=True)
+    require_tls: bool = key(False)
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    name: str
+    host: str = key("127.0.0.1")
+    port: int = key(993)
+    security: str = key("tls", choices=("tls", "starttls", "none"))
+    username: str = key("")
+    password_env: str = key("")
+    password_file: str = key("", path=True)
+    tls_ca_file: str = key("", path=True)
+    folder: str = key("INBOX")
+    processed_folder: str = key("Processed")
+    idle: bool = key(True)
+    poll_seconds: int = key(60, minimum=1)
+    batch_size: int = key(50, minimum=1)
+
+
+@dataclass(frozen=True)
+class OutboundSettings:
+    transport: str = key("maildir", choices=("maildir", "smtp"))
+    maildir: str = key("var/outbox", path=True)
+    smtp_host: str = key("127.0.0.1")
+    smtp_port: int = key(25)
+    smtp_security: str = key("none", choices=("none", "starttls", "tls"))
+    smtp_tls_ca_file: str = key("", path=True)
+    smtp_username: str = key("")
+    smtp_password_env: str = key("")
+    smtp_password_file: str = key("", path=True)
+    smtp_timeout: timedelta = key(timedelta(seconds=30), convert=_duration)
+    batch_size: int = key(100, minimum=1)
+    retry_initial: timedelta = key(timedelta(minutes=1), convert=_duration)
+    retry_max: timedelta = key(timedelta(hours=1), convert=_duration)
+    lifetime: timedelta = key(timedelta(days=5), convert=_duration)
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    name: str = key("", convert=_line, required=True)
+
+
+@dataclass(frozen=True)
+class StaffSettings:
+    email: str = key("", convert=_email, required=True)
+    name: str = key("", convert=_line)
+
+
+@dataclass(frozen=True)
+class TicketSettings:
+    default_queue: str = key("")  # "" = the first of [[queues]]
+    default_priority: str = key("normal", convert=_priority)
+    reopen_closed: bool = key(True)
+
+
+@dataclass(frozen=True)
+class PrioritySla:
+    escalate_after: timedelta = key(convert=_duration)
+    resolve_within: timedelta = key(convert=_duration)
+
+
+DEFAULT_SLA = {
+    "highest": PrioritySla(timedelta(minutes=30), timedelta(hours=4)),
+    "high": PrioritySla(timedelta(hours=1), timedelta(hours=8)),
+    "normal": PrioritySla(timedelta(hours=4), timedelta(days=2)),
+    "low": PrioritySla(timedelta(hours=8), timedelta(days=5)),
+    "lowest": PrioritySla(timedelta(days=1), timedelta(days=10)),
+}
+
+
+@dataclass(frozen=True)
+class SlaSettings:
+    timezone: str = key("Europe/Moscow", convert=_timezone)
+    business_hours: str = key("Mon-Fri 09:00-18:00", convert=_business_hours)
+    holidays: tuple[date, ...] = key((), convert=_dates)
+    priorities: Mapping[str, PrioritySla] = key(factory=lambda: dict(DEFAULT_SLA))
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+@dataclass(frozen=True)
+class CloseSettings:
+    request_after: timedelta = key(timedelta(days=3), convert=_duration)
+    close_after: timedelta = key(timedelta(days=7), convert=_duration)
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: str                      # the config file, as given
+    database: DatabaseSettings
+    mail: MailSettings
+    smtp: SmtpSettings | None      # None: no listener ([smtp] absent)
+    imap: tuple[ImapSettings, ...]
+    outbound: OutboundSettings
+    queues: tuple[QueueSettings, ...]
+    tickets: TicketSettings
+    staff: tuple[StaffSettings, ...]
+    sla: SlaSettings
+    close: CloseSettings
+
+    def is_staff(self, address: str) -> bool:
+        return address.lower() in {s.email.lower() for s in self.staff}
+
+    def is_own(self, address: str) -> bool:
+        return address.lower() in self.mail.own_addresses
+
+
+_SECTIONS = ("database", "mail", "smtp", "imap", "outbound", "queues", "tickets", "staff",
+             "sla", "close")
+DEFAULT_QUEUES = ("General questions", "Compatibility problems", "Development questions")
+
+
+def config_path(explicit: str | None) -> Path:
+    """The file to read: --config, else $MAILD_CONFIG, else config/maild.toml."""
+    return Path(explicit or os.environ.get("MAILD_CONFIG") or DEFAULT_CONFIG)
+
+
+def load(path: Path | str) -> Settings:
+    """Read and validate the config file; ConfigError lists every problem. Relative file names
+    in it are resolved against the folder that holds it (SPEC §3)."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    return from_mapping(raw, str(path), base=path.absolute().parent)
+
+
+def from_mapping(raw: Mapping[str, Any], source: str = "<config>",
+                 base: Path | None = None) -> Settings:
+    """Validate an already-parsed TOML document; relative paths resolve against `base`
+    (default: the current directory)."""
+    reader = _Reader(source, base or Path.cwd())
+    settings = reader.settings(raw)
+    if reader.problems:
+        raise ConfigError(reader.problems)
+    return settings
+
+
+T = TypeVar("T")
+
+
+class _Reader:
+    """Walks the TOML document, converting values and collecting every problem."""
+
+    def __init__(self, source: str, base: Path) -> None:
+        self.source = source
+        self.base = base
+        self.problems: list[str] = []
+
+    def problem(self, key: str, message: str) -> None:
+        self.problems.append(f"{self.source}:{key}: {message}")
+
+    def settings(self, raw: Mapping[str, Any]) -> Settings:
+        for unknown in sorted(set(raw) - set(_SECTIONS)):
+            self.problem(unknown, "unknown section")
+        mail = self.section(raw.get("mail", {}), "mail", MailSettings)
+        if not mail.accept:
+            mail = replace(mail, accept=(mail.support_address,) if mail.support_address else ())
+        queues = self.queues(raw)
+        settings = Settings(
+            path=self.source,
+            database=self.database(raw.get("database", {})),
+            mail=mail,
+            smtp=self.smtp(raw["smtp"]) if "smtp" in raw else None,
+            imap=self.imap(raw.get("imap", [])),
+            outbound=self.section(raw.get("outbound", {}), "outbound", OutboundSettings),
+            queues=queues,
+            tickets=self.tickets(raw.get("tickets", {}), queues),
+            staff=self.staff(raw.get("staff", [])),
+            sla=self.sla(raw.get("sla", {})),
+            close=self.section(raw.get("close", {}), "close", CloseSettings),
+        )
+        self.check_mail(settings.mail)
+        return settings
+
+    # --- one table into one dataclass ------------------------------------------------------
+
+    def section(self, table: Any, key: str, cls: type[T], *, defaults: T | None = None,
+                skip: tuple[str, ...] = (), **given: Any) -> T:
+        """The table at `key` read into `cls`: every field of `cls` is a key, with the
+        field's default (or that of `defaults`); the caller reads the keys in `skip` itself,
+        or passes their values in `given`."""
+        declared = fields(cls)  # type: ignore[arg-type]
+        if not isinstance(table, Mapping):
+            self.problem(key, "must be a table")
+            table = {}
+        for unknown in sorted(set(table) - {f.name for f in declared}):
+            self.problem(f"{key}.{unknown}", "unknown key")
+        values = dict(given)
+        for f in declared:
+            if f.name in skip or f.name in given:
+                continue
+            if defaults is not None:
+                default = getattr(defaults, f.name)
+            elif f.default_factory is not MISSING:
+                default = f.default_factory()
+            else:
+                default = None if f.default is MISSING else f.default
+            values[f.name] = self.value(table, f"{key}.{f.name}", default, f.metadata)
+        return cls(**values)
+
+    def value(self, table: Mapping[str, Any], key: str, default: Any,
+              meta: Mapping[str, Any]) -> Any:
+        name = key.rpartition(".")[2]
+        if name not in table:
+            if meta.get("required"):
+                self.problem(key, "missing; " + _REQUIRED.get(name, "this key is required"))
+            value = default
+        else:
+            try:
+                value = self.converted(table[name], default, meta)
+            except (ValueError, TypeError) as exc:
+                self.problem(key, str(exc))
+                value = default
+        if meta.get("path") and value:
+            value = self.resolved(value)
+        return value
+
+    @staticmethod
+    def converted(raw: Any, default: Any, meta: Mapping[str, Any]) -> Any:
+        convert = meta.get("convert")
+        if convert is not None:
+            return convert(raw)
+        if isinstance(default, bool):
+            if not isinstance(raw, bool):
+                raise ValueError("must be true or false")
+            return raw
+        if isinstance(default, int):
+            minimum = meta.get("minimum") or 0
+            if isinstance(raw, bool) or not isinstance(raw, int) or raw < minimum:
+                raise ValueError("must be a whole number" + (
+                    f" of at least {minimum}" if minimum else " (0 or more)"))
+            return raw
+        value = _string(raw)
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    def resolved(self, value: str) -> str:
+        """A file name, or a SQLite URL, with a relative path made absolute against the folder
+        of the config file, so every command means the same file wherever it runs."""
+        sqlite = _SQLITE_URL.match(value)
+        if sqlite is None:
+            return value if _looks_like_url(value) else \
+                os.path.normpath(self.base / Path(value).expanduser())
+        prefix, database, query = sqlite.groups()
+        if database in ("", ":memory:") or database.startswith("/"):
+            return value
+        return f"{prefix}{os.path.normpath(self.base / database)}{query or ''}"
+
+    # --- sections with more than one key at stake -----------------------------------------
+
+    def database(self, table: Any) -> DatabaseSettings:
+        database = self.section(table, "database", DatabaseSettings)
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", database.url):
+            self.problem("database.url", f"unsupported database URL {database.url!r}; use "
+                         "sqlite:///FILE or postgresql+psycopg://USER@HOST/DB")
+        return database
+
+    def check_mail(self, mail: MailSettings) -> None:
+        if mail.staff_auth == "authentication-results" and not mail.authserv_id:
+            self.problem("mail.authserv_id", "staff_auth = \"authentication-results\" needs the "
+                         "authserv-id your MTA writes in Authentication-Results")
+
+    def smtp(self, table: Any) -> SmtpSettings:
+        smtp = self.section(table, "smtp", SmtpSettings)
+        if bool(smtp.tls_cert) != bool(smtp.tls_key):
+            self.problem("smtp.tls_cert", "tls_cert and tls_key go together")
+        if smtp.require_tls and not smtp.tls_cert:
+            self.problem("smtp.require_tls", "needs tls_cert and tls_key")
+        return smtp
+
+    def imap(self, entries: Any) -> tuple[ImapSettings, ...]:
+        if not isinstance(entries, list):
+            self.problem("imap", "must be an array of tables: [[imap]]")
+            return ()
+        result = []
+        for i, entry in enumerate(entries):
+            name = entry.get("name", f"imap{i}") if isinstance(entry, Mapping) else f"imap{i}"
+            if not isinstance(name, str) or not name.strip():
+                self.problem(f"imap[{i}].name", "must be a non-empty string")
+                name = f"imap{i}"
+            result.append(self.section(entry, f"imap[{i}]", ImapSettings, name=name.strip()))
+        if len({m.name for m in result}) != len(result):
+            self.problem("imap", "every [[imap]] mailbox needs a distinct name")
+        return tuple(result)
+
+    def queues(self, raw: Mapping[str, Any]) -> tuple[QueueSettings, ...]:
+        entries = raw.get("queues")
+        if entries is None:
+            return tuple(QueueSettings(name) for name in DEFAULT_QUEUES)
+        if not isinstance(entries, list) or not entries:
+            self.problem("queues", "must be a non-empty array of tables: [[queues]]")
+            return (QueueSettings(DEFAULT_QUEUES[0]),)
+        result = [self.section(entry, f"queues[{i}]", QueueSettings)
+                  for i, entry in enumerate(entries)]
+        if len({q.name.lower() for q in result}) != len(result):
+            self.problem("queues", "queue names must be distinct")
+        return tuple(result)
+
+    def staff(self, entries: Any) -> tuple[StaffSettings, ...]:
+        if not isinstance(entries, list):
+            self.problem("staff", "must be an array of tables: [[staff]]")
+            return ()
+        result = [self.section(entry, f"staff[{i}]", StaffSettings)
+                  for i, entry in enumerate(entries)]
+        if len({s.email.lower() for s in result}) != len(result):
+            self.problem("staff", "staff emails must be distinct")
+        return tuple(result)
+
+    def tickets(self, table: Any, queues: tuple[QueueSettings, ...]) -> TicketSettings:
+        tickets = self.section(table, "tickets", TicketSettings)
+        if not tickets.default_queue:
+            return replace(tickets, default_queue=queues[0].name if queues else "")
+        if tickets.default_queue not in {q.name for q in queues}:
+            self.problem("tickets.default_queue",
+                         f"{tickets.default_queue!r} is not one of [[queues]]")
+        return tickets
+
+    def sla(self, table: Any) -> SlaSettings:
+        sla = self.section(table, "sla", SlaSettings, skip=("priorities",))
+        table = table if isinstance(table, Mapping) else {}
+        priorities = dict(DEFAULT_SLA)
+        given = table.get("priorities", {})
+        if not isinstance(given, Mapping):
+            self.problem("sla.priorities", "must be a table of [sla.priorities.NAME] tables")
+            given = {}
+        for unknown in sorted(set(given) - set(PRIORITIES)):
+            self.problem(f"sla.priorities.{unknown}",
+                         f"unknown priority; priorities are {', '.join(PRIORITIES)}")
+        for name in PRIORITIES:
+            if name in given:
+                priorities[name] = self.section(given[name], f"sla.priorities.{name}",
+                                                PrioritySla, defaults=DEFAULT_SLA[name])
+        return replace(sla, priorities=priorities)
+
+
+_REQUIRED = {
+    "support_address": "the address maild sends from and receives at, e.g. "
+                       "support_address = \"support@example.com\"",
+    "email": "every staff member needs an email",
+    "name": "every queue needs a name",
+}
+_SQLITE_URL = re.compile(r"^(sqlite(?:\+\w+)?:///)([^?]*)(\?.*)?$")
+
+

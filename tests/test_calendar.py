@@ -131,16 +131,20 @@ def test_bad_business_hours_say_what_is_wrong(text: str, words: list[str]) -> No
         assert word in str(raised.value)
 
 
+MAIL = {"mail": {"support_address": "support@example.com"}}
+
+
 def test_a_bad_business_hours_setting_is_a_config_problem_naming_the_key() -> None:
     with pytest.raises(ConfigError) as raised:
-        config.from_mapping({"sla": {"business_hours": "Mon-Fri 18:00-09:00"}}, "maild.toml")
+        config.from_mapping({**MAIL, "sla": {"business_hours": "Mon-Fri 18:00-09:00"}},
+                            "maild.toml")
     [problem] = raised.value.problems
     assert problem.startswith("maild.toml:sla.business_hours: range '18:00-09:00'")
 
 
 def test_the_config_keeps_good_business_hours_as_written() -> None:
     hours = "Mon-Fri 09:00-13:00,14:00-18:00; Sat 10:00-14:00"
-    settings_ = config.from_mapping({"sla": {"business_hours": hours}})
+    settings_ = config.from_mapping({**MAIL, "sla": {"business_hours": hours}})
     assert settings_.sla.business_hours == hours
 
 

@@ -114,3 +114,49 @@ def test_priorities_by_name_or_number() -> None:
     assert config.priority_name(3) == "normal"
     with pytest.raises(ValueError):
         config.priority_value("6")
+
+
+def test_relative_file_names_resolve_against_the_config_files_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "etc" / "maild"
+    folder.mkdir(parents=True)
+    (folder / "cert.pem").write_text("x")
+    (folder / "key.pem").write_text("x")
+    path = folder / "maild.toml"
+    path.write_text(
+        '[database]\nurl = "sqlite:///../var/maild.db"\n'
+        '[mail]\nsupport_address = "support@example.com"\ntemplates_dir = ""\n'
+        '[smtp]\ntls_cert = "cert.pem"\ntls_key = "/abs/key.pem"\n'
+        '[outbound]\nmaildir = "outbox"\nsmtp_password_file = "secrets/relay"\n'
+        '[[imap]]\nname = "main"\npassword_file = "imap.pw"\ntls_ca_file = "ca.pem"\n')
+    settings = config.load(path)
+    assert settings.database.url == f"sqlite:///{tmp_path}/etc/var/maild.db"
+    assert settings.smtp is not None
+    assert settings.smtp.tls_cert == str(folder / "cert.pem")
+    assert settings.smtp.tls_key == "/abs/key.pem"  # absolute stays as written
+    assert settings.outbound.maildir == str(folder / "outbox")
+    assert settings.outbound.smtp_password_file == str(folder / "secrets" / "relay")
+    assert settings.imap[0].password_file == str(folder / "imap.pw")
+    assert settings.imap[0].tls_ca_file == str(folder / "ca.pem")
+    assert settings.mail.templates_dir == ""  # "" means the built-in templates
+
+
+def test_defaults_and_other_databases_resolve_too(tmp_path: Path) -> None:
+    path = tmp_path / "maild.toml"
+    path.write_text('[mail]\nsupport_address = "support@example.com"\n')
+    settings = config.load(path)
+    assert settings.database.url == f"sqlite:///{tmp_path}/var/maild.db"
+    assert settings.outbound.maildir == str(tmp_path / "var" / "outbox")
+    for url in ("sqlite:////srv/maild.db", "sqlite:///:memory:",
+                "postgresql+psycopg://maild@db.example.com/maild"):
+        path.write_text(f'[database]\nurl = "{url}"\n'
+                        '[mail]\nsupport_address = "support@example.com"\n')
+        assert config.load(path).database.url == url
+
+
+def test_the_support_address_is_required(tmp_path: Path) -> None:
+    path = tmp_path / "maild.toml"
+    path.write_text('[mail]\nlanguage = "en"\n')
+    with pytest.raises(ConfigError) as raised:
+        config.load(path)
+    [problem] = raised.value.problems
+    assert problem.startswith(f"{path}:mail.support_address: missing")
