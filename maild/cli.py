@@ -8,8 +8,10 @@ Every command that prints data takes --json and then prints one JSON document on
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -21,11 +23,11 @@ from typing import Any, NoReturn
 
 from sqlmodel import col, select
 
-from maild import __version__, config, tickets
+from maild import __version__, config, preflight, tickets
 from maild.app import App
 from maild.clock import FixedClock, parse_instant
 from maild.db import init as init_database
-from maild.db import storage_errors, transaction
+from maild.db import schema_problem, storage_errors, transaction
 from maild.errors import ConfigError, MaildError, NotFound, StorageUnavailable, UsageError
 from maild.ingest import accept
 from maild.ingest.spool import backlog_at
@@ -189,6 +191,19 @@ def _body_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # here, so that a reader gone away is noticed below
+    except BrokenPipeError:
+        # The reader of our output went away (`maild ticket list --json | head -1`): it had
+        # all it wanted; that is no failure. Later writes (the interpreter's last flush) must
+        # not fail either.
+        _stdout_to_devnull()
+        return 0
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         stream=sys.stderr, format="maild %(levelname)s %(name)s: %(message)s")
@@ -200,22 +215,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         app = App(config.load(config.config_path(args.config)))
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+        for line in exc.problems:
+            print(line, file=sys.stderr)
         return 2
     try:
+        if args.command not in _WITHOUT_DATABASE:
+            problem = schema_problem(app.engine)
+            if problem is not None:
+                print(f"maild: {problem}", file=sys.stderr)
+                return 1
         return handler(app, args)
     except (UsageError, NotFound) as exc:
         print(f"maild: {exc}", file=sys.stderr)
         return 2
     except (MaildError, OSError) as exc:
+        if isinstance(exc, BrokenPipeError):
+            raise
         print(f"maild: {exc}", file=sys.stderr)
         return 1
     finally:
         app.close()
 
 
+_WITHOUT_DATABASE = {"init", "check-config"}  # every other command needs `maild init` first
+
+
+def _stdout_to_devnull() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # stdout is not a file (tests capture it): nothing will flush into a closed pipe
+
+
 def _check_config(app: App, args: argparse.Namespace) -> int:
+    found = preflight.problems(app.settings)
+    for problem in found:
+        print(problem, file=sys.stderr)
+    if found:
+        return 2
     print(f"{app.settings.path}: OK")
     return 0
 
@@ -245,10 +283,14 @@ def _ingest(args: argparse.Namespace) -> int:
     try:
         app = App(config.load(config.config_path(args.config)))
     except ConfigError as exc:  # the operator's mistake must not bounce the customer's mail
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+        for line in exc.problems:
+            print(line, file=sys.stderr)
         return EX_TEMPFAIL
     try:
+        problem = schema_problem(app.engine)
+        if problem is not None:  # the operator's to fix; the MTA keeps the mail meanwhile
+            print(f"maild: {problem}", file=sys.stderr)
+            return EX_TEMPFAIL
         limit = app.settings.smtp.max_message_bytes if app.settings.smtp \
             else app.settings.mail.max_message_bytes
         if len(raw) > limit:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.selectable import GenerativeSelect
 from sqlmodel import Session, select
@@ -31,7 +31,9 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def make_engine(settings: DatabaseSettings, *, checkpoints: bool = True) -> Engine:
-    """An engine for the configured URL; creates the SQLite file's folder when missing.
+    """An engine for the configured URL. Creates nothing by itself: connecting to a SQLite
+    file that does not exist would create it, so commands check `schema_problem` first and
+    only `init` makes the file (SPEC §3).
 
     `checkpoints=False` leaves SQLite's WAL checkpoints to other connections: the daemon's
     intake uses it so that a commit answering an SMTP client never also copies the WAL into the
@@ -42,7 +44,6 @@ def make_engine(settings: DatabaseSettings, *, checkpoints: bool = True) -> Engi
         return create_engine(url, pool_pre_ping=True, connect_args={"connect_timeout": 10})
     engine = create_engine(url, connect_args={"timeout": timeout})
     if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         _write_locks[engine] = WriterLock(Path(url.database), timeout)
 
     @event.listens_for(engine, "connect")
@@ -71,10 +72,15 @@ def is_sqlite(engine: Engine) -> bool:
 
 def sqlite_file(engine: Engine) -> Path | None:
     """The database file of a SQLite engine; None for PostgreSQL or an in-memory database."""
-    database = engine.url.database
-    if not is_sqlite(engine) or not database or database == ":memory:":
+    return sqlite_path(engine.url)
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The database file a SQLite URL names; None for PostgreSQL or an in-memory database."""
+    url = make_url(url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
-    return Path(database)
+    return Path(url.database)
 
 
 @contextmanager
@@ -134,6 +140,35 @@ def claim(statement: _Query, engine: Engine) -> _Query:
     return statement.with_for_update(skip_locked=True)
 
 
+SCHEMA_REVISION = "0003"
+"""The Alembic revision this maild works with (tests/test_schema.py checks it is the head)."""
+
+
+def schema_problem(engine: Engine) -> str | None:
+    """Why the commands cannot use this database yet, in one line that names it and says to
+    run `maild init` — or None when it is there with the schema this maild expects.
+
+    Creates nothing: a missing SQLite file is reported before anything connects to it."""
+    name = engine.url.render_as_string(hide_password=True)
+    database = sqlite_file(engine)
+    if database is not None:
+        name = str(database)
+        if not database.is_file():
+            return f"database {name} does not exist; run `maild init` to create it"
+    try:
+        with engine.execution_options(maild_readonly=True).connect() as connection:
+            if "alembic_version" not in inspect(connection).get_table_names():
+                return f"database {name} has no maild schema; run `maild init` to create it"
+            revision = connection.execute(text("SELECT version_num FROM alembic_version")) \
+                .scalar()
+    except DBAPIError as exc:
+        return f"cannot open database {name}: {_short(exc)}"
+    if revision != SCHEMA_REVISION:
+        return (f"database {name} has schema {revision}, this maild needs {SCHEMA_REVISION}; "
+                "run `maild init` to upgrade it")
+    return None
+
+
 def upgrade_schema(engine: Engine) -> None:
     """Create or upgrade the schema to the newest Alembic revision (idempotent)."""
     from alembic import command
@@ -164,7 +199,11 @@ def load_reference_data(session: Session, settings: Settings) -> None:
 
 
 def init(engine: Engine, settings: Settings) -> None:
-    """`maild init`: schema, then queues and staff from the config."""
+    """`maild init`: the database (with its folder, on SQLite), the schema, then queues and
+    staff from the config."""
+    database = sqlite_file(engine)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
     upgrade_schema(engine)
     with transaction(engine) as session:
         _one_init_at_a_time(session.connection())

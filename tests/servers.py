@@ -193,6 +193,9 @@ class MaildProcess:
         self.port = 0  # the SMTP listener's, when the test gives it one
 
     def start(self, wait_for: int | None = None) -> None:
+        """`maild init`, then `maild run`, as the systemd unit does it."""
+        initialised = self.cli("init")
+        assert initialised.returncode == 0, initialised.stderr
         log = open(self.log_path, "ab")  # noqa: SIM115  (kept open for the child's lifetime)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "maild", "--config", str(self.config), "run"],

@@ -48,3 +48,14 @@ def test_staff_removed_from_the_config_become_inactive(helpdesk: Helpdesk) -> No
         staff = dict(connection.exec_driver_sql("SELECT email, active FROM staff").all())
     engine.dispose()
     assert staff == {"alice@example.com": 1, "bob@example.com": 0, "carol@example.com": 1}
+
+
+def test_the_schema_revision_maild_expects_is_the_newest_migration() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from maild.db import MIGRATIONS, SCHEMA_REVISION
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == SCHEMA_REVISION
