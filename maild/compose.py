@@ -31,8 +31,12 @@ _UTF8_QP = Charset("utf-8")
 _UTF8_QP.body_encoding = QP  # only for lines SMTP could not carry (over 998 bytes)
 _SMTP_COMPAT32 = compat32.clone(linesep="\r\n")
 _ASCII_PRINTABLE = "".join(chr(c) for c in range(32, 127))
-BUILTIN_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data (SPEC §2)
 MAX_REFERENCES = 20
+# Every template maild renders, one per kind of mail, in each language of `LANGUAGES`.
+TEMPLATE_KINDS = ("ack", "assigned", "close_request", "escalation", "reopened",
+                  "reopened_owner", "reply", "staff_error", "staff_refused")
+LANGUAGES = ("en", "ru")
 
 
 @dataclass(frozen=True)
@@ -60,14 +64,34 @@ class Templates:
     """The template set of one installation (config `mail.templates_dir` or the built-in one)."""
 
     def __init__(self, settings: Settings) -> None:
-        folder = Path(settings.mail.templates_dir) if settings.mail.templates_dir \
+        self.folder = Path(settings.mail.templates_dir) if settings.mail.templates_dir \
             else BUILTIN_TEMPLATES
+        folder = self.folder
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(folder)),
             undefined=jinja2.StrictUndefined,
             autoescape=False,  # plain text; an HTML part, when there is one, escapes itself
             keep_trailing_newline=True,
         )
+
+    def problems(self, languages: tuple[str, ...]) -> list[str]:
+        """What is missing or broken in the set (for `check-config`): one line each."""
+        found = []
+        for language in languages:
+            for kind in TEMPLATE_KINDS:
+                name = f"{language}/{kind}.txt"
+                try:
+                    source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
+                    self.env.parse(source)
+                except jinja2.TemplateNotFound:
+                    found.append(f"no template {name} in {self.folder}")
+                    continue
+                except jinja2.TemplateSyntaxError as exc:
+                    found.append(f"{name} line {exc.lineno}: {exc.message}")
+                    continue
+                if not source.startswith("Subject:"):
+                    found.append(f"{name} must start with 'Subject: ...'")
+        return found
 
     def render(self, kind: str, language: str, context: dict[str, Any]) -> Rendered:
         text = self.env.get_template(f"{language}/{kind}.txt").render(**context)
