@@ -1,10 +1,15 @@
-"""Threading as SPEC §5: new tickets, replies by tag and by reference, reopen, duplicates."""
+"""Threading as SPEC §5: new tickets, replies by tag, by number and by reference, reopen,
+duplicates."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 from email.header import Header
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
 
 from tests.conftest import Helpdesk, mail
 
@@ -253,3 +258,139 @@ def test_a_bounce_of_the_acknowledgement_lands_on_its_ticket_without_a_reply(
     assert len(helpdesk.outbox()) == 1  # no answer to a bounce
     events = helpdesk.ticket(number)["events"]
     assert any("returned message" in e["detail"] for e in events)
+
+
+# --- SPEC §5 rules 1 and 3: the customer's ticket number is enough ----------------------------
+
+# (subject, body) of a follow-up that names the ticket only by its number, no References.
+NUMBER_FORMS = {
+    "Ticket#N in the subject": ("Re: Ticket#{n} still broken", "It still does not print.\n"),
+    "Ticket N: in the subject": ("Ticket {n}: still broken", "It still does not print.\n"),
+    "заявка №N in the subject": ("заявка №{n}", "Принтер всё ещё не печатает.\n"),
+    "(#N) in the subject": ("Printer (#{n})", "It still does not print.\n"),
+    "the number in the body only": ("Still broken",
+                                    "Hello, this is about my ticket {n}: no change.\n"),
+}
+
+
+def _follow_up(form: str, number: str, **kwargs: object) -> EmailMessage:
+    subject, body = NUMBER_FORMS[form]
+    return mail(subject=subject.format(n=number), body=body.format(n=number),
+                **kwargs)  # type: ignore[arg-type]
+
+
+def _events(helpdesk: Helpdesk, number: str, type_: str) -> list[dict[str, Any]]:
+    return [e for e in helpdesk.ticket(number)["events"] if e["type"] == type_]
+
+
+@pytest.mark.parametrize("form", NUMBER_FORMS)
+def test_the_customers_ticket_number_is_enough(helpdesk: Helpdesk, form: str) -> None:
+    number = _new_ticket(helpdesk)
+    assert helpdesk.ingest(_follow_up(form, number)).out.strip() == number
+    assert len(helpdesk.tickets()) == 1
+    via = "text" if "body" in form else "subject"
+    assert [e["detail"] for e in _events(helpdesk, number, "message_received")] == \
+        [f"threaded by {via}"]
+    assert len(helpdesk.outbox()) == 1  # a follow-up, not acknowledged again
+
+
+@pytest.mark.parametrize("form", NUMBER_FORMS)
+def test_a_stranger_naming_the_number_opens_a_new_ticket_that_records_the_claim(
+    helpdesk: Helpdesk, form: str,
+) -> None:
+    number = _new_ticket(helpdesk)
+    other = helpdesk.ingest(_follow_up(form, number, sender="mallory@evil.example")).out.strip()
+    assert other not in ("", number)
+    [claim] = _events(helpdesk, other, "claimed_ticket")
+    place = "text" if "body" in form else "subject"
+    assert claim["detail"] == (f"the {place} names ticket {number}, but the sender is not one "
+                               "of its participants")
+    assert len(helpdesk.ticket(number)["messages"]) == 2  # untouched: customer mail + ack
+
+
+def test_a_cc_participant_may_name_the_number_in_the_body(helpdesk: Helpdesk) -> None:
+    number = _new_ticket(helpdesk, to="support@example.com, boss@example.org")
+    follow_up = mail(subject="Printer", body=f"Any news on ticket no. {number}?\n",
+                     sender="boss@example.org")
+    assert helpdesk.ingest(follow_up).out.strip() == number
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        ("Re: Ticket#2099010199999 hello", "hello\n"),
+        ("hello", "about my ticket 2099010199999\n"),
+    ],
+)
+def test_a_number_of_no_known_ticket_opens_a_new_ticket(
+    helpdesk: Helpdesk, subject: str, body: str,
+) -> None:
+    number = _new_ticket(helpdesk)
+    other = _new_ticket(helpdesk, subject=subject, body=body)
+    assert other != number
+    assert _events(helpdesk, other, "claimed_ticket") == []
+
+
+def test_a_bare_number_in_the_body_is_no_ticket_reference(helpdesk: Helpdesk) -> None:
+    number = _new_ticket(helpdesk)
+    other = _new_ticket(helpdesk, subject="New phone",
+                        body=f"Please call me back at +{number}, order {number}.\n")
+    assert other != number
+
+
+def test_the_new_text_names_the_ticket_before_the_quoted_history(helpdesk: Helpdesk) -> None:
+    first = _new_ticket(helpdesk)
+    second = _new_ticket(helpdesk, subject="Scanner does not scan")
+    # Bottom-posted: the quote of the first ticket's mail comes before the customer's new text.
+    body = (f"On Mon, 30 Nov 2026 at 10:00, Support <support@example.com> wrote:\n"
+            f"> we have received your message and opened ticket {first} for it\n\n"
+            f"Sorry, I meant my other ticket {second}: the scanner still does not scan.\n")
+    assert helpdesk.ingest(mail(subject="Re: your message", body=body)).out.strip() == second
+
+
+def test_references_come_before_a_number_in_the_text(helpdesk: Helpdesk) -> None:
+    first = _new_ticket(helpdesk)
+    [ack] = helpdesk.outbox()
+    second = _new_ticket(helpdesk, subject="Scanner does not scan")
+    reply = mail(subject="Re: your message", in_reply_to=ack["Message-ID"],
+                 body=f"This is like my ticket {second}.\n")
+    assert helpdesk.ingest(reply).out.strip() == first
+
+
+def test_a_claim_in_the_subject_wins_over_one_in_the_text(helpdesk: Helpdesk) -> None:
+    first = _new_ticket(helpdesk)
+    second = _new_ticket(helpdesk, subject="Scanner does not scan")
+    other = _new_ticket(helpdesk, subject=f"Re: заявка №{first}",
+                        body=f"and ticket {second}\n", sender="mallory@evil.example")
+    [claim] = _events(helpdesk, other, "claimed_ticket")
+    assert claim["detail"].startswith(f"the subject names ticket {first},")
+
+
+def test_staff_mail_is_not_threaded_by_a_number_in_its_text(helpdesk: Helpdesk) -> None:
+    number = _new_ticket(helpdesk)
+    # A staff mail that names the ticket only in its text is about no ticket (SPEC §7: staff
+    # name a ticket by its subject): refused, and nothing reaches the customer.
+    note = mail(subject="Printer question", body=f"What about ticket {number}?\n",
+                sender="Alice <alice@example.com>")
+    assert helpdesk.ingest(note).out.strip() == ""
+    assert len(helpdesk.ticket(number)["messages"]) == 2
+    assert [m["To"].addresses[0].addr_spec for m in helpdesk.outbox()] == \
+        ["ivan@example.org", "alice@example.com"]  # the acknowledgement, then the refusal
+
+    # A colleague forwards another customer's mail that mentions the old ticket: a new ticket
+    # for that customer, not a staff answer on the old one.
+    forward = ("Please take care of this one.\n\n"
+               "---------- Forwarded message ---------\n"
+               "From: Olga <olga@example.org>\n"
+               "Date: Mon, 30 Nov 2026 at 10:00\n"
+               "Subject: Scanner\n"
+               "To: Alice <alice@example.com>\n\n"
+               f"Hello, my colleague had ticket {number}; now our scanner fails too.\n")
+    result = helpdesk.ingest(mail(subject="Fwd: Scanner", body=forward,
+                                  sender="Alice <alice@example.com>"))
+    other = result.out.strip()
+    assert other not in ("", number)
+    assert helpdesk.ticket(other)["customer"] == "olga@example.org"
+    assert len(helpdesk.ticket(number)["messages"]) == 2
+    assert not any(m["To"].addresses[0].addr_spec == "ivan@example.org"
+                   for m in helpdesk.outbox()[1:])

@@ -54,7 +54,8 @@ def apply_message(ctx: Context, inbound: Inbound, mail: ParsedMail) -> Applied:
             and not ctx.settings.tickets.reopen_closed:
         # Follow-ups to closed tickets open new ones when reopening is switched off.
         return _new_ticket(ctx, inbound, mail, follows=ticket.number)
-    applied = _new_ticket(ctx, inbound, mail, claimed=found.claimed) if ticket is None \
+    applied = _new_ticket(ctx, inbound, mail, claimed=found.claimed,
+                          claimed_in=found.claimed_in) if ticket is None \
         else _append(ctx, ticket, inbound, mail, via=found.via)
     if staff and applied.ticket is not None:  # From a staff address, but not proven so
         tickets.event(ctx, applied.ticket, "staff_unverified", mail.sender,
@@ -68,6 +69,7 @@ def apply_message(ctx: Context, inbound: Inbound, mail: ParsedMail) -> Applied:
 
 def _new_ticket(
     ctx: Context, inbound: Inbound, mail: ParsedMail, *, claimed: str | None = None,
+    claimed_in: str = "subject",
     follows: str | None = None, customer: str | None = None, customer_name: str | None = None,
 ) -> Applied:
     ticket = tickets.open_ticket(
@@ -79,8 +81,8 @@ def _new_ticket(
         language=tickets.language_for(ctx.settings, mail.subject, mail.text))
     if claimed:
         tickets.event(ctx, ticket, "claimed_ticket", mail.sender,
-                      f"subject quotes ticket {claimed}, but the sender is not one of its "
-                      "participants")
+                      f"the {claimed_in} names ticket {claimed}, but the sender is not one "
+                      "of its participants")
     if follows:
         tickets.event(ctx, ticket, "follows_closed", mail.sender,
                       f"follow-up to closed ticket {follows} (tickets.reopen_closed = false)")

@@ -1,12 +1,18 @@
 """Which ticket does an inbound message belong to? SPEC §5, in its order.
 
-1. A tag with a known number in the subject — honoured only from a participant of that ticket
-   (its customer, an address on its correspondence, or staff).
-2. In-Reply-To / References naming any Message-ID stored on a ticket or sent by maild about it;
-   such a reference is proof enough whoever sends it.
-3. For automatic mail only (bounces, delivery reports): the Message-ID of a message maild sent,
-   quoted in the report's returned headers.
-Otherwise a new ticket; when a non-participant quoted a known tag, the claim is recorded.
+1. Subject: a known ticket number in any form of `maild.subject.find_numbers` (`[Ticket#N]`,
+   `Ticket N`, `#N`, `заявка №N`...) — honoured only from a participant of that ticket (its
+   customer, an address on its correspondence, or staff).
+2. References: In-Reply-To / References naming any Message-ID stored on a ticket or sent by
+   maild about it; such a reference is proof enough whoever sends it. For automatic mail
+   (bounces, delivery reports) the same holds for the Message-ID of a message maild sent quoted
+   in the report's returned headers ("returned message").
+3. Text: a known ticket number named in the text in the same forms, the new text (without
+   quoted history and signature) first — again only from a participant. Not for mail From a
+   staff address: staff name a ticket by its subject (SPEC §7), and a colleague's forward of a
+   customer's mail that mentions an old ticket must not become an answer on that ticket.
+Otherwise a new ticket; when a non-participant named a known number, the claim is recorded with
+where it was named (a claim in the subject wins over one in the text).
 """
 
 from __future__ import annotations
@@ -21,36 +27,53 @@ from maild.config import Settings
 from maild.models import Direction, Message, Ticket
 from maild.parsing import ParsedMail
 from maild.subject import find_numbers
+from maild.threading.staffmail import new_text
 
 _QUOTED_MESSAGE_ID = re.compile(r"^\s*Message-ID:\s*<([^<>\s]+)>", re.IGNORECASE | re.MULTILINE)
+
+# Rule 3 reads only the start of the text: a customer names the ticket near the top, and a huge
+# body (a pasted log) must cost no more than a small one.
+TEXT_SCAN_CHARS = 64 * 1024
+# A customer names one or two tickets; a text with dozens of numbers is a list, not a reference.
+# Looking up only the first few keeps every mail to one small query per place.
+NUMBERS_PER_PLACE = 20
 
 
 @dataclass(frozen=True)
 class Resolution:
     ticket: Ticket | None
-    via: str = ""                # "subject", "references" or "" for a new ticket
-    claimed: str | None = None   # a known number quoted by a non-participant
+    via: str = ""                # "subject", "references", "returned message", "text"; "": new
+    claimed: str | None = None   # a known number named by a non-participant
+    claimed_in: str = ""         # where that number was named: "subject" or "text"
 
 
 def resolve(session: Session, settings: Settings, mail: ParsedMail) -> Resolution:
-    claimed: str | None = None
-    for number in find_numbers(mail.subject, settings.mail.subject_tag):
-        ticket = session.exec(select(Ticket).where(Ticket.number == number)).first()
-        if ticket is None:
-            continue
-        if is_participant(session, settings, ticket, mail.sender):
-            return Resolution(ticket, via="subject")
-        claimed = claimed or number
+    tag = settings.mail.subject_tag
+    ticket, subject_claim = _by_number(session, settings, mail.sender,
+                                       find_numbers(mail.subject, tag))
+    if ticket is not None:
+        return Resolution(ticket, via="subject")
     ticket = _by_reference(session, mail.thread_ids)
     if ticket is not None:
         return Resolution(ticket, via="references")
     if mail.automatic:
         # A bounce or delivery report quotes the message it is about; when that is one maild
-        # sent, the report belongs on that ticket (where the failed delivery is visible).
+        # sent, the report belongs on that ticket (where the failed delivery is visible). It is
+        # a reference to a Message-ID maild sent, so it comes before a number in the text.
         ticket = _by_reference(session, _returned_message_ids(mail.text), sent_only=True)
         if ticket is not None:
             return Resolution(ticket, via="returned message")
-    return Resolution(None, claimed=claimed)
+    text_claim = None
+    if not settings.is_staff(mail.sender):
+        ticket, text_claim = _by_number(session, settings, mail.sender,
+                                        _text_numbers(mail.text, tag))
+        if ticket is not None:
+            return Resolution(ticket, via="text")
+    if subject_claim:
+        return Resolution(None, claimed=subject_claim, claimed_in="subject")
+    if text_claim:
+        return Resolution(None, claimed=text_claim, claimed_in="text")
+    return Resolution(None)
 
 
 def is_participant(session: Session, settings: Settings, ticket: Ticket, address: str) -> bool:
@@ -64,6 +87,33 @@ def is_participant(session: Session, settings: Settings, ticket: Ticket, address
     # `contains` is a substring test; confirm the whole address on the candidates.
     return any(sender == address or address in recipients.split(",")
                for sender, recipients in session.exec(query.limit(100)))
+
+
+def _by_number(session: Session, settings: Settings, sender: str,
+               numbers: list[str]) -> tuple[Ticket | None, str | None]:
+    """The first ticket among `numbers` the sender takes part in; else (None, the first known
+    number, which the sender claimed) — unknown numbers are skipped."""
+    numbers = numbers[:NUMBERS_PER_PLACE]
+    if not numbers:
+        return None, None
+    known = {t.number: t for t in
+             session.exec(select(Ticket).where(col(Ticket.number).in_(numbers)))}
+    claimed: str | None = None
+    for number in numbers:
+        ticket = known.get(number)
+        if ticket is None:
+            continue
+        if is_participant(session, settings, ticket, sender):
+            return ticket, None
+        claimed = claimed or number
+    return None, claimed
+
+
+def _text_numbers(text: str, tag: str) -> list[str]:
+    """Numbers named in the text: those of the new text first, then those in quoted history,
+    forwarded mail and signature (a reply that only quotes our acknowledgement still counts)."""
+    head = text[:TEXT_SCAN_CHARS]
+    return list(dict.fromkeys(find_numbers(new_text(head), tag) + find_numbers(head, tag)))
 
 
 def _returned_message_ids(text: str) -> tuple[str, ...]:
