@@ -75,6 +75,17 @@ def find_numbers(text: str, tag: str) -> list[str]:
     return list(dict.fromkeys(_number_pattern(tag).findall(text)))
 
 
+def find_tags(text: str, tag: str) -> list[str]:
+    """The numbers of maild's own tag in `text`, `[Tag#N]` or `Tag#N`, in order, no repeats:
+    how staff name a ticket (SPEC §7), never by the looser forms a customer may use."""
+    return list(dict.fromkeys(_own_tag_pattern(tag).findall(text)))
+
+
+@lru_cache(maxsize=8)
+def _own_tag_pattern(tag: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<!\w)\[?\s*{re.escape(tag)}\s*#\s*{_NUMBER}", re.IGNORECASE)
+
+
 def strip_prefixes(subject: str) -> str:
     """`Re: AW: Fwd: Printer` -> `Printer`."""
     return _PREFIX.sub("", subject).strip()

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from maild.subject import find_numbers, strip_prefixes, tagged_subject
+from maild.subject import find_numbers, find_tags, strip_prefixes, tagged_subject
 
 N = "2026112500042"
 
@@ -170,3 +170,16 @@ def test_the_tag_goes_first_and_replaces_older_tags() -> None:
 def test_a_tagged_subject_is_always_found_again(before: str, after: str) -> None:
     subject = f"{before} {tagged_subject('Ticket', N, after)}"
     assert N in find_numbers(subject, "Ticket")
+
+
+@pytest.mark.parametrize(("subject", "expected"), [
+    (f"Re: [Ticket#{N}] Printer", [N]),
+    (f"Re: Ticket#{N} Printer", [N]),
+    (f"[ticket # {N}]", [N]),
+    (f"Ticket {N}", []),          # the looser forms are a customer's, not staff's
+    (f"#{N}", []),
+    (f"заявка №{N}", []),
+    (f"XTicket#{N}", []),
+])
+def test_staff_name_a_ticket_by_the_tag_only(subject: str, expected: list[str]) -> None:
+    assert find_tags(subject, "Ticket") == expected

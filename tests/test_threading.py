@@ -394,3 +394,21 @@ def test_staff_mail_is_not_threaded_by_a_number_in_its_text(helpdesk: Helpdesk) 
     assert len(helpdesk.ticket(number)["messages"]) == 2
     assert not any(m["To"].addresses[0].addr_spec == "ivan@example.org"
                    for m in helpdesk.outbox()[1:])
+
+
+def test_staff_name_a_ticket_in_the_subject_only_by_its_tag(helpdesk: Helpdesk) -> None:
+    number = _new_ticket(helpdesk)
+    # A colleague forwards a customer's "заявка №N" mail: not a staff answer on ticket N, so
+    # nothing of it is relayed to that ticket's customer.
+    forward = ("FYI\n\n---------- Forwarded message ---------\n"
+               f"From: Olga <olga@example.org>\nSubject: заявка №{number}\n\n"
+               "Сканер не работает.\n")
+    result = helpdesk.ingest(mail(subject=f"Fwd: заявка №{number}", body=forward,
+                                  sender="Alice <alice@example.com>"))
+    assert result.out.strip() not in ("", number)
+    assert len(helpdesk.ticket(number)["messages"]) == 2
+    # maild's own tag, with or without its brackets, is how staff answer.
+    answer = mail(subject=f"Re: Ticket#{number} Printer", body="Try the new driver.\n",
+                  sender="Alice <alice@example.com>")
+    assert helpdesk.ingest(answer).out.strip() == number
+    assert helpdesk.ticket(number)["status"] == "waiting"

@@ -2,7 +2,9 @@
 
 1. Subject: a known ticket number in any form of `maild.subject.find_numbers` (`[Ticket#N]`,
    `Ticket N`, `#N`, `заявка №N`...) — honoured only from a participant of that ticket (its
-   customer, an address on its correspondence, or staff).
+   customer, an address on its correspondence, or staff). Mail From a staff address counts
+   only maild's own tag, `[Ticket#N]` or `Ticket#N` (SPEC §7 "names the ticket by its tag"):
+   a colleague forwarding a customer's "заявка №N" mail must not answer ticket N with it.
 2. References: In-Reply-To / References naming any Message-ID stored on a ticket or sent by
    maild about it; such a reference is proof enough whoever sends it. For automatic mail
    (bounces, delivery reports) the same holds for the Message-ID of a message maild sent quoted
@@ -26,7 +28,7 @@ from sqlmodel import Session, col, select
 from maild.config import Settings
 from maild.models import Direction, Message, Ticket
 from maild.parsing import ParsedMail
-from maild.subject import find_numbers
+from maild.subject import find_numbers, find_tags
 from maild.threading.staffmail import new_text
 
 _QUOTED_MESSAGE_ID = re.compile(r"^\s*Message-ID:\s*<([^<>\s]+)>", re.IGNORECASE | re.MULTILINE)
@@ -49,8 +51,9 @@ class Resolution:
 
 def resolve(session: Session, settings: Settings, mail: ParsedMail) -> Resolution:
     tag = settings.mail.subject_tag
-    ticket, subject_claim = _by_number(session, settings, mail.sender,
-                                       find_numbers(mail.subject, tag))
+    staff = settings.is_staff(mail.sender)
+    named = find_tags(mail.subject, tag) if staff else find_numbers(mail.subject, tag)
+    ticket, subject_claim = _by_number(session, settings, mail.sender, named)
     if ticket is not None:
         return Resolution(ticket, via="subject")
     ticket = _by_reference(session, mail.thread_ids)
@@ -64,7 +67,7 @@ def resolve(session: Session, settings: Settings, mail: ParsedMail) -> Resolutio
         if ticket is not None:
             return Resolution(ticket, via="returned message")
     text_claim = None
-    if not settings.is_staff(mail.sender):
+    if not staff:
         ticket, text_claim = _by_number(session, settings, mail.sender,
                                         _text_numbers(mail.text, tag))
         if ticket is not None:
