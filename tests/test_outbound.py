@@ -17,6 +17,7 @@ from maild.outbound import Deliverer, MaildirTransport, SmtpTransport
 from tests.conftest import Helpdesk, mail
 from tests.smtp_sink import SmtpSink
 
+
 def _owe_mail(helpdesk: Helpdesk, count: int = 1) -> None:
     for i in range(count):
         assert helpdesk.ingest(mail(subject=f"problem {i}", sender=f"c{i}@example.org"),
