@@ -2,7 +2,9 @@
 
 Exit status: 0 success, 1 failure, 2 bad usage or bad input; `maild ingest` exits 75
 (EX_TEMPFAIL) whenever the message could not be stored, so the MTA keeps it and retries.
-Every command that prints data takes --json and then prints one JSON document on stdout.
+Every command that prints data takes --json and then prints one JSON document on stdout, with
+ISO 8601 instants (SPEC §3); the plain output is for people, with times in `sla.timezone` to the
+minute and durations like `2h 15m` (SPEC §6).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sqlmodel import col, select
 
 from maild import __version__, config, preflight, tickets
 from maild.app import App
-from maild.clock import FixedClock, parse_instant
+from maild.clock import FixedClock, parse_instant, time_for_people
 from maild.db import init as init_database
 from maild.db import schema_problem, storage_errors, transaction
 from maild.errors import ConfigError, MaildError, NotFound, StorageUnavailable, UsageError
@@ -44,9 +46,10 @@ from maild.models import (
     Ticket,
 )
 from maild.outbound import requeue
-from maild.sla.duties import run_duties, sla_of
+from maild.sla.duties import run_duties
 from maild.sla.report import render_text as render_sla_report
 from maild.sla.report import sla_report
+from maild.sla.state import ticket_sla
 from maild.status import SpoolBacklog, status
 from maild.threading import process_inbound, process_pending, retry_failed
 from maild.threading.numbers import next_number
@@ -377,7 +380,8 @@ def _tick(app: App, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(done)
     else:
-        print(f"tick at {done['at']}: spool moved {moved}; "
+        at = time_for_people(app.clock.now(), app.settings.sla.zone)
+        print(f"tick at {at}: spool moved {moved}; "
               f"inbound threaded {done['inbound_done']}, "
               f"failed {done['inbound_failed']}; {duties.summary()}; "
               f"outbound {report.summary()}")
@@ -418,16 +422,22 @@ def _ticket_list(app: App, args: argparse.Namespace) -> int:
                 raise NotFound(f"no queue named {args.queue!r}")
             query = query.where(Ticket.queue_id == queue.id)
         now = app.clock.now()
-        rows = [ticket_summary(t, names, sla_of(session, app.settings, t, now))
-                for t in session.exec(query)]
+        listed = [(t, ticket_sla(session, app.settings, t, now)) for t in session.exec(query)]
+        rows = [ticket_summary(t, names, sla.as_json()) for t, sla in listed]
         failed = len(list(session.exec(select(Inbound.id).where(
             Inbound.state == InboundState.FAILED))))
     if args.json:
         _print_json(rows)
         return 0
-    for r in rows:
-        print(f"{r['number']}  {r['status']:<7}  {r['priority']:<7}  {r['queue'][:22]:<22}  "
-              f"{(r['owner'] or '-')[:24]:<24}  {r['customer'][:30]:<30}  {r['subject']}")
+    zone = app.settings.sla.zone
+    table = [(r["number"], r["status"], r["priority"], sla.in_brief(zone), r["queue"],
+              r["owner"] or "-", r["customer"] or "-", r["subject"])
+             for r, (_, sla) in zip(rows, listed, strict=True)]
+    if table:
+        for line in _columns([("number", 13), ("status", 7), ("priority", 8), ("SLA", 24),
+                              ("queue", 18), ("owner", 20), ("customer", 22), ("subject", 0)],
+                             table):
+            print(line)
     if failed:
         print(f"{failed} inbound message(s) failed and wait for attention: "
               "maild inbound list --state failed", file=sys.stderr)
@@ -448,25 +458,27 @@ def _ticket_show(app: App, args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(first.raw)
             sys.stdout.buffer.flush()
             return 0
-        data = ticket_detail(session, ticket,
-                             sla_of(session, app.settings, ticket, app.clock.now()))
+        sla = ticket_sla(session, app.settings, ticket, app.clock.now())
+        data = ticket_detail(session, ticket, sla.as_json())
     if args.json:
         _print_json(data)
         return 0
     print(f"Ticket {data['number']}: {data['subject']}")
     print(f"  status {data['status']}, priority {data['priority']}, queue {data['queue']}, "
           f"owner {data['owner'] or '-'}")
-    print(f"  customer {data['customer']} via {data['channel']}, created {data['created_at']}")
+    print(f"  customer {data['customer'] or '-'} via {data['channel']}, "
+          f"created {_for_people(app, data['created_at'])}")
+    print(f"  SLA: {sla.for_people(app.settings.sla.zone)}")
     for m in data["messages"]:
         arrow = "<-" if m["direction"] == "in" else "->"
-        print(f"\n{arrow} {m['created_at']} {m['kind']} from {m['from']} to "
+        print(f"\n{arrow} {_for_people(app, m['created_at'])} {m['kind']} from {m['from']} to "
               f"{', '.join(m['to'])}\n   Subject: {m['subject']}")
         for a in m["attachments"]:
             print(f"   Attachment: {a['filename']} ({a['content_type']}, {a['size']} bytes)")
         print("   " + "\n   ".join(m["body"].rstrip().splitlines()))
     print("\nHistory:")
     for e in data["events"]:
-        print(f"  {e['at']}  {e['type']:<20} {e['actor']:<28} {e['detail']}")
+        print(f"  {_for_people(app, e['at'])}  {e['type']:<20} {e['actor']:<28} {e['detail']}")
     return 0
 
 
@@ -576,7 +588,7 @@ def _sla(app: App, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report)
     else:
-        print(render_sla_report(report))
+        print(render_sla_report(report, app.settings.sla.zone))
     return 0
 
 
@@ -598,8 +610,8 @@ def _inbound_list(app: App, args: argparse.Namespace) -> int:
         _print_json(rows)
         return 0
     for r in rows:
-        print(f"{r['id']:>7}  {r['state']:<6}  {r['received_at']}  {r['source']:<10}  "
-              f"{r['dedupe_key'][:50]:<50}  {r['reason']}")
+        print(f"{r['id']:>7}  {r['state']:<6}  {_for_people(app, r['received_at'])}  "
+              f"{r['source']:<10}  {r['dedupe_key'][:50]:<50}  {r['reason']}")
     return 0
 
 
@@ -616,8 +628,7 @@ def _inbound_show(app: App, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(data)
     else:
-        for key, value in data.items():
-            print(f"{key}: {value}")
+        _print_fields(app, data)
     return 0
 
 
@@ -656,7 +667,7 @@ def _outbox_list(app: App, args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         print(f"{r['id']:>7}  {r['state']:<8}  {r['kind']:<16}  {r['ticket'] or '-':<13}  "
-              f"{r['to'][:32]:<32}  {r['created_at']}  {r['last_error']}")
+              f"{r['to'][:32]:<32}  {_for_people(app, r['created_at'])}  {r['last_error']}")
     return 0
 
 
@@ -675,8 +686,7 @@ def _outbox_show(app: App, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows[0])
     else:
-        for key, value in rows[0].items():
-            print(f"{key}: {value}")
+        _print_fields(app, rows[0])
     return 0
 
 
@@ -701,7 +711,7 @@ def _outbox_retry(app: App, args: argparse.Namespace) -> int:
 
 def _status(app: App, args: argparse.Namespace) -> int:
     with transaction(app.engine, readonly=True) as session:
-        report = status(session, app.clock.now(), _spool_backlog(app))
+        report = status(session, app.clock.now(), _spool_backlog(app), app.settings.sla.zone)
     if args.json:
         _print_json(report)
     else:
@@ -723,6 +733,36 @@ def _status(app: App, args: argparse.Namespace) -> int:
 def _spool_backlog(app: App) -> SpoolBacklog:
     path = app.spool_path()
     return backlog_at(path) if path else SpoolBacklog()
+
+
+def _for_people(app: App, instant: str | None) -> str:
+    """An ISO 8601 instant of a `--json` document as the plain output shows it; `-` for none."""
+    return time_for_people(parse_instant(instant), app.settings.sla.zone) if instant else "-"
+
+
+def _print_fields(app: App, data: dict[str, Any]) -> None:
+    """`key: value` lines of one record; its instants (the `*_at` keys) for people."""
+    for key, value in data.items():
+        print(f"{key}: {_for_people(app, value) if key.endswith('_at') else value}")
+
+
+def _columns(heads: Sequence[tuple[str, int]], rows: Sequence[Sequence[str]]) -> Iterator[str]:
+    """A heading and the rows, each column as wide as its widest cell up to its limit (longer
+    cells are cut, ending in "…"); a limit of 0 leaves the column as it is — the last one."""
+    widths = [min(limit, max(len(head), *(len(row[i]) for row in rows))) if limit else 0
+              for i, (head, limit) in enumerate(heads)]
+
+    def cell(text: str, width: int) -> str:
+        if not width:
+            return text
+        return (text if len(text) <= width else text[:width - 1] + "…").ljust(width)
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(cell(text, width)
+                         for text, width in zip(cells, widths, strict=True)).rstrip()
+
+    yield line([head for head, _ in heads])
+    yield from (line(row) for row in rows)
 
 
 def _print_json(data: Any) -> None:

@@ -261,7 +261,8 @@ class Worker:
         journal of a daemon nobody watches still says what is wrong, every 10 minutes."""
         spool = backlog_at(self.spool.path) if self.spool else SpoolBacklog()
         with transaction(self.app.engine, readonly=True) as session:
-            report = status(session, self.app.clock.now(), spool)
+            report = status(session, self.app.clock.now(), spool,
+                            self.app.settings.sla.zone)
         log.info("queues: spool %s; inbound %s; outbox %s", spool.waiting,
                  _nonzero(report["inbound"], InboundState), _nonzero(report["outbox"], OutboxState))
         for problem in report["attention"]:

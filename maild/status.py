@@ -9,18 +9,21 @@ outside world recently — never old history an operator cannot clear:
 - outgoing mail due for more than `STUCK_AFTER` and not sent (delivery is not running), or
   deferred (the relay refuses or is unreachable: the last error is shown);
 - messages that failed to thread, and mail given up as undeliverable, within `RECENT`.
+
+The counts and instants are for machines (`--json`: ISO 8601); the attention sentences are for
+operators, so the instants in them are in `sla.timezone`, to the minute (SPEC §6).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from maild.clock import iso
+from maild.clock import duration_for_people, iso, time_for_people
 from maild.models import (
     Inbound,
     InboundState,
@@ -46,7 +49,8 @@ def counts(session: Session, column: Any) -> dict[str, int]:
             session.exec(select(column, func.count()).group_by(column)).all()}
 
 
-def status(session: Session, now: datetime, spool: SpoolBacklog) -> dict[str, Any]:
+def status(session: Session, now: datetime, spool: SpoolBacklog,
+           zone: tzinfo) -> dict[str, Any]:
     inbound = counts(session, Inbound.state)
     outbox = counts(session, Outbox.state)
     tickets = counts(session, Ticket.status)
@@ -68,13 +72,15 @@ def status(session: Session, now: datetime, spool: SpoolBacklog) -> dict[str, An
     attention: list[str] = []
     if spool.oldest is not None and spool.oldest < now - STUCK_AFTER:
         attention.append(f"{spool.waiting} message(s) in the intake spool, the oldest since "
-                         f"{iso(spool.oldest)}: is the worker of `maild run` running?")
+                         f"{time_for_people(spool.oldest, zone)}: is the worker of `maild run` "
+                         "running?")
     if oldest_new is not None and oldest_new < now - STUCK_AFTER:
         attention.append(f"{inbound.get(InboundState.NEW, 0)} inbound message(s) not threaded, "
-                         f"the oldest since {iso(oldest_new)}: is `maild run` running?")
+                         f"the oldest since {time_for_people(oldest_new, zone)}: is `maild run` "
+                         "running?")
     if overdue:
         attention.append(f"{overdue} outgoing mail(s) overdue by more than "
-                         f"{int(STUCK_AFTER.total_seconds() // 60)} minutes")
+                         f"{duration_for_people(STUCK_AFTER, long=True)}")
     if outbox.get(OutboxState.DEFERRED, 0):
         attention.append(f"{outbox[OutboxState.DEFERRED]} outgoing mail(s) deferred, "
                          f"last error: {last_error or '-'}")

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from sqlmodel import Session, col, select
 
+from maild.clock import duration_for_people
 from maild.compose import Envelope, Templates
 from maild.config import Settings, priority_name, priority_value
 from maild.errors import NotFound, UsageError
@@ -311,7 +312,8 @@ def request_close(ctx: Context, ticket: Ticket, actor: str) -> None:
                                  if actor == SYSTEM else None),
                context={"customer_name": ticket.customer_name,
                         "staff_name": staff_name(ctx.settings, actor),
-                        "close_after": _days(ctx.settings.close.close_after.total_seconds())})
+                        "close_after": duration_for_people(ctx.settings.close.close_after,
+                                                           ticket.language, long=True)})
     event(ctx, ticket, "close_requested", actor, f"to {ticket.customer}")
     ticket.close_requested_at = ctx.now
     set_status(ctx, ticket, TicketStatus.WAITING, actor, "asked whether it may be closed")
@@ -394,8 +396,3 @@ def _last_customer_message(session: Session, ticket: Ticket) -> Message | None:
 def _queue_name(ctx: Context, ticket: Ticket) -> str:
     queue = ctx.session.get(Queue, ticket.queue_id)
     return queue.name if queue else ""
-
-
-def _days(seconds: float) -> str:
-    days = seconds / 86400
-    return f"{days:g}"

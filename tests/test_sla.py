@@ -3,7 +3,9 @@ member, once per unattended period, paused while waiting for the customer."""
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,9 @@ from maild import config, tickets
 from maild.app import App
 from maild.clock import FixedClock
 from maild.db import transaction
+from maild.sla.calendar import BusinessCalendar
+from maild.sla.clock import sla_state
+from maild.sla.duties import TickReport, run_duties
 from tests.conftest import Helpdesk
 from tests.sla_helpers import arrive, at, escalation_mails, tick, with_sla
 
@@ -150,3 +155,181 @@ def test_the_close_request_counts_silence_from_the_latest_answer(desk: Helpdesk)
     assert tick(desk, at("2026-12-03 12:00"))["close_requested"] == []  # 3 days after A only
     assert tick(desk, at("2026-12-05 11:01"))["close_requested"] == [number]
     assert tick(desk, at("2026-12-05 11:01"))["close_requested"] == []
+
+
+# --- times and durations as people read them (SPEC §6), the deadline kept after a breach ------
+
+ISO_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d|[+-]\d\d:\d\d\b")
+
+
+def text(message: EmailMessage) -> str:
+    return str(message.get_body(("plain",)).get_content()).replace("\r\n", "\n")
+
+
+def bodies(desk: Helpdesk) -> list[str]:
+    return [text(m) for m in desk.outbox()]
+
+
+def mails_to(desk: Helpdesk, address: str, marker: str = "") -> list[str]:
+    return [text(m) for m in desk.outbox()
+            if marker in m["Subject"] and m["To"].addresses[0].addr_spec == address]
+
+
+def test_escalation_mails_show_moscow_time_to_the_minute(desk: Helpdesk) -> None:
+    arrive(desk, at("2026-11-30 10:00"))
+    tick(desk, at("2026-11-30 10:31"))
+    tick(desk, at("2026-11-30 14:05"))  # 4 h of net time passed at 14:00
+    [escalation] = mails_to(desk, "alice@example.com", "[escalated]")
+    assert "Unattended since: 2026-11-30 10:00 MSK" in escalation
+    assert "needs attention:\nunattended for 30m of business time since 2026-11-30 10:00 MSK.\n" \
+        in escalation
+    [breach] = mails_to(desk, "bob@example.com", "[SLA breached]")
+    assert "resolution target of 4h net working time missed (due 2026-11-30 14:00 MSK)" \
+        in breach
+    for body in bodies(desk):
+        assert not ISO_INSTANT.search(body), body
+
+
+def test_the_why_of_an_event_shows_moscow_time(desk: Helpdesk) -> None:
+    number = arrive(desk, at("2026-11-30 10:00"))
+    tick(desk, at("2026-11-30 10:31"))
+    [escalated] = [e for e in desk.ticket(number)["events"] if e["type"] == "escalated"]
+    assert escalated["detail"].startswith(
+        "unattended for 30m of business time since 2026-11-30 10:00 MSK; notified ")
+    assert escalated["at"] == at("2026-11-30 10:31").astimezone(UTC).isoformat()  # JSON: ISO
+
+
+def test_russian_mails_say_times_and_durations_in_russian(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    desk = with_sla(Helpdesk(tmp_path, capsys, language="ru"))
+    number = arrive(desk, at("2026-11-30 10:00"))
+    tick(desk, at("2026-11-30 10:31"))
+    tick(desk, at("2026-11-30 14:05"))
+    [escalation] = mails_to(desk, "alice@example.com", "[эскалация]")
+    assert "требует внимания:\nбез внимания 30 мин рабочего времени с 2026-11-30 10:00 MSK.\n" \
+        in escalation
+    assert "Без внимания с: 2026-11-30 10:00 MSK" in escalation
+    [breach] = mails_to(desk, "alice@example.com", "[SLA нарушен]")
+    assert "требует внимания:\nсрок решения (4 ч чистого рабочего времени) нарушен, он истёк " \
+        "2026-11-30 14:00 MSK.\n" in breach
+    assert desk.run("ticket", "close-request", number).code == 0
+    question = mails_to(desk, "ivan@example.org")[-1]
+    assert "Можно ли закрыть обращение?" in question and "в течение 7 дн.,\n" in question
+    for body in bodies(desk):
+        assert not ISO_INSTANT.search(body), body
+
+
+def test_a_breached_ticket_keeps_the_deadline_it_missed(desk: Helpdesk) -> None:
+    number = arrive(desk, at("2026-11-30 09:00"))                         # Monday
+    act(desk, at("2026-11-30 10:00"), number, "answer", "alice@example.com", "Try this.")
+    arrive(desk, at("2026-11-30 14:30"), subject=f"Re: [Ticket#{number}] no luck")
+    # 1 h before the answer, and 3 h more from 14:30: the 4 h target is reached at 17:30.
+    assert tick(desk, at("2026-12-01 10:00"))["breached"] == [number]     # Tuesday
+    state = sla(desk, number, at("2026-12-01 10:00"))
+    assert state["breached"] is True
+    assert datetime.fromisoformat(str(state["resolve_by"])) == at("2026-11-30 17:30")
+    assert state["net_seconds"] == int(5.5 * 3600)  # 09-10, 14:30-18:00, Tuesday 09-10
+    shown = desk.run("ticket", "show", number, "--at", at("2026-12-01 10:00").isoformat())
+    assert "  SLA: BREACHED at 2026-11-30 17:30 MSK (net 5h 30m of 4h)\n" in shown.out
+    # The deadline stays after the ticket waits again.
+    act(desk, at("2026-12-01 11:00"), number, "answer", "alice@example.com", "And this?")
+    later = sla(desk, number, at("2026-12-03 12:00"))
+    assert datetime.fromisoformat(str(later["resolve_by"])) == at("2026-11-30 17:30")
+    assert later["breached"] is True
+
+
+def test_the_past_deadline_of_a_breach_never_makes_the_timer_spin(desk: Helpdesk) -> None:
+    number = arrive(desk, at("2026-11-30 09:00"))
+    assert tick(desk, at("2026-11-30 13:00"))["breached"] == [number]
+    # The breach duty is done; an operator clears the flag in the database and the ticket is
+    # due again: the timer looks once, sends nothing, and does not come back to it.
+    desk.set_ticket(number, breached=False, next_due_at=at("2026-11-30 13:30"))
+    assert duties_at(desk, at("2026-11-30 14:00")).examined == 1
+    assert duties_at(desk, at("2026-11-30 14:01")).examined == 0
+    assert tick(desk, at("2026-11-30 15:00"))["breached"] == []
+
+
+def duties_at(desk: Helpdesk, when: datetime) -> TickReport:
+    app = App(config.load(desk.config), clock=FixedClock(when))
+    try:
+        return run_duties(app.engine, app.settings, app.templates, app.clock)
+    finally:
+        app.close()
+
+
+def test_ticket_show_prints_the_sla_and_times_in_moscow_time(desk: Helpdesk) -> None:
+    number = arrive(desk, at("2026-11-30 09:00"))
+
+    def show(when: str) -> str:
+        result = desk.run("ticket", "show", number, "--at", at(when).isoformat())
+        assert result.code == 0, result.err
+        return result.out
+
+    running = show("2026-11-30 11:15")
+    assert "  SLA: net 2h 15m of 4h; resolve by 2026-11-30 13:00 MSK\n" in running
+    assert "created 2026-11-30 09:00 MSK" in running
+    assert "<- 2026-11-30 09:00 MSK customer from ivan@example.org" in running
+    assert "  2026-11-30 09:00 MSK  created " in running
+    act(desk, at("2026-11-30 11:15"), number, "answer", "alice@example.com", "Try this.")
+    assert "  SLA: paused (waiting), 1h 45m left (net 2h 15m of 4h)\n" in show("2026-12-02 10:00")
+    act(desk, at("2026-12-02 10:00"), number, "close", "alice@example.com")
+    closed = show("2026-12-02 10:00")
+    assert "  SLA: closed within the target (net 2h 15m of 4h)\n" in closed
+    assert not ISO_INSTANT.search(closed.replace(f"Ticket#{number}", "")), closed
+
+
+def test_ticket_list_has_an_sla_column(desk: Helpdesk) -> None:
+    late = arrive(desk, at("2026-11-30 09:00"))
+    fresh = arrive(desk, at("2026-11-30 12:50"), subject="Another one")
+    waiting = arrive(desk, at("2026-11-30 11:00"), subject="Waits")
+    act(desk, at("2026-11-30 12:00"), waiting, "answer", "alice@example.com", "Try this.")
+    tick(desk, at("2026-11-30 13:00"))
+    listed = desk.run("ticket", "list", "--at", at("2026-11-30 13:00").isoformat())
+    assert listed.code == 0, listed.err
+    head, *rows = listed.out.splitlines()
+    assert head.split()[:4] == ["number", "status", "priority", "SLA"]
+    sla_column = {row.split()[0]: row[head.index("SLA"):].split("  ")[0].strip() for row in rows}
+    assert sla_column == {late: "BREACHED", fresh: "2026-11-30 16:50 MSK", waiting: "paused"}
+    # Columns as wide as their content: with the SLA column added, the free-text subject still
+    # starts no later than it did (column 115) when queue, owner and customer had fixed widths.
+    assert head.index("subject") <= 115
+
+
+def test_the_sla_report_prints_no_iso_instants(desk: Helpdesk) -> None:
+    late = arrive(desk, at("2026-11-30 09:00"))
+    arrive(desk, at("2026-11-30 12:50"), subject="Another one")
+    tick(desk, at("2026-11-30 13:00"))
+    text = desk.run("sla", "report", "--at", at("2026-11-30 13:10").isoformat()).out
+    assert text.startswith("SLA report at 2026-11-30 13:10 MSK\n")
+    assert f"{late}  new      net 4h 10m of 4h" in text
+    assert "BREACHED at 2026-11-30 13:00 MSK" in text
+    assert "net 20m of 4h" in text and "resolve by 2026-11-30 16:50 MSK" in text
+    assert "  2026-11-30 13:00 MSK  " + late in text  # the escalations
+    assert not ISO_INSTANT.search(text), text
+
+
+# --- the SLA clock itself -------------------------------------------------------------------
+
+CALENDAR = BusinessCalendar.parse("Mon-Fri 09:00-18:00", "Europe/Moscow")
+FOUR_HOURS = timedelta(hours=4)
+
+
+def test_the_clock_names_the_instant_the_target_was_reached() -> None:
+    history = [(at("2026-11-30 09:00"), "new"), (at("2026-11-30 10:00"), "waiting"),
+               (at("2026-11-30 16:00"), "open")]  # 1 h, then 2 h on Monday, 1 h on Tuesday
+    state = sla_state(CALENDAR, history, at("2026-12-01 12:00"), FOUR_HOURS)
+    assert (state.breached, state.resolve_by, state.net, state.left) == \
+        (True, at("2026-12-01 10:00"), timedelta(hours=6), timedelta(0))
+
+
+def test_a_running_clock_names_its_deadline_and_a_paused_one_none() -> None:
+    history = [(at("2026-11-30 09:00"), "new")]
+    running = sla_state(CALENDAR, history, at("2026-11-30 17:00"), FOUR_HOURS)
+    assert (running.breached, running.resolve_by) == (True, at("2026-11-30 13:00"))
+    early = sla_state(CALENDAR, history, at("2026-11-30 10:00"), FOUR_HOURS)
+    assert (early.breached, early.resolve_by, early.left) == \
+        (False, at("2026-11-30 13:00"), timedelta(hours=3))
+    paused = sla_state(CALENDAR, [*history, (at("2026-11-30 10:00"), "waiting")],
+                       at("2026-12-04 10:00"), FOUR_HOURS)
+    assert (paused.breached, paused.resolve_by, paused.running, paused.left) == \
+        (False, None, False, timedelta(hours=3))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -43,14 +44,19 @@ def test_work_done_is_counted_and_needs_no_attention(helpdesk: Helpdesk) -> None
 
 def test_mail_stored_but_not_threaded_for_minutes_needs_attention(helpdesk: Helpdesk) -> None:
     engine = make_engine(config.load(helpdesk.config).database)
+    received = datetime.now(UTC) - AGO
     try:
-        accept(engine, bytes(mail()), source="smtp", now=datetime.now(UTC) - AGO)
+        accept(engine, bytes(mail()), source="smtp", now=received)
     finally:
         engine.dispose()
     status = report(helpdesk)
     assert status["inbound"]["new"] == 1
+    assert datetime.fromisoformat(status["inbound"]["oldest_new"]) == received  # JSON: ISO
     [problem] = status["attention"]
     assert "1 inbound message(s) not threaded" in problem and "maild run" in problem
+    # The sentence is for an operator: Moscow time (sla.timezone), to the minute.
+    moscow = received.astimezone(ZoneInfo("Europe/Moscow")).strftime("%Y-%m-%d %H:%M MSK")
+    assert f"the oldest since {moscow}:" in problem
     checked = helpdesk.run("status", "--check")
     assert checked.code == 1
     assert "attention  1 inbound message(s) not threaded" in checked.out

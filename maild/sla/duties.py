@@ -20,17 +20,18 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import col, select
 
 from maild import tickets
-from maild.clock import Clock, iso
+from maild.clock import Clock, duration_for_people, time_for_people
 from maild.compose import Envelope, Templates
-from maild.config import Settings, priority_name
+from maild.config import PrioritySla, Settings, priority_name
 from maild.db import claim, transaction
-from maild.models import Duty, Queue, StatusChange, Ticket, TicketStatus
+from maild.models import Duty, Queue, Ticket, TicketStatus
 from maild.outbox import queue_mail
 from maild.sla.calendar import BusinessCalendar
 from maild.sla.clock import RUNNING, sla_state
+from maild.sla.state import status_history
 from maild.tickets import FAR_FUTURE, Context
 
 log = logging.getLogger("maild.sla")
@@ -71,15 +72,6 @@ def run_duties(engine: Engine, settings: Settings, templates: Templates, clock: 
     return report
 
 
-def sla_of(session: Session, settings: Settings, ticket: Ticket,
-           now: datetime) -> dict[str, object]:
-    """The `sla` block of `ticket show` (SPEC §3)."""
-    calendar = BusinessCalendar.from_settings(settings.sla)
-    state = sla_state(calendar, _history(session, ticket), now, _target(settings, ticket))
-    return {"net_seconds": int(state.net.total_seconds()), "resolve_by": iso(state.resolve_by),
-            "breached": state.breached or ticket.breached}
-
-
 def _run(ctx: Context, calendar: BusinessCalendar, ticket: Ticket,
          report: TickReport) -> datetime:
     """Do what is due for one ticket; return when it next needs looking at."""
@@ -87,29 +79,27 @@ def _run(ctx: Context, calendar: BusinessCalendar, ticket: Ticket,
         return FAR_FUTURE
     upcoming: list[datetime] = []
     policy = ctx.settings.sla.priorities[priority_name(ticket.priority)]
+    zone = ctx.settings.sla.zone
 
     if ticket.unattended_since is not None and ticket.status in RUNNING:
         due = escalation_due(calendar, ticket.unattended_since, policy.escalate_after)
         if due > ctx.now:
             upcoming.append(due)
         elif _once(ctx, ticket, "escalation", ticket.unattended_since):
-            _escalate(ctx, ticket, breached=False,
-                      why=f"unattended for {_human(policy.escalate_after)} of business time "
-                          f"since {iso(ticket.unattended_since)}")
+            _escalate(ctx, ticket, policy, breached=False, missed_at=None,
+                      why=f"unattended for {duration_for_people(policy.escalate_after)} of "
+                          f"business time since {time_for_people(ticket.unattended_since, zone)}")
             report.escalations.append(ticket.number)
 
     if not ticket.breached and ticket.status in RUNNING:
-        state = sla_state(calendar, _history(ctx.session, ticket), ctx.now,
+        state = sla_state(calendar, status_history(ctx.session, ticket), ctx.now,
                           policy.resolve_within)
-        if state.breached and _once(ctx, ticket, "breach", ticket.created_at):
-            ticket.breached = True
-            tickets.event(ctx, ticket, "breached", tickets.SYSTEM,
-                          f"net working time {_human(state.net)} passed resolve_within "
-                          f"{_human(policy.resolve_within)}")
-            _escalate(ctx, ticket, breached=True,
-                      why=f"resolution target of {_human(policy.resolve_within)} net working "
-                          "time missed")
-            report.breaches.append(ticket.number)
+        if state.breached:
+            # A breached state's resolve_by is the past instant the target was reached: never
+            # a time to look again, or the timer would pick this ticket up on every tick.
+            if _once(ctx, ticket, "breach", ticket.created_at):
+                _breach(ctx, ticket, policy, state.net, state.resolve_by)
+                report.breaches.append(ticket.number)
         elif state.resolve_by is not None:
             upcoming.append(state.resolve_by)
 
@@ -127,8 +117,8 @@ def _run(ctx: Context, calendar: BusinessCalendar, ticket: Ticket,
             upcoming.append(due)
         elif _once(ctx, ticket, "auto_close", ticket.close_requested_at):
             tickets.close(ctx, ticket, tickets.SYSTEM,
-                          f"no answer {_human(ctx.settings.close.close_after)} after the close "
-                          "request")
+                          f"no answer {duration_for_people(ctx.settings.close.close_after)} "
+                          "after the close request")
             report.closed.append(ticket.number)
             return FAR_FUTURE
     return min(upcoming, default=FAR_FUTURE)
@@ -153,41 +143,43 @@ def _once(ctx: Context, ticket: Ticket, kind: str, period: datetime) -> bool:
     return True
 
 
-def _escalate(ctx: Context, ticket: Ticket, *, breached: bool, why: str) -> None:
-    """One mail to every staff member (SPEC §6), and an event."""
+def _breach(ctx: Context, ticket: Ticket, policy: PrioritySla, net: timedelta,
+            reached_at: datetime | None) -> None:
+    """Mark the ticket breached, record it and escalate once more."""
+    ticket.breached = True
+    tickets.event(ctx, ticket, "breached", tickets.SYSTEM,
+                  f"net working time {duration_for_people(net)} passed resolve_within "
+                  f"{duration_for_people(policy.resolve_within)}")
+    due = f" (due {time_for_people(reached_at, ctx.settings.sla.zone)})" if reached_at else ""
+    _escalate(ctx, ticket, policy, breached=True, missed_at=reached_at,
+              why=f"resolution target of {duration_for_people(policy.resolve_within)} net "
+                  f"working time missed{due}")
+
+
+def _escalate(ctx: Context, ticket: Ticket, policy: PrioritySla, *, breached: bool,
+              missed_at: datetime | None, why: str) -> None:
+    """One mail to every staff member (SPEC §6), and an event; `missed_at` is the instant the
+    resolution target was reached, for a breach. `why` is the English sentence of the event;
+    the mail's template has the same facts in the ticket's language to say it its own way."""
     staff = ctx.settings.staff
     tickets.event(ctx, ticket, "escalated", tickets.SYSTEM,
                   f"{why}; notified {', '.join(s.email for s in staff) or 'nobody (no staff)'}")
     queue = ctx.session.get(Queue, ticket.queue_id)
+    zone, language = ctx.settings.sla.zone, ticket.language
+    facts = {"why": why, "breached": breached,
+             "priority": priority_name(ticket.priority),
+             "queue": queue.name if queue else "",
+             "owner": ticket.owner or "",
+             "unattended_since": time_for_people(ticket.unattended_since, zone)
+             if ticket.unattended_since else "",
+             "escalate_after": duration_for_people(policy.escalate_after, language),
+             "resolve_within": duration_for_people(policy.resolve_within, language),
+             "missed_at": time_for_people(missed_at, zone) if missed_at else "",
+             "excerpt": tickets.first_customer_text(ctx.session, ticket, 600)}
     for member in staff:
         queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket,
                    kind="escalation",
                    envelope=Envelope(message_id="", to_address=member.email,
                                      to_name=member.name, auto_submitted="auto-generated"),
-                   context={"staff_name": member.name, "why": why, "breached": breached,
-                            "priority": priority_name(ticket.priority),
-                            "queue": queue.name if queue else "",
-                            "owner": ticket.owner or "",
-                            "unattended_since": iso(ticket.unattended_since) or "",
-                            "excerpt": tickets.first_customer_text(ctx.session, ticket, 600)})
+                   context={"staff_name": member.name, **facts})
     log.info("ticket %s escalated to %d staff: %s", ticket.number, len(staff), why)
-
-
-def _history(session: Session, ticket: Ticket) -> list[tuple[datetime, str]]:
-    rows = session.exec(select(StatusChange).where(StatusChange.ticket_id == ticket.id)
-                        .order_by(col(StatusChange.at), col(StatusChange.id)))
-    return [(row.at, row.status) for row in rows]
-
-
-def _target(settings: Settings, ticket: Ticket) -> timedelta:
-    return settings.sla.priorities[priority_name(ticket.priority)].resolve_within
-
-
-def _human(duration: timedelta) -> str:
-    seconds = int(duration.total_seconds())
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
-    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "",
-             f"{minutes}m" if minutes else ""]
-    return "".join(parts) or f"{seconds}s"

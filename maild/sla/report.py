@@ -1,17 +1,20 @@
 """`maild sla report`: what an operator asks of the SLA — open tickets by priority with their net
-working time, time left to the resolution target and breaches, and the recent escalations."""
+working time, time left to the resolution target and breaches, and the recent escalations.
+
+`sla_report` builds the JSON document (ISO 8601 instants); `render_text` turns that document into
+the plain output, with times and durations as people read them (SPEC §6)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from maild.clock import iso
+from maild.clock import duration_for_people, iso, parse_instant, time_for_people
 from maild.config import PRIORITIES, Settings, priority_name
 from maild.models import Event, Ticket, TicketStatus
-from maild.sla.duties import sla_of
+from maild.sla.state import ticket_sla
 
 
 def sla_report(session: Session, settings: Settings, now: datetime,
@@ -20,15 +23,13 @@ def sla_report(session: Session, settings: Settings, now: datetime,
                                 .order_by(col(Ticket.priority).desc(), col(Ticket.id)))
     by_priority: dict[str, list[dict[str, Any]]] = {name: [] for name in reversed(PRIORITIES)}
     for ticket in open_tickets:
-        state = sla_of(session, settings, ticket, now)
-        target = settings.sla.priorities[priority_name(ticket.priority)].resolve_within
-        net = int(state["net_seconds"])  # type: ignore[call-overload]
+        sla = ticket_sla(session, settings, ticket, now)
+        net, target = int(sla.state.net.total_seconds()), int(sla.state.target.total_seconds())
         by_priority[priority_name(ticket.priority)].append({
             "number": ticket.number, "subject": ticket.subject, "status": ticket.status,
-            "owner": ticket.owner, "net_seconds": net,
-            "target_seconds": int(target.total_seconds()),
-            "left_seconds": max(0, int(target.total_seconds()) - net),
-            "resolve_by": state["resolve_by"], "breached": state["breached"]})
+            "owner": ticket.owner, "net_seconds": net, "target_seconds": target,
+            "left_seconds": max(0, target - net),
+            "resolve_by": iso(sla.state.resolve_by), "breached": sla.breached})
     since = now - timedelta(days=days)
     escalations = session.exec(select(Event, Ticket.number).join(
         Ticket, col(Ticket.id) == col(Event.ticket_id)).where(
@@ -44,15 +45,33 @@ def sla_report(session: Session, settings: Settings, now: datetime,
     }
 
 
-def render_text(report: dict[str, Any]) -> str:
-    lines = [f"SLA report at {report['at']}"]
+def render_text(report: dict[str, Any], zone: tzinfo) -> str:
+    """The report for people: times in `zone` to the minute, durations like `2h 15m`."""
+    def when(text: str) -> str:
+        return time_for_people(parse_instant(text), zone)
+
+    def lasting(seconds: int) -> str:
+        return duration_for_people(timedelta(seconds=seconds))
+
+    at = parse_instant(report["at"])
+    lines = [f"SLA report at {when(report['at'])}"]
     for priority, rows in report["open"].items():
         lines.append(f"\n{priority}: {len(rows)} open")
         for r in rows:
-            flag = "BREACHED" if r["breached"] else f"{r['left_seconds'] // 60} min left"
-            lines.append(f"  {r['number']}  {r['status']:<7}  net {r['net_seconds'] // 60:>6} min"
-                         f"  {flag:<16}  {r['owner'] or '-':<24}  {r['subject']}")
+            net = f"net {lasting(r['net_seconds'])} of {lasting(r['target_seconds'])}"
+            resolve_by = parse_instant(r["resolve_by"]) if r["resolve_by"] else None
+            if r["breached"]:
+                # The instant the target was reached; a later one is the deadline of a longer
+                # target the ticket was moved to after the timer flagged it.
+                flag = f"BREACHED at {time_for_people(resolve_by, zone)}" \
+                    if resolve_by and resolve_by <= at else "BREACHED"
+            elif resolve_by:
+                flag = f"resolve by {time_for_people(resolve_by, zone)}"
+            else:
+                flag = f"paused, {lasting(r['left_seconds'])} left"
+            lines.append(f"  {r['number']}  {r['status']:<7}  {net:<20}  {flag:<32}  "
+                         f"{r['owner'] or '-':<22}  {r['subject']}")
     lines.append(f"\nescalations in the last {report['days']} days: {len(report['escalations'])}")
     for e in report["escalations"]:
-        lines.append(f"  {e['at']}  {e['ticket']}  {e['type']:<9}  {e['detail']}")
+        lines.append(f"  {when(e['at'])}  {e['ticket']}  {e['type']:<9}  {e['detail']}")
     return "\n".join(lines)
