@@ -415,8 +415,8 @@ class Database:
             outbox = dict(db.execute("SELECT state, count(*) FROM outbox GROUP BY state"))
             acks = db.execute("SELECT count(*) FROM outbox WHERE kind = 'ack'").fetchone()[0]
             placed = dict(db.execute(
-                "SELECT substr(i.dedupe_key, 5), t.number FROM inbound i "
-                "LEFT JOIN ticket t ON t.id = i.ticket_id WHERE i.dedupe_key LIKE 'mid:%'"))
+                "SELECT i.message_id, t.number FROM inbound i "
+                "LEFT JOIN ticket t ON t.id = i.ticket_id WHERE i.message_id != ''"))
         misplaced = [(mid, want, style, placed.get(mid)) for mid, want, style in outcome.followups
                      if placed.get(mid) != want]
         inbound_total = sum(states.values())

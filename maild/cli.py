@@ -611,7 +611,8 @@ def _inbound_list(app: App, args: argparse.Namespace) -> int:
         return 0
     for r in rows:
         print(f"{r['id']:>7}  {r['state']:<6}  {_for_people(app, r['received_at'])}  "
-              f"{r['source']:<10}  {r['dedupe_key'][:50]:<50}  {r['reason']}")
+              f"{r['source']:<10}  {(r['message_id'] or '(no Message-ID)')[:50]:<50}  "
+              f"{r['reason']}")
     return 0
 
 

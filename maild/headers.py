@@ -13,6 +13,9 @@ import time
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 MAX_SUBJECT = 200
+_MSGID = re.compile(r"<([^<>]+)>")
+_COMMENT = re.compile(r"\([^()]*\)")
+_MAX_MSGID = 900  # longer is no Message-ID (and would not fit a PostgreSQL index entry)
 
 
 def single_line(text: str, limit: int | None = None) -> str:
@@ -37,6 +40,18 @@ def deliverable(address: str) -> str | None:
         return None
     result = f"{local}@{ascii_domain}"
     return result if single_line(result) == result and " " not in result else None
+
+
+def message_ids(text: str) -> list[str]:
+    """The ids in a Message-ID, In-Reply-To or References value, in order, without brackets;
+    obsolete spaces and comments inside the brackets removed. The one reading of a Message-ID:
+    threading and de-duplication must agree on it."""
+    found = [re.sub(r"\s+", "", _COMMENT.sub("", m)) for m in _MSGID.findall(text)]
+    if not found:
+        # Some clients omit the angle brackets; take bare tokens that look like ids.
+        found = [t for t in text.split() if re.fullmatch(r"[^@]+@[^@]+", t.strip("<>"))]
+    ids = [normalize_message_id(m) for m in found]
+    return [i for i in ids if i and len(i) <= _MAX_MSGID]
 
 
 def normalize_message_id(value: str) -> str:

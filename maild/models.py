@@ -161,6 +161,7 @@ class Message(SQLModel, table=True):
     subject: str = ""
     body: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     message_id: str | None = Field(default=None, index=True)  # without angle brackets
+    reply_to: str = ""    # an inbound message's Reply-To address, where answers go (SPEC §5)
     inbound_id: int | None = Field(default=None, foreign_key="inbound.id")
     outbox_id: int | None = Field(default=None, foreign_key="outbox.id")
     automatic: bool = False
@@ -192,7 +193,8 @@ class Inbound(SQLModel, table=True):
     """A received message, byte for byte, stored before anything acknowledges it."""
 
     id: int | None = Field(default=None, primary_key=True)
-    dedupe_key: str = Field(unique=True)  # "mid:<Message-ID>" or "sha256:<hex of the bytes>"
+    dedupe_key: str = Field(unique=True)  # maild.dedupe: the same message has the same key
+    message_id: str = Field(default="", index=True)  # without brackets; "" when it has none
     source: str = ""                      # "pipe", "smtp", "imap:<name>", ...
     envelope_from: str | None = None
     received_at: datetime = _utc()

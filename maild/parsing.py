@@ -35,12 +35,9 @@ from email.utils import getaddresses, parseaddr
 from typing import Any
 
 from maild.errors import UnparseableMessage
-from maild.headers import normalize_message_id, single_line
+from maild.headers import message_ids, single_line
 from maild.htmltext import html_to_text
 
-_MSGID = re.compile(r"<([^<>]+)>")
-_COMMENT = re.compile(r"\([^()]*\)")
-_MAX_MSGID = 900  # longer is no Message-ID (and would not fit a PostgreSQL index entry)
 _AUTO_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
 _REPORT_TYPES = {"delivery-status", "disposition-notification", "feedback-report"}
 _NULL_SENDERS = {"", "<>", "mailer-daemon", "postmaster"}
@@ -126,7 +123,7 @@ def parse_message(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
     text, html, attachments = _bodies(msg, defects)
     if not text.strip() and html:
         text = html_to_text(html)
-    own_ids = _message_ids(header_text(msg, "message-id"))
+    own_ids = message_ids(header_text(msg, "message-id"))
     return ParsedMail(
         message_id=own_ids[0] if own_ids else None,
         subject=single_line(header_text(msg, "subject")),
@@ -134,8 +131,8 @@ def parse_message(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
         sender_name=single_line(sender_name),
         to=_addresses(msg, "to"),
         cc=_addresses(msg, "cc"),
-        in_reply_to=tuple(_message_ids(header_text(msg, "in-reply-to"))),
-        references=tuple(_message_ids(header_text(msg, "references"))),
+        in_reply_to=tuple(message_ids(header_text(msg, "in-reply-to"))),
+        references=tuple(message_ids(header_text(msg, "references"))),
         text=_clean(text),
         html=_clean(html),
         attachments=tuple(attachments),
@@ -410,17 +407,6 @@ def _word_bytes(encoding: str, payload: str) -> bytes:
 # --- addresses --------------------------------------------------------------------------------
 
 
-def _message_ids(text: str) -> list[str]:
-    """The ids in a Message-ID, In-Reply-To or References header, in order, without brackets;
-    obsolete spaces and comments inside the brackets removed."""
-    found = [re.sub(r"\s+", "", _COMMENT.sub("", m)) for m in _MSGID.findall(text)]
-    if not found:
-        # Some clients omit the angle brackets; take bare tokens that look like ids.
-        found = [t for t in text.split() if re.fullmatch(r"[^@]+@[^@]+", t.strip("<>"))]
-    ids = [normalize_message_id(m) for m in found]
-    return [i for i in ids if i and len(i) <= _MAX_MSGID]
-
-
 def _address_pairs(msg: Message, name: str, keep_empty: bool = False) -> list[tuple[str, str]]:
     """(display name, address) pairs of a header; names decoded, addresses as written.
     With keep_empty, a name without address (`MAILER-DAEMON <>`) is kept too."""
@@ -519,7 +505,7 @@ def _null_sender(msg: Message, envelope_from: str | None) -> bool:
 
 def _origin_host(msg: Message) -> str:
     """The host that wrote the message, as far as its Message-ID tells; else "invalid"."""
-    for mid in _message_ids(header_text(msg, "message-id")):
+    for mid in message_ids(header_text(msg, "message-id")):
         host = mid.rpartition("@")[2].strip().lower().rstrip(".")
         if re.fullmatch(r"[a-z0-9-]+(\.[a-z0-9-]+)+", host):
             return host

@@ -67,6 +67,7 @@ def inbound_summary(row: Inbound) -> dict[str, Any]:
         "state": row.state,
         "source": row.source,
         "dedupe_key": row.dedupe_key,
+        "message_id": row.message_id or None,
         "size": row.size,
         "received_at": iso(row.received_at),
         "processed_at": iso(row.processed_at),

@@ -31,8 +31,8 @@ from typing import Any
 import pytest
 from sqlmodel import Session, create_engine, select
 
+from maild.dedupe import identify
 from maild.errors import UnparseableMessage
-from maild.ingest import dedupe_key
 from maild.models import Inbound, InboundState
 from maild.parsing import parse_message
 from tests.conftest import Helpdesk
@@ -68,7 +68,7 @@ def test_every_corpus_message_is_stored_and_settled(
     exits: dict[str, tuple[int, str]] = {}
     keys: dict[str, str] = {}
     for path in files:
-        keys[str(path)] = dedupe_key(path.read_bytes())
+        keys[str(path)] = identify(path.read_bytes()).key
         result = helpdesk.run("ingest", "--no-deliver", str(path))
         if result.code != 0:
             exits[str(path.relative_to(root))] = (result.code, result.err.strip()[-300:])
@@ -176,7 +176,7 @@ def test_every_corpus_message_sent_over_smtp_is_stored_byte_for_byte(tmp_path: P
                 assert code == 250, f"{path}: {code} {reply!r}"
                 # What smtplib puts on the wire ends with CRLF; maild keeps exactly that.
                 wire = raw if raw.endswith(b"\r\n") else raw + b"\r\n"
-                sent.setdefault(dedupe_key(wire), wire)  # the first of duplicates is kept
+                sent.setdefault(identify(wire).key, wire)  # the first of duplicates is kept
 
         def settled() -> bool:
             states = _query(tmp_path, "SELECT state, count(*) FROM inbound GROUP BY state")

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import re
+import smtplib
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,11 +27,13 @@ from sqlalchemy import Engine
 from maild import config
 from maild.config import ImapSettings
 from maild.db import make_engine
+from maild.dedupe import identify
 from maild.ingest import Accepted, imap
 from maild.ingest.imap import ImapPoller
 from maild.ingest.spool import spool_path
 from tests.conftest import Helpdesk, mail
 from tests.servers import Dovecot, MaildProcess, make_certificate, wait_until
+from tests.smtp_sink import free_port
 
 CONFIG = """
 [database]
@@ -217,12 +222,59 @@ def test_lmtp_delivered_mail_is_polled_into_a_ticket_and_moved_to_processed(
     assert in_folder(dovecot, "INBOX") == 0
     # The stored bytes are the delivered message, LMTP trace headers included.
     inbound = json.loads(daemon.cli("inbound", "list", "--json").stdout)
-    assert [(row["source"], row["dedupe_key"]) for row in inbound] == \
-        [("imap:main", "mid:lmtp-1@example.org")]
+    assert [(row["source"], row["message_id"]) for row in inbound] == \
+        [("imap:main", "lmtp-1@example.org")]
     raw = daemon.cli("ticket", "show", str(ticket["number"]), "--raw").stdout
     assert "Delivered-To: support@example.com" in raw
     assert "Message 1 of lmtp." in raw
     assert_healthy(daemon)
+
+
+def test_one_message_by_smtp_imap_and_the_pipe_is_stored_once_and_a_reused_id_is_not_lost(
+    tmp_path: Path, dovecot: Dovecot,
+) -> None:
+    """SPEC §5: the same message is the same whatever trace headers each path added; a
+    different message under its Message-ID is stored and threaded on its own."""
+    listen = free_port()
+    daemon = MaildProcess(tmp_path, CONFIG.format(
+        root=tmp_path, port=dovecot.imap_port, security="none", ca=dovecot.cert,
+        folder="INBOX", idle="true", poll=1, batch=50, busy="5s")
+        + f'\n[smtp]\nlisten = "127.0.0.1:{listen}"\n')
+    daemon.start(wait_for=listen)
+    try:
+        original = customer_mail(1, "paths")
+        with smtplib.SMTP("127.0.0.1", listen, timeout=30) as client:
+            client.sendmail("c1-paths@example.org", ["support@example.com"], original)
+        dovecot.deliver(original, sender="c1-paths@example.org")  # + Return-Path, Received...
+        piped = subprocess.run(
+            [sys.executable, "-m", "maild", "--config", str(daemon.config), "ingest"],
+            input=b"Received: from mx.example.org by mail.example.com\n"
+                  + original.replace(b"\r\n", b"\n"), capture_output=True, timeout=60)
+        assert piped.returncode == 0, piped.stderr
+        assert wait_until(lambda: in_folder(dovecot, "Processed") == 1
+                          and received(tmp_path) == 1 and tickets_in_db(tmp_path) == 1,
+                          timeout=20), daemon.log()
+        [ticket] = daemon.tickets()
+        assert piped.stdout.decode().strip() == ticket["number"]
+
+        # Another customer's mail under the same Message-ID, by SMTP and again by IMAP.
+        other = original.replace(b"Customer 1 <c1-paths@example.org>",
+                                 b"Olga <olga@example.org>").replace(b"Message 1", b"Other")
+        with smtplib.SMTP("127.0.0.1", listen, timeout=30) as client:
+            client.sendmail("olga@example.org", ["support@example.com"], other)
+        dovecot.deliver(other, sender="olga@example.org")
+        assert wait_until(lambda: in_folder(dovecot, "Processed") == 2
+                          and received(tmp_path) == 2 and tickets_in_db(tmp_path) == 2,
+                          timeout=20), daemon.log()
+        by_customer = {t["customer"]: t["number"] for t in daemon.tickets()}
+        assert set(by_customer) == {"c1-paths@example.org", "olga@example.org"}
+        shown = json.loads(daemon.cli("ticket", "show", by_customer["olga@example.org"],
+                                      "--json").stdout)
+        assert any(e["type"] == "message_id_reused" for e in shown["events"])
+        assert count(tmp_path, "SELECT count(DISTINCT message_id) FROM inbound") == 1
+        assert_healthy(daemon)
+    finally:
+        daemon.stop()
 
 
 def test_idle_picks_up_a_new_message_within_seconds(
@@ -286,8 +338,8 @@ def test_a_message_is_moved_only_after_it_is_stored(
     assert subjects(tmp_path) == {"Problem locked-1"}
     # One warning for the whole outage, though the poller tried again and again.
     assert daemon.log().count(POLLER_DOWN) == 1, daemon.log()
-    assert count(tmp_path, "SELECT count(*) FROM inbound WHERE dedupe_key = "
-                           "'mid:locked-1@example.org'") == 1
+    assert count(tmp_path, "SELECT count(*) FROM inbound WHERE message_id = "
+                           "'locked-1@example.org'") == 1
     assert_healthy(daemon)
 
 
@@ -486,7 +538,7 @@ def test_big_messages_are_fetched_a_few_at_a_time(
 
     def keep(raw: bytes, source: str) -> Accepted:
         stored.append(raw)
-        return Accepted(len(stored), False)
+        return Accepted(len(stored), False, "test", identify(raw))
 
     poller = ImapPoller(settings, "supportpw", helpdesk_engine, keep, lambda: None,
                         threading.Event())

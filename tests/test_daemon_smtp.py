@@ -92,7 +92,8 @@ def test_a_mail_sent_with_smtplib_becomes_a_ticket_and_its_ack_reaches_the_sink(
     assert ack["Subject"].startswith(f"[Ticket#{ticket['number']}]")
     assert ack["In-Reply-To"] == "<smtp-1@example.org>"
     # The intake's log line names the message, so an operator can follow it to its ticket.
-    assert re.search(r"spool \d+ stored from .* mid:smtp-1@example\.org", maild.log()), \
+    assert re.search(r"spool \d+ stored from .* message-id=<smtp-1@example\.org>",
+                     maild.log()), \
         maild.log()
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from maild.ingest import dedupe_key
+from maild.dedupe import identify
 from maild.ingest.smtp import unstuff_bare_lf_lines
 from tests.conftest import Helpdesk, mail
 
@@ -81,7 +81,7 @@ def test_an_unthreadable_message_is_kept_as_failed_with_its_reason(helpdesk: Hel
     assert "failed" in result.err
     [row] = helpdesk.run("inbound", "list", "--state", "failed", "--json").json()
     assert "no sender" in row["reason"]
-    assert row["dedupe_key"] == dedupe_key(raw)
+    assert row["dedupe_key"] == identify(raw).key
     assert "failed and wait for attention" in helpdesk.run("ticket", "list").err
 
 

@@ -16,6 +16,7 @@ from sqlmodel import col, select
 
 from maild import config
 from maild.db import make_engine, transaction
+from maild.dedupe import identify
 from maild.errors import StorageUnavailable
 from maild.ingest import accept
 from maild.ingest.spool import Spool, backlog_at, spool_path
@@ -93,7 +94,8 @@ def test_moving_keeps_order_bytes_and_envelope(
     assert [r.envelope_from for r in rows] == [f"e{n}@example.org" for n in range(5)]
     assert {r.state for r in rows} == {InboundState.NEW}
     assert {r.received_at for r in rows} == {WHEN}
-    assert rows[0].dedupe_key == "mid:spool-0@example.org"
+    assert rows[0].dedupe_key == identify(sent[0]).key
+    assert rows[0].message_id == "spool-0@example.org"
 
 
 def test_a_move_redone_after_a_lost_delete_stores_nothing_twice(
@@ -117,8 +119,8 @@ def test_mail_already_in_inbound_is_dropped_as_a_duplicate(
     with caplog.at_level(logging.INFO, logger="maild.spool"):
         assert mover.move_into(engine, limit=10) == 2
     assert [(r.source, r.raw) for r in inbound(engine)] == [("pipe", raw(1)), ("smtp", raw(2))]
-    assert caplog.messages == [f"spool {again.row_id} mid:spool-1@example.org: duplicate of "
-                               f"inbound {first.row_id}, dropped"]
+    assert caplog.messages == [f"spool {again.row_id} message-id=<spool-1@example.org>: "
+                               f"duplicate of inbound {first.row_id}, dropped"]
 
 
 def test_spool_ids_are_never_reused(engine: Engine, intake: Spool, mover: Spool) -> None:

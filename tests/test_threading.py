@@ -125,6 +125,40 @@ def test_the_same_message_twice_is_stored_once(helpdesk: Helpdesk) -> None:
     assert len(helpdesk.outbox()) == 1
 
 
+def test_the_same_message_with_other_trace_headers_is_stored_once(helpdesk: Helpdesk) -> None:
+    original = bytes(mail(message_id="<paths@example.org>"))
+    by_mta = (b"Received: from mx.example.org by mail.example.com; Tue, 1 Dec 2026 10:00\n"
+              b"Return-Path: <ivan@example.org>\nDelivered-To: help@example.com\n"
+              b"X-Spam-Score: 0.1\n" + original.replace(b"\r\n", b"\n"))
+    first, second = helpdesk.ingest(original), helpdesk.ingest(by_mta)
+    assert first.out == second.out and first.out.strip()
+    assert len(helpdesk.run("inbound", "list", "--json").json()) == 1
+    assert len(helpdesk.outbox()) == 1
+
+
+def test_a_different_message_under_a_known_message_id_is_not_lost(helpdesk: Helpdesk) -> None:
+    """Broken mailers reuse Message-IDs: the second message is stored and threaded on its own,
+    its sender gets their own acknowledgement, and the reuse is recorded."""
+    first = helpdesk.ingest(mail(message_id="<reused@example.org>"))
+    olgas = mail(message_id="<reused@example.org>", subject="Scanner is dead",
+                 sender="Olga <olga@example.org>", body="No scans at all.\n")
+    second = helpdesk.ingest(olgas)
+    assert first.code == second.code == 0
+    assert first.out.strip() and second.out.strip() and first.out != second.out
+    assert len(helpdesk.run("inbound", "list", "--json").json()) == 2
+    olga = helpdesk.ticket(second.out.strip())
+    assert olga["customer"] == "olga@example.org" and olga["subject"] == "Scanner is dead"
+    [reused] = [e for e in olga["events"] if e["type"] == "message_id_reused"]
+    assert "<reused@example.org>" in reused["detail"] and first.out.strip() in reused["detail"]
+    assert not [e for e in helpdesk.ticket(first.out.strip())["events"]
+                if e["type"] == "message_id_reused"]
+    assert sorted(m["To"].addresses[0].addr_spec for m in helpdesk.outbox()) == \
+        ["ivan@example.org", "olga@example.org"]
+    # Olga's mail delivered again is still the same message: her ticket, nothing new.
+    assert helpdesk.ingest(olgas).out == second.out
+    assert len(helpdesk.tickets()) == 2 and len(helpdesk.outbox()) == 2
+
+
 def test_the_same_bytes_without_message_id_are_stored_once(helpdesk: Helpdesk) -> None:
     raw = b"From: a@example.org\r\nSubject: no id\r\n\r\nbody\r\n"
     assert helpdesk.ingest(raw).out == helpdesk.ingest(raw).out

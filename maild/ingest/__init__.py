@@ -5,6 +5,6 @@ Every entry point (the MTA pipe `maild ingest`, the SMTP listener, the IMAP poll
 Threading the message into a ticket is a later stage that reads that table.
 """
 
-from maild.ingest.accept import Accepted, accept, dedupe_key
+from maild.ingest.accept import Accepted, accept
 
-__all__ = ["Accepted", "accept", "dedupe_key"]
+__all__ = ["Accepted", "accept"]

@@ -154,7 +154,7 @@ class ImapPoller:
                     continue
                 accepted = self.store(bytes(raw), self.source)
                 log.info("%s: uid %s -> %s %s%s", self.settings.name, uid, accepted,
-                         accepted.dedupe_key, " (duplicate)" if accepted.duplicate else "")
+                         accepted.trace, " (duplicate)" if accepted.duplicate else "")
                 done.append(uid)
             del fetched
             if done:

@@ -65,7 +65,7 @@ class StoringHandler:
             return "451 4.3.0 Local error while storing the message, please try again later"
         self.wake()
         log.info("%s stored from %s (%d bytes) %s%s", accepted, session.peer, len(raw),
-                 accepted.dedupe_key, " (duplicate)" if accepted.duplicate else "")
+                 accepted.trace, " (duplicate)" if accepted.duplicate else "")
         reply = f"250 2.0.0 OK stored as {accepted}"
         if isinstance(server, LMTP):
             # LMTP answers once per recipient; aiosmtpd pushes only the last answer itself.

@@ -30,15 +30,17 @@ from sqlalchemy import Engine, insert, select
 from sqlmodel import col
 
 from maild.db import core_transaction, storage_errors
+from maild.dedupe import identify
 from maild.errors import StorageUnavailable
-from maild.ingest.accept import Accepted, dedupe_key
+from maild.ingest.accept import Accepted
 from maild.models import Inbound, InboundState
 from maild.status import SpoolBacklog
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the id is quoted in the SMTP reply
-    dedupe_key TEXT NOT NULL UNIQUE,
+    dedupe_key TEXT NOT NULL UNIQUE,       -- maild.dedupe, as in `inbound`
+    message_id TEXT NOT NULL DEFAULT '',
     source TEXT NOT NULL,
     envelope_from TEXT,
     received_at TEXT NOT NULL,             -- ISO 8601 with offset
@@ -91,8 +93,24 @@ class Spool:
                 # commit answering an SMTP client never also pays for a checkpoint.
                 self._db.execute("PRAGMA wal_autocheckpoint=0")
             self._db.execute(_SCHEMA)
+            if mover:
+                self._upgrade()
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot open the intake spool {path}: {exc}") from exc
+
+    def _upgrade(self) -> None:
+        """A spool written by a maild before 2026-12-01 has no `message_id` and keys of the
+        old form: give the rows still in it the keys `maild.dedupe` makes now."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(spool)")}
+        if "message_id" in columns:
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("ALTER TABLE spool ADD COLUMN message_id TEXT NOT NULL DEFAULT ''")
+        for spool_id, raw in self._db.execute("SELECT id, raw FROM spool").fetchall():
+            identity = identify(raw)
+            self._db.execute("UPDATE OR IGNORE spool SET dedupe_key = ?, message_id = ? "
+                             "WHERE id = ?", (identity.key, identity.message_id, spool_id))
+        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()
@@ -102,22 +120,27 @@ class Spool:
     def store(
         self, raw: bytes, *, source: str, now: datetime, envelope_from: str | None = None
     ) -> Accepted:
-        """Commit `raw` to the spool (once per dedupe key); raises StorageUnavailable."""
-        key = dedupe_key(raw)
+        """Commit `raw` to the spool (once per message, `maild.dedupe`); raises
+        StorageUnavailable."""
+        identity = identify(raw)
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     inserted = self._db.execute(
-                        "INSERT INTO spool (dedupe_key, source, envelope_from, received_at, raw)"
-                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (dedupe_key) DO NOTHING",
-                        (key, source, envelope_from, now.isoformat(), raw))
+                        "INSERT INTO spool (dedupe_key, message_id, source, envelope_from,"
+                        " received_at, raw) VALUES (?, ?, ?, ?, ?, ?)"
+                        " ON CONFLICT (dedupe_key) DO NOTHING",
+                        (identity.key, identity.message_id, source, envelope_from,
+                         now.isoformat(), raw))
                     if inserted.rowcount == 1:
-                        accepted = Accepted(int(inserted.lastrowid or 0), False, "spool", key)
+                        accepted = Accepted(int(inserted.lastrowid or 0), False, "spool",
+                                            identity)
                     else:
                         [(existing,)] = self._db.execute(
-                            "SELECT id FROM spool WHERE dedupe_key = ?", (key,)).fetchall()
-                        accepted = Accepted(int(existing), True, "spool", key)
+                            "SELECT id FROM spool WHERE dedupe_key = ?",
+                            (identity.key,)).fetchall()
+                        accepted = Accepted(int(existing), True, "spool", identity)
                     self._db.execute("COMMIT")
                 except BaseException:
                     if self._db.in_transaction:
@@ -143,8 +166,8 @@ class Spool:
                         break  # a burst of big messages moves a few at a time, not all at once
                     last, total = spool_id, total + size
                 rows = self._db.execute(
-                    "SELECT id, dedupe_key, source, envelope_from, received_at, raw FROM spool"
-                    " WHERE id <= ? ORDER BY id", (last,)).fetchall() if sizes else []
+                    "SELECT id, dedupe_key, message_id, source, envelope_from, received_at, raw"
+                    " FROM spool WHERE id <= ? ORDER BY id", (last,)).fetchall() if sizes else []
             except sqlite3.Error as exc:
                 raise StorageUnavailable(f"intake spool: {exc}") from exc
         if not rows:
@@ -153,15 +176,16 @@ class Spool:
             stored = dict(connection.execute(
                 select(col(Inbound.dedupe_key), col(Inbound.id)).where(
                     col(Inbound.dedupe_key).in_([row[1] for row in rows]))).all())
-            for spool_id, key, *_ in rows:
+            for spool_id, key, message_id, *_ in rows:
                 if key in stored:  # sent again after it had left the spool: stored once
-                    log.info("spool %s %s: duplicate of inbound %s, dropped", spool_id, key,
-                             stored[key])
+                    log.info("spool %s message-id=<%s>: duplicate of inbound %s, dropped",
+                             spool_id, message_id or "-", stored[key])
             connection.execute(_MOVE, [
-                {"dedupe_key": key, "source": source, "envelope_from": envelope_from,
+                {"dedupe_key": key, "message_id": message_id, "source": source,
+                 "envelope_from": envelope_from,
                  "received_at": datetime.fromisoformat(received_at), "raw": raw,
                  "size": len(raw), "state": InboundState.NEW, "reason": "", "attempts": 0}
-                for _id, key, source, envelope_from, received_at, raw in rows])
+                for _id, key, message_id, source, envelope_from, received_at, raw in rows])
         with self._lock:
             try:
                 self._db.execute("DELETE FROM spool WHERE id <= ?", (rows[-1][0],))

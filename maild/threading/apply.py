@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlmodel import col, select
+
 from maild import tickets
 from maild.compose import Envelope
 from maild.config import priority_value
@@ -45,6 +47,13 @@ class Applied:
 
 
 def apply_message(ctx: Context, inbound: Inbound, mail: ParsedMail) -> Applied:
+    applied = _apply(ctx, inbound, mail)
+    if applied.ticket is not None and inbound.message_id:
+        _note_reused_message_id(ctx, applied.ticket, inbound)
+    return applied
+
+
+def _apply(ctx: Context, inbound: Inbound, mail: ParsedMail) -> Applied:
     found = resolve(ctx.session, ctx.settings, mail)
     ticket = found.ticket
     staff = ctx.settings.is_staff(mail.sender) and not mail.automatic
@@ -204,6 +213,25 @@ def _tell_staff(ctx: Context, ticket: Ticket | None, mail: ParsedMail, kind: str
 
 
 # --- storing ----------------------------------------------------------------------------------
+
+
+def _note_reused_message_id(ctx: Context, ticket: Ticket, inbound: Inbound) -> None:
+    """A different message under a Message-ID already seen (SPEC §5): stored and threaded on
+    its own merits like any other, and the reuse recorded on its ticket."""
+    earlier = ctx.session.exec(
+        select(Inbound.id, Inbound.ticket_id).where(
+            Inbound.message_id == inbound.message_id, col(Inbound.id) != inbound.id)
+        .order_by(col(Inbound.id)).limit(1)).first()
+    if earlier is None:
+        return
+    other_id, other_ticket = earlier
+    where = ""
+    if other_ticket is not None:
+        other = ctx.session.get(Ticket, other_ticket)
+        where = f", ticket {other.number}" if other is not None else ""
+    tickets.event(ctx, ticket, "message_id_reused", tickets.SYSTEM,
+                  f"Message-ID <{inbound.message_id}> also names a different message "
+                  f"(inbound {other_id}{where}); this one is stored and threaded on its own")
 
 
 def _store_message(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedMail, *,

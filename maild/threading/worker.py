@@ -122,9 +122,8 @@ def _earlier_in_thread(session: Session, row: Inbound, thread_ids: tuple[str, ..
     """An older inbound row, not yet threaded, whose Message-ID this message refers to."""
     if not thread_ids:
         return None
-    keys = [f"mid:{mid}" for mid in thread_ids]
     return session.exec(select(Inbound.id).where(
-        col(Inbound.dedupe_key).in_(keys), Inbound.state == InboundState.NEW,
+        col(Inbound.message_id).in_(thread_ids), Inbound.state == InboundState.NEW,
         col(Inbound.id) < row.id)).first()
 
 
