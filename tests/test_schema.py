@@ -59,3 +59,30 @@ def test_the_schema_revision_maild_expects_is_the_newest_migration() -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     assert ScriptDirectory.from_config(cfg).get_current_head() == SCHEMA_REVISION
+
+
+def test_upgrading_to_0004_rekeys_stored_mail_as_maild_dedupe_does(tmp_path: Path) -> None:
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    from maild.db import MIGRATIONS
+    from maild.dedupe import identify
+    from tests.conftest import mail
+
+    engine = make_engine(config.DatabaseSettings(url=f"sqlite:///{tmp_path}/old.db"))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    raw = bytes(mail(message_id="<stored-before@example.org>"))
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.upgrade(cfg, "0003")
+        connection.execute(text(
+            "INSERT INTO inbound (dedupe_key, source, received_at, raw, size, state, reason, "
+            "attempts) VALUES ('mid:stored-before@example.org', 'pipe', '2026-11-30 10:00:00', "
+            ":raw, :size, 'done', '', 1)"), {"raw": raw, "size": len(raw)})
+    upgrade_schema(engine)
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT dedupe_key, message_id FROM inbound")).one()
+    engine.dispose()
+    assert tuple(row) == (identify(raw).key, "stored-before@example.org")

@@ -241,3 +241,23 @@ def test_tick_moves_what_a_stopped_daemon_left_in_the_spool(
     assert sorted(t["subject"] for t in helpdesk.tickets()) == ["Problem 1", "Problem 2"]
     assert backlog_at(intake.path).waiting == 0
     assert helpdesk.run("tick", "--json").json()["spool_moved"] == 0
+
+
+def test_a_spool_left_by_an_older_maild_is_rekeyed_when_the_worker_opens_it(
+    engine: Engine, database: Path,
+) -> None:
+    old = sqlite3.connect(spool_path(database))
+    old.execute("CREATE TABLE spool (id INTEGER PRIMARY KEY AUTOINCREMENT, dedupe_key TEXT NOT "
+                "NULL UNIQUE, source TEXT NOT NULL, envelope_from TEXT, received_at TEXT NOT "
+                "NULL, raw BLOB NOT NULL)")
+    old.execute("INSERT INTO spool (dedupe_key, source, received_at, raw) VALUES (?, ?, ?, ?)",
+                ("mid:spool-1@example.org", "smtp", WHEN.isoformat(), raw(1)))
+    old.commit()
+    old.close()
+    mover = Spool(spool_path(database), busy_timeout=0.2, mover=True)
+    try:
+        assert mover.move_into(engine, limit=10) == 1
+    finally:
+        mover.close()
+    [row] = inbound(engine)
+    assert (row.dedupe_key, row.message_id) == (identify(raw(1)).key, "spool-1@example.org")
