@@ -488,6 +488,8 @@ def _ticket_new(app: App, args: argparse.Namespace) -> int:
         raise UsageError(f"--customer: not an email address: {args.customer!r}")
     if not customer and args.channel != "phone":
         raise UsageError(f"--customer is required for a {args.channel} contact")
+    if customer and app.settings.is_own(customer):
+        raise UsageError(f"--customer: {customer} is maild's own address, never a customer")
     body = _body(args)
     actor = tickets.staff_member(app.settings, args.staff) if args.staff else \
         tickets.OPERATOR

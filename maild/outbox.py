@@ -50,12 +50,13 @@ def queue_mail(
     Without a ticket (a refused staff mail) the template sees no ticket variables, and the mail
     is not part of any correspondence."""
     to_address = deliverable(envelope.to_address.lower()) or ""
-    if not to_address:
+    if not to_address or settings.is_own(to_address):
+        # maild's own addresses never get mail from maild (SPEC §5): it would answer itself.
+        why = "maild's own address" if to_address else "no usable address"
         if ticket is not None:
             assert ticket.id is not None
             session.add(Event(ticket_id=ticket.id, at=now, type="not_sent", actor="maild",
-                              detail=f"{kind}: cannot send to {envelope.to_address!r} "
-                                     "(no usable address)"))
+                              detail=f"{kind}: not sent to {envelope.to_address!r} ({why})"))
         return None
     envelope = replace(envelope, to_address=to_address)
     if auto_reply and auto_replies_last_hour(session, to_address, now) \

@@ -81,6 +81,7 @@ class ParsedMail:
     sender_name: str
     to: tuple[str, ...]
     cc: tuple[str, ...]
+    reply_to: tuple[tuple[str, str], ...]  # (display name, lower-case address) of Reply-To
     in_reply_to: tuple[str, ...]
     references: tuple[str, ...]
     text: str
@@ -130,6 +131,8 @@ def parse_message(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
         sender=sender,
         sender_name=single_line(sender_name),
         to=_addresses(msg, "to"),
+        reply_to=tuple((single_line(name), addr.lower()) for name, addr
+                       in _address_pairs(msg, "reply-to") if _qualified(addr)),
         cc=_addresses(msg, "cc"),
         in_reply_to=tuple(message_ids(header_text(msg, "in-reply-to"))),
         references=tuple(message_ids(header_text(msg, "references"))),

@@ -84,6 +84,16 @@ def staff_name(settings: Settings, email: str | None) -> str:
     return next((s.name for s in settings.staff if s.email.lower() == email.lower()), "")
 
 
+def customer_address(ctx: Context, ticket: Ticket) -> str:
+    """Where mail to the ticket's customer goes (SPEC §5): the Reply-To of the customer's latest
+    message when it has one, else the customer's own address."""
+    latest = ctx.session.exec(select(Message.reply_to).where(
+        Message.ticket_id == ticket.id, Message.direction == Direction.IN,
+        Message.kind == MessageKind.CUSTOMER, Message.sender == ticket.customer)
+        .order_by(col(Message.id).desc()).limit(1)).first()
+    return latest or ticket.customer
+
+
 def language_for(settings: Settings, *texts: str) -> str:
     """`mail.language`, or with "auto": Russian for a customer who wrote in Cyrillic."""
     if settings.mail.language != "auto":
@@ -147,7 +157,7 @@ def acknowledge(
               else f"the sender address {ticket.customer} has no domain to answer to")
         return
     queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket, kind="ack",
-               envelope=Envelope(message_id="", to_address=ticket.customer,
+               envelope=Envelope(message_id="", to_address=customer_address(ctx, ticket),
                                  to_name=ticket.customer_name, in_reply_to=in_reply_to,
                                  references=references, auto_submitted="auto-replied",
                                  html=html),
@@ -180,7 +190,8 @@ def reopen(ctx: Context, ticket: Ticket, sender: str, message: Message, excerpt:
         name = ticket.customer_name if sender == ticket.customer else ""
         queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket,
                    kind="reopened",
-                   envelope=Envelope(message_id="", to_address=sender, to_name=name,
+                   envelope=Envelope(message_id="", to_address=message.reply_to or sender,
+                                     to_name=name,
                                      in_reply_to=message.message_id,
                                      auto_submitted="auto-replied", html=html),
                    context={"customer_name": name, "original_subject": message.subject},
@@ -265,7 +276,7 @@ def answer(
         name = staff_name(ctx.settings, staff)
         queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket,
                    kind="reply",
-                   envelope=Envelope(message_id="", to_address=ticket.customer,
+                   envelope=Envelope(message_id="", to_address=customer_address(ctx, ticket),
                                      to_name=ticket.customer_name,
                                      in_reply_to=references[0] if references else None,
                                      references=references,
@@ -304,7 +315,7 @@ def request_close(ctx: Context, ticket: Ticket, actor: str) -> None:
     last = _last_customer_message(ctx.session, ticket)
     queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket,
                kind="close_request",
-               envelope=Envelope(message_id="", to_address=ticket.customer,
+               envelope=Envelope(message_id="", to_address=customer_address(ctx, ticket),
                                  to_name=ticket.customer_name,
                                  in_reply_to=last.message_id if last else None,
                                  references=(last.message_id,) if last and last.message_id
@@ -314,7 +325,7 @@ def request_close(ctx: Context, ticket: Ticket, actor: str) -> None:
                         "staff_name": staff_name(ctx.settings, actor),
                         "close_after": duration_for_people(ctx.settings.close.close_after,
                                                            ticket.language, long=True)})
-    event(ctx, ticket, "close_requested", actor, f"to {ticket.customer}")
+    event(ctx, ticket, "close_requested", actor, f"to {customer_address(ctx, ticket)}")
     ticket.close_requested_at = ctx.now
     set_status(ctx, ticket, TicketStatus.WAITING, actor, "asked whether it may be closed")
     if actor != SYSTEM:

@@ -9,14 +9,14 @@ out-of-office reply to a closing notice must not restart the work.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlmodel import col, select
 
 from maild import tickets
 from maild.compose import Envelope
 from maild.config import priority_value
-from maild.errors import MaildError
+from maild.errors import MaildError, UnparseableMessage
 from maild.models import (
     Attachment,
     Channel,
@@ -47,16 +47,19 @@ class Applied:
 
 
 def apply_message(ctx: Context, inbound: Inbound, mail: ParsedMail) -> Applied:
-    applied = _apply(ctx, inbound, mail)
+    customers = _from_the_customer(ctx, mail)
+    applied = _apply(ctx, inbound, customers, on_behalf=customers is not mail)
     if applied.ticket is not None and inbound.message_id:
         _note_reused_message_id(ctx, applied.ticket, inbound)
     return applied
 
 
-def _apply(ctx: Context, inbound: Inbound, mail: ParsedMail) -> Applied:
+def _apply(ctx: Context, inbound: Inbound, mail: ParsedMail, *, on_behalf: bool) -> Applied:
     found = resolve(ctx.session, ctx.settings, mail)
     ticket = found.ticket
-    staff = ctx.settings.is_staff(mail.sender) and not mail.automatic
+    # Mail written on someone's behalf (From maild's own address) is never staff mail, whatever
+    # its Reply-To says: a web form must not let a visitor act as staff.
+    staff = ctx.settings.is_staff(mail.sender) and not mail.automatic and not on_behalf
     if staff and verified_staff(ctx.settings, mail):
         return _staff_mail(ctx, inbound, mail, ticket)
     if ticket is not None and ticket.status == TicketStatus.CLOSED \
@@ -74,6 +77,27 @@ def _apply(ctx: Context, inbound: Inbound, mail: ParsedMail) -> Applied:
 
 
 # --- customers --------------------------------------------------------------------------------
+
+
+def _from_the_customer(ctx: Context, mail: ParsedMail) -> ParsedMail:
+    """Who the customer is (SPEC §5): the From address — unless it is one of maild's own (a web
+    form or a forwarding rule writing on a customer's behalf); then the Reply-To, returned as a
+    new ParsedMail from that address. maild's own address never becomes a customer: such a
+    message naming nobody else cannot be threaded."""
+    if not ctx.settings.is_own(mail.sender):
+        return mail
+    for name, address in mail.reply_to:
+        if not ctx.settings.is_own(address):
+            return replace(mail, sender=address, sender_name=name)
+    raise UnparseableMessage(
+        f"From is maild's own address {mail.sender} and no Reply-To names a customer: "
+        "maild would answer itself")
+
+
+def _reply_to(ctx: Context, mail: ParsedMail) -> str:
+    """Where answers to this message go, when it asks for another address than its From."""
+    return next((address for _, address in mail.reply_to
+                 if address != mail.sender and not ctx.settings.is_own(address)), "")
 
 
 def _new_ticket(
@@ -240,7 +264,8 @@ def _store_message(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedM
     message = Message(
         ticket_id=ticket.id, direction=Direction.IN, kind=kind or MessageKind.CUSTOMER,
         sender=mail.sender, recipients=",".join(dict.fromkeys(mail.to + mail.cc)),
-        subject=mail.subject, body=mail.text if body is None else body,
+        reply_to=_reply_to(ctx, mail), subject=mail.subject,
+        body=mail.text if body is None else body,
         message_id=mail.message_id, inbound_id=inbound.id, automatic=mail.automatic,
         created_at=ctx.now)
     ctx.session.add(message)
@@ -253,10 +278,8 @@ def _store_message(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedM
 
 
 def _ours(ctx: Context, address: str) -> bool:
-    address = address.lower()
-    return ctx.settings.is_staff(address) or address in {a.lower() for a in
-                                                         ctx.settings.mail.accept} \
-        or address == ctx.settings.mail.support_address.lower()
+    """Staff or maild itself: never the customer of a forwarded mail."""
+    return ctx.settings.is_staff(address) or ctx.settings.is_own(address)
 
 
 def _thread(mail: ParsedMail) -> tuple[str, ...]:
