@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -62,6 +63,7 @@ from maild.views import (
 )
 
 EX_TEMPFAIL = 75
+INGEST_WAIT_SECONDS = 10.0  # how long `ingest` waits for another worker to thread its message
 log = logging.getLogger("maild")
 
 
@@ -319,6 +321,13 @@ def _ingest(args: argparse.Namespace) -> int:
 def _settle_ingested(app: App, inbound_id: int, *, deliver: bool) -> int:
     try:
         settled = process_inbound(app.engine, app.settings, app.templates, app.clock, inbound_id)
+        deadline = time.monotonic() + INGEST_WAIT_SECONDS
+        while settled.state == InboundState.NEW and time.monotonic() < deadline:
+            # Another worker has it in hand (`maild run` took it from the table first), or it
+            # answers a message still being threaded: its ticket number is a moment away.
+            time.sleep(0.1)
+            settled = process_inbound(app.engine, app.settings, app.templates, app.clock,
+                                      inbound_id)
     except StorageUnavailable as exc:
         print(f"maild: stored as inbound {inbound_id}; threading postponed: {exc}",
               file=sys.stderr)

@@ -9,7 +9,10 @@ bench/README.md).
   thread and one poller thread per `[[imap]]` mailbox. They only ever store mail — into the
   intake spool on SQLite (`maild.ingest.spool`: a file of its own, so a 250 never waits for
   the worker's write lock), straight into `inbound` on PostgreSQL — then wake the worker. The
-  intake also supervises: it restarts a worker that dies.
+  intake also supervises: it restarts a worker that dies, and stops (SIGKILL) and restarts one
+  that has spent longer than `mail.processing_timeout` on one message. The worker counts each
+  attempt before the work (`maild.threading.worker`), so a message that crashes or hangs it
+  is failed after three and never holds up the mail behind it for longer (SPEC §9).
 - The **worker** (a child process) runs the loop in the shape of Mailman's runners: move
   spooled mail into `inbound`, thread a bounded batch of stored mail, deliver a bounded batch of
   due outbox rows, run the due timers (`schedule`), and sleep when a pass did no work until the
@@ -32,6 +35,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 from types import FrameType
@@ -52,7 +56,7 @@ from maild.ingest.spool import Spool, backlog_at
 from maild.models import InboundState, OutboxState
 from maild.sla.duties import run_duties
 from maild.status import SpoolBacklog, status
-from maild.threading import process_pending
+from maild.threading import interrupted, process_pending
 
 log = logging.getLogger("maild.daemon")
 IDLE_SLEEP_SECONDS = 5.0
@@ -66,11 +70,14 @@ _SPAWN = multiprocessing.get_context("spawn")
 
 
 class Shared:
-    """What the intake and the worker share: a wake-up call and a stop flag."""
+    """What the intake and the worker share: a wake-up call, a stop flag, and which inbound
+    message the worker is threading since when (the intake's watch for a hang)."""
 
     def __init__(self) -> None:
         self.wake = _SPAWN.Event()
         self.stop = _SPAWN.Event()
+        self.in_hand = _SPAWN.RawValue("q", 0)          # inbound id; 0: none
+        self.in_hand_since = _SPAWN.RawValue("d", 0.0)  # time.monotonic() when it was taken
 
 
 # --- the intake -------------------------------------------------------------------------------
@@ -84,6 +91,7 @@ class Intake:
         self.listener: SmtpListener | None = None
         self.pollers: list[ImapPoller] = []
         self.worker: Any = None
+        self.worker_started = 0.0
         self.spool: Spool | None = None
 
     def store(self, raw: bytes, source: str, envelope_from: str | None = None) -> Accepted:
@@ -121,24 +129,64 @@ class Intake:
                  settings.outbound.transport)
 
     def start_worker(self) -> None:
+        self.shared.in_hand.value = 0
         self.worker = _SPAWN.Process(
             target=worker_main, name="maild-worker",
             args=(self.app.settings.path, self.shared, os.getpid(),
                   logging.getLogger().level))
         self.worker.start()
+        self.worker_started = time.monotonic()
 
     def supervise(self) -> None:
-        """Wait for a stop request; restart the worker whenever it dies on its own."""
+        """Wait for a stop request; restart the worker whenever it dies on its own, and stop
+        and restart it when one message holds it longer than `mail.processing_timeout`."""
         backoff = 1.0
         while not self.stop.wait(0.5):
             if self.worker.is_alive():
+                if self.hung():
+                    self.stop_hung_worker()
+                    self.start_worker()  # at once: the message's attempts are counted
+                elif time.monotonic() - self.worker_started > WORKER_RESTART_MAX_SECONDS:
+                    backoff = 1.0  # it has run fine for a while: a new crash starts afresh
                 continue
-            log.error("worker exited with status %s; restarting it in %.0f s",
-                      self.worker.exitcode, backoff)
+            self.worker_died()
+            log.error("worker exited with %s; restarting it in %.0f s",
+                      _exit_status(self.worker.exitcode), backoff)
             if self.stop.wait(backoff):
                 break
             backoff = min(backoff * 2, WORKER_RESTART_MAX_SECONDS)
             self.start_worker()
+
+    def hung(self) -> bool:
+        since = self.shared.in_hand_since.value
+        limit = self.app.settings.mail.processing_timeout.total_seconds()
+        return bool(self.shared.in_hand.value) and time.monotonic() - since > limit
+
+    def stop_hung_worker(self) -> None:
+        """SIGKILL, not SIGTERM: a worker stuck inside one message does not get to the point
+        where it would look at a stop request."""
+        inbound_id = self.shared.in_hand.value
+        limit = f"{self.app.settings.mail.processing_timeout.total_seconds():g}s"
+        log.error("worker has been threading inbound %s for longer than "
+                  "mail.processing_timeout (%s): stopping it", inbound_id, limit)
+        self.worker.kill()
+        self.worker.join()
+        self.record_interruption(inbound_id, f"threading took longer than "
+                                 f"mail.processing_timeout ({limit})")
+
+    def worker_died(self) -> None:
+        inbound_id = self.shared.in_hand.value
+        if inbound_id:
+            self.record_interruption(inbound_id, "the worker died while threading it ("
+                                     f"{_exit_status(self.worker.exitcode)})")
+
+    def record_interruption(self, inbound_id: int, what: str) -> None:
+        self.shared.in_hand.value = 0
+        try:
+            interrupted(self.app.engine, inbound_id, what)
+        except StorageUnavailable as exc:  # the attempt is counted: only the reason is lost
+            log.warning("inbound %s: could not record why threading stopped: %s",
+                        inbound_id, exc)
 
     def shutdown(self) -> None:
         self.stop.set()
@@ -234,7 +282,7 @@ class Worker:
                 moved = self.spool.move_into(self.app.engine, BATCH) if self.spool else 0
                 settled = process_pending(self.app.engine, self.app.settings,
                                           self.app.templates, self.app.clock, BATCH,
-                                          should_stop=self.stopping)
+                                          should_stop=self.stopping, in_hand=self.in_hand)
                 report = deliverer.deliver_due(self.app.clock, limit=BATCH,
                                                should_stop=self.stopping)
                 if started:
@@ -256,6 +304,11 @@ class Worker:
             if not progressed and not report:
                 self.shared.wake.wait(IDLE_SLEEP_SECONDS if not settled else 0.05)
 
+    def in_hand(self, inbound_id: int | None) -> None:
+        """Tell the intake which message this worker is threading, and since when."""
+        self.shared.in_hand_since.value = time.monotonic()
+        self.shared.in_hand.value = inbound_id or 0
+
     def log_stats(self) -> None:
         """The queue sizes, and what `maild status` says needs attention, as warnings: the
         journal of a daemon nobody watches still says what is wrong, every 10 minutes."""
@@ -271,6 +324,15 @@ class Worker:
 
 def _nonzero(counts: dict[str, Any], states: Iterable[str]) -> str:
     return ", ".join(f"{state} {counts[state]}" for state in states if counts[state]) or "empty"
+
+
+def _exit_status(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
 
 
 def _die_with_parent() -> None:

@@ -169,6 +169,14 @@ def schema_problem(engine: Engine) -> str | None:
     return None
 
 
+def lock(statement: _Query, engine: Engine) -> _Query:
+    """Lock rows this worker has claimed already, waiting for any short transaction that holds
+    them (a claim with SKIP LOCKED would pass them by)."""
+    if is_sqlite(engine):
+        return statement  # BEGIN IMMEDIATE already serialises writers
+    return statement.with_for_update()
+
+
 def upgrade_schema(engine: Engine) -> None:
     """Create or upgrade the schema to the newest Alembic revision (idempotent)."""
     from alembic import command

@@ -202,7 +202,9 @@ class Inbound(SQLModel, table=True):
     size: int = 0
     state: str = Field(default=InboundState.NEW, index=True)
     reason: str = ""
-    attempts: int = 0
+    attempts: int = 0      # times threading was started: counted before the work (SPEC §9)
+    claimed_at: datetime | None = _utc(default=None)  # a worker threading it now (maild.claims)
+    claimed_by: str = ""
     ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
     processed_at: datetime | None = _utc(default=None)
 

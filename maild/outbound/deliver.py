@@ -14,8 +14,6 @@ claiming process ran on this host and is gone (`kill -9`, then a restart).
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, bindparam, insert, update
 from sqlmodel import col, select
 
+from maild.claims import held_elsewhere, this_worker
 from maild.clock import Clock
 from maild.config import OutboundSettings
 from maild.db import claim, core_transaction, transaction
@@ -60,7 +59,7 @@ class Deliverer:
         self.transport = transport
         self.settings = settings
         self.outage: str | None = None  # set while the transport cannot connect
-        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = this_worker()
 
     def deliver_due(
         self,
@@ -100,7 +99,7 @@ class Deliverer:
         with transaction(self.engine) as session:
             sending = select(Outbox).where(Outbox.state == OutboxState.SENDING)
             for row in session.exec(claim(sending, self.engine)):
-                if self._orphaned(row, now):
+                if not held_elsewhere(row.claimed_by, row.claimed_at, now, CLAIM_LEASE):
                     log.warning("outbox %s message-id=<%s>: taking back the claim of %s",
                                 row.id, row.message_id, row.claimed_by or "a lost worker")
                     row.state = OutboxState.PENDING
@@ -115,14 +114,6 @@ class Deliverer:
                 row.claimed_at = now
                 row.claimed_by = self.worker
             return rows
-
-    def _orphaned(self, row: Outbox, now: datetime) -> bool:
-        if row.claimed_at is None or row.claimed_at < now - CLAIM_LEASE:
-            return True
-        host, _, pid = row.claimed_by.rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit() or row.claimed_by == self.worker:
-            return False
-        return not _alive(int(pid))
 
     def _release(self, rows: list[Outbox]) -> None:
         with transaction(self.engine) as session:
@@ -212,13 +203,3 @@ def requeue(engine: Engine, outbox_ids: list[int] | None, now: datetime,
             row.created_at = now  # the lifetime restarts (outbox rows are queue entries)
             row.next_attempt_at = now
         return [row.id for row in rows if row.id is not None]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -1,4 +1,4 @@
-"""dedupe by Message-ID and content; inbound.message_id; message.reply_to
+"""dedupe by Message-ID and content; inbound.message_id and claims; message.reply_to
 
 Revision ID: 0004
 Revises: 0003
@@ -31,6 +31,9 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('message_id', sqlmodel.sql.sqltypes.AutoString(),
                                       nullable=False, server_default=''))
         batch_op.create_index(batch_op.f('ix_inbound_message_id'), ['message_id'], unique=False)
+        batch_op.add_column(sa.Column('claimed_at', maild.models.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column('claimed_by', sqlmodel.sql.sqltypes.AutoString(),
+                                      nullable=False, server_default=''))
     with op.batch_alter_table('message', schema=None) as batch_op:
         batch_op.add_column(sa.Column('reply_to', sqlmodel.sql.sqltypes.AutoString(),
                                       nullable=False, server_default=''))
@@ -59,5 +62,7 @@ def downgrade() -> None:
     with op.batch_alter_table('message', schema=None) as batch_op:
         batch_op.drop_column('reply_to')
     with op.batch_alter_table('inbound', schema=None) as batch_op:
+        batch_op.drop_column('claimed_by')
+        batch_op.drop_column('claimed_at')
         batch_op.drop_index(batch_op.f('ix_inbound_message_id'))
         batch_op.drop_column('message_id')

@@ -1,0 +1,43 @@
+"""Who holds a row: the claims of workers on `inbound` and `outbox` rows, written once.
+
+A worker that takes a row to work on it marks it with `claimed_by` ("host:pid.thread") and
+`claimed_at`, in a short transaction, so no two workers — threads of one daemon, several daemons
+on PostgreSQL, a `maild ingest` beside `maild run` — work on the same row. A claim stays valid
+for a lease; a claim whose lease has run out, or whose process ran on this host and is gone
+(`kill -9`, a crash, then a restart), is stale and may be taken over.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from datetime import datetime, timedelta
+
+
+def this_worker() -> str:
+    """This thread of this process as a claim names it: `host:pid.thread`."""
+    return f"{socket.gethostname()}:{os.getpid()}.{threading.get_native_id()}"
+
+
+def held_elsewhere(claimed_by: str, claimed_at: datetime | None, now: datetime,
+                   lease: timedelta) -> bool:
+    """True while another live process holds the claim: taking the row now would work on it
+    twice. False for no claim, our own, one past its lease, or one of a process that is gone."""
+    if claimed_at is None or claimed_by == this_worker() or claimed_at < now - lease:
+        return False
+    host, _, worker = claimed_by.rpartition(":")
+    pid = worker.partition(".")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return True  # another machine's worker, or one that did not say: only the lease tells
+    return _alive(int(pid))  # another thread of a live process holds it too
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, as another user
+    return True
