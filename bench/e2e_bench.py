@@ -184,6 +184,8 @@ def maild(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     (root / "maild.toml").write_text(CONFIG.format(root=root, port=port))
     outbox = root / "outbox" / "new"
     log = open(root / "maild.log", "wb")  # noqa: SIM115
+    subprocess.run([sys.executable, "-m", "maild", "--config", str(root / "maild.toml"),
+                    "init"], check=True, stdout=log, stderr=log, cwd=REPO)
     server = subprocess.Popen([sys.executable, "-m", "maild", "--config",
                                str(root / "maild.toml"), "run"], stdout=log, stderr=log,
                               cwd=REPO)

@@ -57,6 +57,14 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def real_clock_environment() -> dict[str, str]:
+    """The environment without libfaketime: a suite run under `faketime` (to prove maild does
+    not depend on today's date) moves maild's clock, not that of the servers it talks to —
+    Dovecot's processes under libfaketime fail their logins (../shared/TESTING.md §5)."""
+    return {name: value for name, value in os.environ.items()
+            if name != "LD_PRELOAD" and not name.startswith("FAKETIME")}
+
+
 def make_certificate(folder: Path) -> tuple[Path, Path]:
     cert, key = folder / "tls.crt", folder / "tls.key"
     subprocess.run(
@@ -129,7 +137,7 @@ service lmtp {{
     def start(self) -> None:
         self.process = subprocess.Popen(
             [DOVECOT, "-F", "-c", str(self.dir / "dovecot.conf")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=real_clock_environment())
         for port in (self.imap_port, self.imaps_port, self.lmtp_port):
             wait_port(port)
 
