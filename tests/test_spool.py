@@ -59,7 +59,7 @@ def inbound(engine: Engine) -> list[Inbound]:
 
 
 def raw(n: int) -> bytes:
-    return bytes(mail(subject=f"Problem {n}", message_id=f"<spool-{n}@example.org>"))
+    return bytes(mail(subject=f"Problem {n}", message_id=f"<spool-{n}@example.org>", date=WHEN))
 
 
 def test_the_spool_is_a_file_beside_the_database(database: Path, intake: Spool) -> None:
