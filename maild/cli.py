@@ -33,14 +33,12 @@ from maild.db import init as init_database
 from maild.db import schema_problem, storage_errors, transaction
 from maild.errors import ConfigError, MaildError, NotFound, StorageUnavailable, UsageError
 from maild.ingest import accept
-from maild.ingest.spool import backlog_at
+from maild.ingest.spool import SpoolBacklog, backlog_at
 from maild.models import (
+    Actor,
     Channel,
-    Direction,
     Inbound,
     InboundState,
-    Message,
-    MessageKind,
     Outbox,
     OutboxState,
     Queue,
@@ -51,9 +49,8 @@ from maild.sla.duties import run_duties
 from maild.sla.report import render_text as render_sla_report
 from maild.sla.report import sla_report
 from maild.sla.state import ticket_sla
-from maild.status import SpoolBacklog, status
+from maild.status import status
 from maild.threading import process_inbound, process_pending, retry_failed
-from maild.threading.numbers import next_number
 from maild.views import (
     inbound_summary,
     outbox_summary,
@@ -497,23 +494,14 @@ def _ticket_new(app: App, args: argparse.Namespace) -> int:
         raise UsageError(f"--customer: not an email address: {args.customer!r}")
     if not customer and args.channel != "phone":
         raise UsageError(f"--customer is required for a {args.channel} contact")
-    if customer and app.settings.is_own(customer):
-        raise UsageError(f"--customer: {customer} is maild's own address, never a customer")
     body = _body(args)
     actor = tickets.staff_member(app.settings, args.staff) if args.staff else \
-        tickets.OPERATOR
+        Actor.OPERATOR
     with _operation(app) as ctx:
-        ticket = tickets.open_ticket(
-            ctx, number=next_number(ctx.session, ctx.now, app.settings.sla.zone),
-            customer=customer, customer_name=args.name, subject=args.subject,
-            channel=Channel(args.channel), actor=actor, priority=args.priority,
-            queue=args.queue, language=tickets.language_for(app.settings, args.subject, body))
-        assert ticket.id is not None
-        ctx.session.add(Message(ticket_id=ticket.id, direction=Direction.IN,
-                                kind=MessageKind.CUSTOMER, sender=customer,
-                                subject=ticket.subject, body=body, created_at=ctx.now))
-        tickets.acknowledge(ctx, ticket)
-        number = ticket.number
+        number = tickets.open_contact(
+            ctx, channel=Channel(args.channel), customer=customer, customer_name=args.name,
+            subject=args.subject, body=body, actor=actor, priority=args.priority,
+            queue=args.queue).number
     _deliver_owed(app)
     print(number)
     return 0
@@ -575,7 +563,7 @@ def _operation(app: App) -> Iterator[tickets.Context]:
 def _actor(app: App, staff: str | None) -> str:
     """Who acts: the named staff member, else the operator at the command line — a person,
     so the act ends the ticket's unattended period like any staff action (SPEC §8)."""
-    return tickets.staff_member(app.settings, staff) if staff else tickets.OPERATOR
+    return tickets.staff_member(app.settings, staff) if staff else Actor.OPERATOR
 
 
 def _body(args: argparse.Namespace) -> str:

@@ -9,11 +9,13 @@ and every name taken from customer text pass through `single_line` before reachi
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from email.charset import QP, Charset
+from email.encoders import encode_base64
 from email.header import Header
 from email.message import Message
+from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.policy import compat32
 from email.utils import format_datetime, formataddr
@@ -24,6 +26,7 @@ import jinja2
 
 from maild.config import Settings
 from maild.headers import MAX_SUBJECT, bracketed, single_line
+from maild.mailkinds import TEMPLATES
 
 _UTF8_8BIT = Charset("utf-8")
 _UTF8_8BIT.body_encoding = 0  # neither QP nor base64, so 8bit: compact for Cyrillic
@@ -33,10 +36,8 @@ _SMTP_COMPAT32 = compat32.clone(linesep="\r\n")
 _ASCII_PRINTABLE = "".join(chr(c) for c in range(32, 127))
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data (SPEC §2)
 MAX_REFERENCES = 20
-# Every template maild renders, one per kind of mail, in each language of `LANGUAGES`.
-TEMPLATE_KINDS = ("ack", "assigned", "close_request", "escalation", "reopened",
-                  "reopened_owner", "reply", "staff_error", "staff_refused")
-LANGUAGES = ("en", "ru")
+LANGUAGES = ("en", "ru")  # every template exists in each
+INCLUDES = ("_attachments",)  # pieces the templates include
 
 
 @dataclass(frozen=True)
@@ -46,18 +47,29 @@ class Rendered:
 
 
 @dataclass(frozen=True)
+class OutgoingFile:
+    """An attachment of an outgoing message."""
+
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Envelope:
     """Everything about one outgoing message except its text."""
 
     message_id: str
     to_address: str
     to_name: str = ""
+    cc: tuple[str, ...] = ()      # shown in Cc (each copy of the message has its own row)
     in_reply_to: str | None = None
     references: tuple[str, ...] = ()
     auto_submitted: str | None = None
     ticket_number: str | None = None
     from_name: str | None = None  # display name; the support name when None
     html: bool = False            # add an HTML alternative (the customer wrote HTML)
+    attachments: tuple[OutgoingFile, ...] = ()
 
 
 class Templates:
@@ -73,13 +85,14 @@ class Templates:
             autoescape=False,  # plain text; an HTML part, when there is one, escapes itself
             keep_trailing_newline=True,
         )
+        self.env.filters["size"] = size_for_people
 
     def problems(self, languages: tuple[str, ...]) -> list[str]:
         """What is missing or broken in the set (for `check-config`): one line each."""
         found = []
         for language in languages:
-            for kind in TEMPLATE_KINDS:
-                name = f"{language}/{kind}.txt"
+            for template in (*TEMPLATES, *INCLUDES):
+                name = f"{language}/{template}.txt"
                 try:
                     source = self.env.loader.get_source(self.env, name)[0]  # type: ignore[union-attr]
                     self.env.parse(source)
@@ -89,7 +102,7 @@ class Templates:
                 except jinja2.TemplateSyntaxError as exc:
                     found.append(f"{name} line {exc.lineno}: {exc.message}")
                     continue
-                if not source.startswith("Subject:"):
+                if template in TEMPLATES and not source.startswith("Subject:"):
                     found.append(f"{name} must start with 'Subject: ...'")
         return found
 
@@ -100,6 +113,15 @@ class Templates:
             raise ValueError(f"template {language}/{kind}.txt must start with 'Subject: ...'")
         subject = single_line(head.removeprefix("Subject:"), limit=MAX_SUBJECT)
         return Rendered(subject=subject, body=body.strip("\n") + "\n")
+
+
+def size_for_people(size: int) -> str:
+    """`532 bytes`, `14 KB`, `2.5 MB`: the size of a file as people read it."""
+    if size < 1024:
+        return f"{size} bytes"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size / (1024 * 1024):.1f} MB".replace(".0 MB", " MB")
 
 
 def build_message(
@@ -115,6 +137,12 @@ def build_message(
         alternative.attach(msg)
         alternative.attach(_text_part(_as_html(rendered.body), "html"))
         msg = alternative
+    if envelope.attachments:
+        mixed = MIMEMultipart("mixed")
+        mixed.attach(msg)
+        for attachment in envelope.attachments:
+            mixed.attach(_file_part(attachment))
+        msg = mixed
     from_name = settings.mail.support_name if envelope.from_name is None else envelope.from_name
     headers = [
         ("From", _address(from_name, settings.mail.support_address)),
@@ -123,6 +151,8 @@ def build_message(
         ("Date", format_datetime(now)),
         ("Message-ID", bracketed(envelope.message_id)),
     ]
+    if envelope.cc:
+        headers.append(("Cc", ", ".join(_address("", a) for a in envelope.cc)))
     if envelope.in_reply_to and _header_safe(envelope.in_reply_to):
         headers.append(("In-Reply-To", bracketed(envelope.in_reply_to)))
     references = [r for r in envelope.references if _header_safe(r)][-MAX_REFERENCES:]
@@ -148,6 +178,22 @@ def _text_part(text: str, subtype: str = "plain") -> Message:
     part.set_payload(text, _UTF8_QP if long_lines else _UTF8_8BIT)
     if subtype != "plain":
         part.set_type(f"text/{subtype}")
+    return part
+
+
+def _file_part(attachment: OutgoingFile) -> Message:
+    """An attachment in base64; a file name outside ASCII in RFC 2231 form (`filename*=`),
+    which every current mail client reads, plus the RFC 2047 form older Outlooks look for."""
+    maintype, _, subtype = attachment.content_type.partition("/")
+    part = MIMEBase(maintype or "application", subtype or "octet-stream")
+    part.set_payload(attachment.data)
+    encode_base64(part)
+    name = single_line(attachment.filename).replace("/", "_").replace("\\", "_") or "attachment"
+    if name.isascii():
+        part.add_header("Content-Disposition", "attachment", filename=name)
+    else:
+        part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", name))
+        part.set_param("name", Header(name, "utf-8").encode())
     return part
 
 

@@ -176,6 +176,12 @@ def _email_list(raw: Any) -> tuple[str, ...]:
     return tuple(_email(item) for item in raw)
 
 
+def _addresses(raw: Any) -> tuple[str, ...]:
+    if not isinstance(raw, list):
+        raise ValueError("must be a list of email addresses")
+    return tuple(_email(item).lower() for item in raw)
+
+
 def _subject_tag(raw: Any) -> str:
     tag = _string(raw)
     if not tag.strip() or any(c in tag for c in "[]#\r\n") or len(tag) > 40:
@@ -265,6 +271,7 @@ class MailSettings:
     language: str = key("en", choices=LANGUAGES)
     templates_dir: str = key("", path=True)
     max_message_bytes: int = key(26_214_400, minimum=1)
+    max_attachment_bytes: int = key(10_485_760)  # attachments one mail of maild's carries
     auto_reply_limit_per_hour: int = key(5)
     processing_timeout: timedelta = key(timedelta(minutes=2), convert=_duration)
     staff_auth: str = key("from", choices=("from", "authentication-results"))
@@ -336,6 +343,7 @@ class OutboundSettings:
 @dataclass(frozen=True)
 class QueueSettings:
     name: str = key("", convert=_line, required=True)
+    staff: tuple[str, ...] = key((), convert=_addresses)  # new-ticket notices; () = all staff
 
 
 @dataclass(frozen=True)
@@ -349,6 +357,13 @@ class TicketSettings:
     default_queue: str = key("")  # "" = the first of [[queues]]
     default_priority: str = key("normal", convert=_priority)
     reopen_closed: bool = key(True)
+    cc_participants: bool = key(True)  # To/Cc of the customer's mail join the ticket
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    new_ticket: bool = key(True)   # staff notice of every new ticket (SPEC §6)
+    follow_up: bool = key(True)    # staff notice of every customer message on a ticket
 
 
 @dataclass(frozen=True)
@@ -395,6 +410,7 @@ class Settings:
     queues: tuple[QueueSettings, ...]
     tickets: TicketSettings
     staff: tuple[StaffSettings, ...]
+    notify: NotifySettings
     sla: SlaSettings
     close: CloseSettings
 
@@ -404,9 +420,14 @@ class Settings:
     def is_own(self, address: str) -> bool:
         return address.lower() in self.mail.own_addresses
 
+    def queue_staff(self, queue: str) -> tuple[StaffSettings, ...]:
+        """Who is told of a new ticket in `queue`: its `staff`, or every staff member."""
+        listed = next((q.staff for q in self.queues if q.name.lower() == queue.lower()), ())
+        return tuple(s for s in self.staff if s.email.lower() in listed) or self.staff
+
 
 _SECTIONS = ("database", "mail", "smtp", "imap", "outbound", "queues", "tickets", "staff",
-             "sla", "close")
+             "notify", "sla", "close")
 DEFAULT_QUEUES = ("General questions", "Compatibility problems", "Development questions")
 
 
@@ -472,10 +493,12 @@ class _Reader:
             queues=queues,
             tickets=self.tickets(raw.get("tickets", {}), queues),
             staff=self.staff(raw.get("staff", [])),
+            notify=self.section(raw.get("notify", {}), "notify", NotifySettings),
             sla=self.sla(raw.get("sla", {})),
             close=self.section(raw.get("close", {}), "close", CloseSettings),
         )
         self.check_mail(settings.mail)
+        self.check_queue_staff(settings)
         return settings
 
     # --- one table into one dataclass ------------------------------------------------------
@@ -567,6 +590,12 @@ class _Reader:
         if mail.staff_auth == "authentication-results" and not mail.authserv_id:
             self.problem("mail.authserv_id", "staff_auth = \"authentication-results\" needs the "
                          "authserv-id your MTA writes in Authentication-Results")
+
+    def check_queue_staff(self, settings: Settings) -> None:
+        for i, queue in enumerate(settings.queues):
+            for address in queue.staff:
+                if not settings.is_staff(address):
+                    self.problem(f"queues[{i}].staff", f"{address} is not one of [[staff]]")
 
     def smtp(self, table: Any) -> SmtpSettings:
         smtp = self.section(table, "smtp", SmtpSettings)

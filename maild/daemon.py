@@ -52,10 +52,10 @@ from maild.errors import StorageUnavailable
 from maild.ingest import Accepted, accept
 from maild.ingest.imap import ImapPoller
 from maild.ingest.smtp import SmtpListener, StoringHandler
-from maild.ingest.spool import Spool, backlog_at
+from maild.ingest.spool import Spool, SpoolBacklog, backlog_at
 from maild.models import InboundState, OutboxState
 from maild.sla.duties import run_duties
-from maild.status import SpoolBacklog, status
+from maild.status import status
 from maild.threading import interrupted, process_pending
 
 log = logging.getLogger("maild.daemon")

@@ -140,7 +140,7 @@ def claim(statement: _Query, engine: Engine) -> _Query:
     return statement.with_for_update(skip_locked=True)
 
 
-SCHEMA_REVISION = "0004"
+SCHEMA_REVISION = "0005"
 """The Alembic revision this maild works with (tests/test_schema.py checks it is the head)."""
 
 

@@ -4,6 +4,7 @@ The stages meet here and nowhere else:
 
 - `inbound`  raw bytes of every message received, exactly as received (state new|done|failed);
 - `ticket`, `message`, `attachment`, `event`  the tickets and their whole correspondence;
+- `participant`  the addresses a ticket's answers go to in Cc;
 - `outbox`   every message maild owes somebody, rendered and with its Message-ID, written in the
              same transaction as the ticket change that owes it (state pending|sending|sent|
              deferred|dead);
@@ -91,6 +92,46 @@ class Channel(StrEnum):
     WEB = "web"
 
 
+class EventType(StrEnum):
+    """Every kind of entry in a ticket's history (`event.type`)."""
+
+    CREATED = "created"
+    MESSAGE_RECEIVED = "message_received"
+    CLAIMED_TICKET = "claimed_ticket"              # a stranger named this ticket's number
+    FOLLOWS_CLOSED = "follows_closed"              # new ticket for a closed one (no reopening)
+    FORWARDED = "forwarded"                        # opened from a staff member's forward
+    MESSAGE_ID_REUSED = "message_id_reused"
+    NO_ACKNOWLEDGEMENT = "no_acknowledgement"
+    NO_NOTICE = "no_notice"                        # staff not told (automatic mail, switched off)
+    NOT_REOPENED = "not_reopened"                  # automatic mail on a closed ticket
+    REOPENED = "reopened"
+    STATUS = "status"
+    ASSIGNED = "assigned"
+    QUEUE = "queue"
+    PRIORITY = "priority"
+    ANSWERED = "answered"
+    NOTE = "note"
+    CC_ADDED = "cc_added"
+    CC_REMOVED = "cc_removed"
+    CLOSE_REQUESTED = "close_requested"
+    ESCALATED = "escalated"
+    BREACHED = "breached"
+    COMMANDS_REFUSED = "commands_refused"
+    ATTACHMENTS_REFUSED = "attachments_refused"
+    STAFF_UNVERIFIED = "staff_unverified"
+    NOT_SENT = "not_sent"
+    AUTO_REPLY_SUPPRESSED = "auto_reply_suppressed"
+    DELIVERY_FAILED = "delivery_failed"
+    DELIVERY_RETRIED = "delivery_retried"
+
+
+class Actor(StrEnum):
+    """Who acted, when it was not a person (a person is their address)."""
+
+    SYSTEM = "maild"        # what maild does by itself: timers, notices, delivery
+    OPERATOR = "operator"   # a command run without --staff
+
+
 class Queue(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(unique=True)
@@ -162,10 +203,25 @@ class Message(SQLModel, table=True):
     body: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     message_id: str | None = Field(default=None, index=True)  # without angle brackets
     reply_to: str = ""    # an inbound message's Reply-To address, where answers go (SPEC §5)
+    html: bool = False    # the sender wrote HTML: answers to them get an HTML alternative
     inbound_id: int | None = Field(default=None, foreign_key="inbound.id")
     outbox_id: int | None = Field(default=None, foreign_key="outbox.id")
     automatic: bool = False
     created_at: datetime = _utc()
+
+
+class Participant(SQLModel, table=True):
+    """An address in Cc of a ticket (SPEC §4 `tickets.cc_participants`): it gets the staff
+    answers in Cc, and its mail threads as a participant's. `#uncc` makes it inactive."""
+
+    __table_args__ = (UniqueConstraint("ticket_id", "address"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    address: str          # lower-case
+    active: bool = True
+    added_by: str = ""    # the customer whose mail named it, or the staff member
+    added_at: datetime = _utc()
 
 
 class Attachment(SQLModel, table=True):
@@ -184,9 +240,16 @@ class Event(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     ticket_id: int = Field(foreign_key="ticket.id", index=True)
     at: datetime = _utc()
-    type: str
-    actor: str = ""
+    type: str             # an EventType
+    actor: str = ""       # an address, or an Actor
     detail: str = ""
+
+    @classmethod
+    def of(cls, ticket_id: int, at: datetime, type_: EventType, actor: str,
+           detail: str) -> Event:
+        """The one way an event is made: a known type, the detail cut to a sane length."""
+        return cls(ticket_id=ticket_id, at=at, type=EventType(type_), actor=str(actor),
+                   detail=detail[:2000])
 
 
 class Inbound(SQLModel, table=True):
@@ -254,11 +317,13 @@ class TicketCounter(SQLModel, table=True):
 
 
 __all__ = [
+    "Actor",
     "Attachment",
     "Channel",
     "Direction",
     "Duty",
     "Event",
+    "EventType",
     "ImapCursor",
     "Inbound",
     "InboundState",
@@ -266,6 +331,7 @@ __all__ = [
     "MessageKind",
     "Outbox",
     "OutboxState",
+    "Participant",
     "Queue",
     "Staff",
     "StatusChange",

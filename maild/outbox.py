@@ -1,25 +1,40 @@
 """The transactional outbox: the only way any stage owes somebody a mail.
 
-`queue_mail` renders the template, makes the Message-ID, and adds the `outbox` row plus the
-outgoing `message` row to the caller's session, so the mail is owed if and only if the ticket
-change that owes it commits. It also enforces the hourly cap on automatic replies to any one
-address (SPEC §6), so two autoresponders can never loop through maild.
+`queue_mail` takes a kind of mail (`maild.mailkinds`), renders its template, makes the
+Message-ID and the headers the kind prescribes, and adds the `outbox` rows (one per recipient)
+plus the outgoing `message` row to the caller's session, so the mail is owed if and only if
+the ticket change that owes it commits. It also refuses what maild must never send: mail to its
+own addresses, and automatic replies past the hourly cap of any one address (SPEC §6), so two
+autoresponders can never loop through maild.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from maild.compose import Envelope, Templates, build_message
+from maild import mailkinds
+from maild.compose import Envelope, OutgoingFile, Templates, build_message
 from maild.config import Settings
 from maild.headers import deliverable, make_message_id
-from maild.models import Direction, Event, Message, MessageKind, Outbox, OutboxState, Ticket
+from maild.mailkinds import MailKind
+from maild.models import (
+    Actor,
+    Direction,
+    Event,
+    EventType,
+    Message,
+    Outbox,
+    OutboxState,
+    Ticket,
+)
 from maild.subject import format_tag, tagged_subject
+
+_INTERNAL_KINDS = [kind.name for kind in mailkinds.ALL if kind.internal]
 
 
 def auto_replies_last_hour(session: Session, address: str, now: datetime) -> int:
@@ -36,64 +51,116 @@ def queue_mail(
     settings: Settings,
     templates: Templates,
     now: datetime,
+    kind: MailKind,
     *,
     ticket: Ticket | None,
-    kind: str,
-    envelope: Envelope,
+    to: str,
+    to_name: str = "",
+    cc: Sequence[str] = (),
     context: dict[str, Any],
-    auto_reply: bool = False,
-    message_kind: MessageKind = MessageKind.SYSTEM,
+    in_reply_to: str | None = None,
+    references: Sequence[str] = (),
+    html: bool = False,
+    from_name: str | None = None,
+    attachments: Sequence[OutgoingFile] = (),
 ) -> Outbox | None:
-    """Owe `envelope.to_address` the `kind` mail about `ticket`; None when the cap forbids it
-    or the address cannot be sent to (recorded on the ticket).
+    """Owe `to` — and each of `cc`, a copy of its own that shows them in Cc — the `kind` mail
+    about `ticket`: headers from the kind's row of `maild.mailkinds`, the thread of the ticket
+    for staff mail, the hourly cap for capped kinds. Returns the row of the mail to `to`; None
+    when it could not be owed (no usable address, maild's own, the cap), which is recorded on
+    the ticket.
 
     Without a ticket (a refused staff mail) the template sees no ticket variables, and the mail
     is not part of any correspondence."""
-    to_address = deliverable(envelope.to_address.lower()) or ""
-    if not to_address or settings.is_own(to_address):
-        # maild's own addresses never get mail from maild (SPEC §5): it would answer itself.
-        why = "maild's own address" if to_address else "no usable address"
-        if ticket is not None:
-            assert ticket.id is not None
-            session.add(Event(ticket_id=ticket.id, at=now, type="not_sent", actor="maild",
-                              detail=f"{kind}: not sent to {envelope.to_address!r} ({why})"))
+    wanted = [to, *(a for a in cc if a.lower() != to.lower())]
+    usable = [a for a in (_usable(session, settings, now, kind, ticket, a) for a in wanted) if a]
+    if not usable:
         return None
-    envelope = replace(envelope, to_address=to_address)
-    if auto_reply and auto_replies_last_hour(session, to_address, now) \
-            >= settings.mail.auto_reply_limit_per_hour:
-        if ticket is not None:
-            assert ticket.id is not None
-            session.add(Event(ticket_id=ticket.id, at=now, type="auto_reply_suppressed",
-                              actor="maild",
-                              detail=f"{kind} to {to_address}: hourly cap of "
-                                     f"{settings.mail.auto_reply_limit_per_hour} reached"))
-        return None
-    if not envelope.message_id:
-        envelope = replace(envelope, message_id=make_message_id(settings.mail.domain))
+    addressee = usable[0] if usable[0] == _normal(to) else None
+    if kind.internal and ticket is not None:
+        in_reply_to, references = _staff_thread(session, settings, ticket, usable[0],
+                                                in_reply_to, references)
     variables: dict[str, Any] = {"support_address": settings.mail.support_address}
     language = settings.mail.language if settings.mail.language != "auto" else "en"
     if ticket is not None:
-        envelope = replace(envelope, ticket_number=ticket.number)
-        tag_text = settings.mail.subject_tag
         language = ticket.language
         variables.update({
             "ticket": ticket, "number": ticket.number,
-            "tag": format_tag(tag_text, ticket.number),
-            "subject": tagged_subject(tag_text, ticket.number, ticket.subject)})
-    rendered = templates.render(kind, language, {**variables, **context})
-    raw = build_message(settings, rendered, envelope, now)
-    row = Outbox(ticket_id=ticket.id if ticket else None, kind=kind,
-                 mail_from=settings.mail.support_address, rcpt_to=to_address,
-                 message_id=envelope.message_id, raw=raw, auto_reply=auto_reply,
-                 state=OutboxState.PENDING, created_at=now, next_attempt_at=now)
-    session.add(row)
+            "tag": format_tag(settings.mail.subject_tag, ticket.number),
+            "subject": tagged_subject(settings.mail.subject_tag, ticket.number, ticket.subject)})
+    rendered = templates.render(kind.template_name, language, {**variables, **context})
+    shown_cc = tuple(a for a in usable if a != _normal(to))
+    rows = []
+    for recipient in usable:
+        envelope = Envelope(
+            message_id=make_message_id(settings.mail.domain), to_address=_normal(to),
+            to_name=to_name, cc=shown_cc, in_reply_to=in_reply_to, references=tuple(references),
+            auto_submitted=kind.auto_submitted, ticket_number=ticket.number if ticket else None,
+            from_name=from_name, html=html, attachments=tuple(attachments))
+        row = Outbox(ticket_id=ticket.id if ticket else None, kind=kind.name,
+                     mail_from=settings.mail.support_address, rcpt_to=recipient,
+                     message_id=envelope.message_id,
+                     raw=build_message(settings, rendered, envelope, now), auto_reply=kind.capped,
+                     state=OutboxState.PENDING, created_at=now, next_attempt_at=now)
+        session.add(row)
+        rows.append(row)
     session.flush()
-    if ticket is None:
-        return row
+    if ticket is not None:
+        assert ticket.id is not None
+        first = rows[0]
+        session.add(Message(ticket_id=ticket.id, direction=Direction.OUT, kind=kind.filed_as,
+                            sender=settings.mail.support_address,
+                            recipients=",".join(usable), subject=rendered.subject,
+                            body=rendered.body, message_id=first.message_id, outbox_id=first.id,
+                            automatic=kind.auto_submitted is not None, created_at=now))
+    return rows[0] if addressee else None
+
+
+def _normal(address: str) -> str:
+    return deliverable(address.lower()) or address.lower()
+
+
+def _usable(session: Session, settings: Settings, now: datetime, kind: MailKind,
+            ticket: Ticket | None, address: str) -> str | None:
+    """The address as it can be sent to, or None — recorded on the ticket — when it cannot:
+    none at all, maild's own (it would answer itself, SPEC §5), or capped (SPEC §6)."""
+    usable = deliverable(address.lower()) or ""
+    why = ""
+    if not usable:
+        why = "no usable address"
+    elif settings.is_own(usable):
+        why = "maild's own address"
+    elif kind.capped and auto_replies_last_hour(session, usable, now) \
+            >= settings.mail.auto_reply_limit_per_hour:
+        if ticket is not None:
+            session.add(Event.of(_id(ticket), now, EventType.AUTO_REPLY_SUPPRESSED, Actor.SYSTEM,
+                                 f"{kind.name} to {usable}: hourly cap of "
+                                 f"{settings.mail.auto_reply_limit_per_hour} reached"))
+        return None
+    if why:
+        if ticket is not None:
+            session.add(Event.of(_id(ticket), now, EventType.NOT_SENT, Actor.SYSTEM,
+                                 f"{kind.name}: not sent to {address!r} ({why})"))
+        return None
+    return usable
+
+
+def _staff_thread(session: Session, settings: Settings, ticket: Ticket, recipient: str,
+                  answering: str | None, references: Sequence[str]
+                  ) -> tuple[str, tuple[str, ...]]:
+    """In-Reply-To and References of internal mail about a ticket: every one names the ticket's
+    staff thread, and follows the previous one this staff member got about it (or answers the
+    staff member's own mail, for a refusal), so a mail client shows the ticket as one
+    conversation."""
+    root = f"maild.ticket.{ticket.number}@{settings.mail.domain}"
+    previous = session.exec(select(Outbox.message_id).where(
+        Outbox.ticket_id == ticket.id, Outbox.rcpt_to == recipient,
+        col(Outbox.kind).in_(_INTERNAL_KINDS))
+        .order_by(col(Outbox.id).desc()).limit(1)).first()
+    thread = tuple(dict.fromkeys(m for m in (root, previous, *references) if m))
+    return answering or previous or root, thread
+
+
+def _id(ticket: Ticket) -> int:
     assert ticket.id is not None
-    session.add(Message(ticket_id=ticket.id, direction=Direction.OUT, kind=message_kind,
-                        sender=settings.mail.support_address, recipients=to_address,
-                        subject=rendered.subject, body=rendered.body,
-                        message_id=envelope.message_id, outbox_id=row.id,
-                        automatic=envelope.auto_submitted is not None, created_at=now))
-    return row
+    return ticket.id

@@ -71,6 +71,7 @@ class Attachment:
     filename: str
     content_type: str
     size: int
+    data: bytes = field(default=b"", repr=False)  # the decoded content
 
 
 @dataclass(frozen=True)
@@ -571,10 +572,10 @@ def _bodies(msg: Message, defects: list[str]) -> tuple[str, str, list[Attachment
                                                 and not _is_multipart(part))
         if disposition == "attachment" or (filename and ctype not in ("text/plain", "text/html")) \
                 or not textual:
-            payload = _payload(part)
+            payload = _payload(part) or b""
             attachments.append(Attachment(
                 filename=single_line(filename or "unnamed"), content_type=ctype,
-                size=len(payload) if payload is not None else 0))
+                size=len(payload), data=payload))
             continue
         body = _decoded_text(part, defects)
         if ctype == "text/html":
@@ -682,9 +683,10 @@ def _uuencoded(text: str) -> tuple[str, list[Attachment]]:
         if not all(_UU_LINE.fullmatch(line.rstrip("\r")) for line in lines if line.strip()):
             continue  # prose that happens to start with "begin 644", not a uuencoded file
         filename = single_line(match.group(1)) or "unnamed"
-        size = sum(len(_uu_line(line)) for line in lines)
+        data = b"".join(_uu_line(line) for line in lines)
         content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        files.append(Attachment(filename=filename, content_type=content_type, size=size))
+        files.append(Attachment(filename=filename, content_type=content_type, size=len(data),
+                                data=data))
         kept.append(text[pos:match.start()])
         pos = end.end()
     kept.append(text[pos:])

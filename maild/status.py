@@ -16,9 +16,8 @@ operators, so the instants in them are in `sla.timezone`, to the minute (SPEC §
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -34,13 +33,18 @@ from maild.models import (
 )
 
 STUCK_AFTER = timedelta(minutes=5)
+
+
+class Backlog(Protocol):
+    """What waits in the intake spool (`maild.ingest.spool.backlog_at` tells)."""
+
+    @property
+    def waiting(self) -> int: ...
+
+    @property
+    def oldest(self) -> datetime | None: ...
+
 RECENT = timedelta(hours=24)
-
-
-@dataclass(frozen=True)
-class SpoolBacklog:
-    waiting: int = 0
-    oldest: datetime | None = None
 
 
 def counts(session: Session, column: Any) -> dict[str, int]:
@@ -49,7 +53,7 @@ def counts(session: Session, column: Any) -> dict[str, int]:
             session.exec(select(column, func.count()).group_by(column)).all()}
 
 
-def status(session: Session, now: datetime, spool: SpoolBacklog,
+def status(session: Session, now: datetime, spool: Backlog,
            zone: tzinfo) -> dict[str, Any]:
     inbound = counts(session, Inbound.state)
     outbox = counts(session, Outbox.state)

@@ -1,5 +1,5 @@
-"""What can happen to a ticket, each in one place: open, receive, reopen, assign, move, set
-priority, answer, note, ask to close, close.
+"""What can happen to a ticket, each in one place: open, receive, reopen, notify, assign, move,
+set priority, answer, note, Cc, ask to close, close.
 
 Every operation runs inside the caller's transaction (`Context.session`) and leaves the same
 traces: the ticket's fields, an `event` (who, when, what), a `status_change` row when the status
@@ -7,39 +7,57 @@ moves, and `outbox` rows for the mail it owes — so the CLI, staff mail (thread
 timers (sla) change tickets in exactly the same way. It also keeps the SLA bookkeeping of
 SPEC §8: `unattended_since` starts with the ticket or a customer message and ends when staff
 act; `next_due_at` is set to "now" so the timer looks at the ticket again.
+
+The lifecycle (the statuses of SPEC §3; every arrow is `set_status`, a `status` event)::
+
+    open_ticket ──▶ new ──── assign ────▶ open ──── answer, request_close ────▶ waiting
+                     │                    ▲  ▲                                    │
+                     │                    │  └──────── customer_wrote ───────────┘
+                     │                    │            (back to `new` if it has no owner)
+                     └──────── answer (the answerer becomes owner) ──────────────▶ waiting
+    new, open, waiting ──── close (staff; or auto-close after the close request) ──▶ closed
+    closed ──── reopen (a customer's message) ──▶ open, or new when it has no owner
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
+from maild import mailkinds
 from maild.clock import duration_for_people
-from maild.compose import Envelope, Templates
+from maild.compose import OutgoingFile, Templates
 from maild.config import Settings, priority_name, priority_value
 from maild.errors import NotFound, UsageError
 from maild.headers import MAX_SUBJECT, single_line
+from maild.mailkinds import MailKind
 from maild.models import (
+    Actor,
     Channel,
     Direction,
     Event,
+    EventType,
     Message,
     MessageKind,
+    Outbox,
+    Participant,
     Queue,
     StatusChange,
     Ticket,
     TicketStatus,
 )
+from maild.numbers import next_number
 from maild.outbox import queue_mail
 
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
-SYSTEM = "maild"          # the actor of what maild does by itself (timers, notices)
-OPERATOR = "operator"     # the actor of a command run without --staff
 # `ticket.next_due_at` of a ticket no timer duty will ever concern (closed).
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
+_CUSTOMER_KINDS = [kind.name for kind in mailkinds.ALL if not kind.internal]
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,15 @@ class Context:
     settings: Settings
     templates: Templates
     now: datetime
+
+
+@dataclass(frozen=True)
+class Contact:
+    """What a customer said, as a notice shows it to staff: the new text (quoted history
+    removed) and the files they sent."""
+
+    text: str
+    attachments: Sequence[OutgoingFile] = ()
 
 
 # --- looking things up ------------------------------------------------------------------------
@@ -87,11 +114,15 @@ def staff_name(settings: Settings, email: str | None) -> str:
 def customer_address(ctx: Context, ticket: Ticket) -> str:
     """Where mail to the ticket's customer goes (SPEC §5): the Reply-To of the customer's latest
     message when it has one, else the customer's own address."""
-    latest = ctx.session.exec(select(Message.reply_to).where(
-        Message.ticket_id == ticket.id, Message.direction == Direction.IN,
-        Message.kind == MessageKind.CUSTOMER, Message.sender == ticket.customer)
-        .order_by(col(Message.id).desc()).limit(1)).first()
-    return latest or ticket.customer
+    latest = _latest_from_customer(ctx.session, ticket)
+    return (latest.reply_to if latest else "") or ticket.customer
+
+
+def cc_of(session: Session, ticket: Ticket) -> list[str]:
+    """The ticket's active Cc participants, in the order they joined."""
+    return list(session.exec(select(Participant.address).where(
+        Participant.ticket_id == ticket.id, col(Participant.active).is_(True))
+        .order_by(col(Participant.id))))
 
 
 def language_for(settings: Settings, *texts: str) -> str:
@@ -101,13 +132,17 @@ def language_for(settings: Settings, *texts: str) -> str:
     return "ru" if any(_CYRILLIC.search(t or "") for t in texts) else "en"
 
 
+def reachable(ticket: Ticket) -> bool:
+    """The customer has an address mail can go to (a phone contact may have none)."""
+    return bool(ticket.customer) and not ticket.customer.endswith("@invalid")
+
+
 # --- opening ----------------------------------------------------------------------------------
 
 
 def open_ticket(
     ctx: Context,
     *,
-    number: str,
     customer: str,
     customer_name: str,
     subject: str,
@@ -117,12 +152,12 @@ def open_ticket(
     queue: str | None = None,
     language: str = "en",
 ) -> Ticket:
-    """A new ticket in its queue (status `new`, unattended from now)."""
+    """A new ticket with the next number, in its queue (status `new`, unattended from now)."""
     settings, session = ctx.settings, ctx.session
     target = queue_named(session, queue or settings.tickets.default_queue)
     assert target.id is not None
     ticket = Ticket(
-        number=number,
+        number=next_number(session, ctx.now, settings.sla.zone),
         subject=single_line(subject, limit=MAX_SUBJECT) or "(no subject)",
         status=TicketStatus.NEW,
         priority=priority_value(priority or settings.tickets.default_priority),
@@ -141,29 +176,102 @@ def open_ticket(
     session.flush()
     assert ticket.id is not None
     session.add(StatusChange(ticket_id=ticket.id, at=ctx.now, status=TicketStatus.NEW))
-    event(ctx, ticket, "created", actor, f"by {channel}, queue {target.name!r}, "
+    event(ctx, ticket, EventType.CREATED, actor, f"by {channel}, queue {target.name!r}, "
           f"priority {priority_name(ticket.priority)}")
     return ticket
 
 
-def acknowledge(
-    ctx: Context, ticket: Ticket, *, in_reply_to: str | None = None,
-    references: tuple[str, ...] = (), html: bool = False, original_subject: str = "",
-) -> None:
-    """The acknowledgement of SPEC §6; recorded, not an error, when there is nobody to send to."""
-    if not ticket.customer or ticket.customer.endswith("@invalid"):
-        event(ctx, ticket, "no_acknowledgement", SYSTEM,
+def open_contact(
+    ctx: Context, *, channel: Channel, customer: str, customer_name: str, subject: str,
+    body: str, actor: str, priority: str | None = None, queue: str | None = None,
+) -> Ticket:
+    """A contact that did not come by mail (`maild ticket new`: phone, a web form handled by
+    hand): its ticket, the contact as its first message, the acknowledgement and the staff
+    notice — as for a mail."""
+    if customer and ctx.settings.is_own(customer):
+        raise UsageError(f"{customer} is maild's own address, never a customer")
+    ticket = open_ticket(ctx, customer=customer, customer_name=customer_name, subject=subject,
+                         channel=channel, actor=actor, priority=priority, queue=queue,
+                         language=language_for(ctx.settings, subject, body))
+    assert ticket.id is not None
+    message = Message(ticket_id=ticket.id, direction=Direction.IN, kind=MessageKind.CUSTOMER,
+                      sender=customer.lower(), subject=ticket.subject, body=body,
+                      created_at=ctx.now)
+    ctx.session.add(message)
+    ctx.session.flush()
+    acknowledge(ctx, ticket)
+    notify_staff(ctx, ticket, message, Contact(body))
+    return ticket
+
+
+def acknowledge(ctx: Context, ticket: Ticket, message: Message | None = None, *,
+                original_subject: str = "") -> None:
+    """The acknowledgement of SPEC §6, answering `message` (the customer's mail, if it came by
+    mail); recorded, not an error, when there is nobody to send to."""
+    if not reachable(ticket):
+        event(ctx, ticket, EventType.NO_ACKNOWLEDGEMENT, Actor.SYSTEM,
               "the customer has no email address" if not ticket.customer
               else f"the sender address {ticket.customer} has no domain to answer to")
         return
-    queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket, kind="ack",
-               envelope=Envelope(message_id="", to_address=customer_address(ctx, ticket),
-                                 to_name=ticket.customer_name, in_reply_to=in_reply_to,
-                                 references=references, auto_submitted="auto-replied",
-                                 html=html),
+    in_reply_to, references = _customer_thread(ctx, ticket, message)
+    queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.ACK, ticket=ticket,
+               to=customer_address(ctx, ticket), to_name=ticket.customer_name,
+               in_reply_to=in_reply_to, references=references,
+               html=bool(message and message.html),
                context={"customer_name": ticket.customer_name,
-                        "original_subject": original_subject or ticket.subject},
-               auto_reply=True)
+                        "original_subject": original_subject or ticket.subject})
+
+
+# --- telling staff ----------------------------------------------------------------------------
+
+
+def notify_staff(ctx: Context, ticket: Ticket, message: Message, contact: Contact, *,
+                 new: bool = True) -> None:
+    """The staff notice of a customer's message (SPEC §6): of a new ticket to every staff
+    member (or its queue's `staff`); of a follow-up to the owner, or as for a new ticket when
+    there is none. A reply to a notice answers the customer (SPEC §7)."""
+    switched_on = ctx.settings.notify.new_ticket if new else ctx.settings.notify.follow_up
+    if not switched_on:
+        return
+    if new or not ticket.owner:
+        recipients = [(m.email.lower(), m.name)
+                      for m in ctx.settings.queue_staff(_queue_name(ctx, ticket))]
+    else:
+        recipients = [(ticket.owner, staff_name(ctx.settings, ticket.owner))]
+    _notice(ctx, ticket, message, contact, mailkinds.NEW_TICKET if new else mailkinds.FOLLOW_UP,
+            recipients)
+
+
+def _notice(ctx: Context, ticket: Ticket, message: Message, contact: Contact, kind: MailKind,
+            recipients: Sequence[tuple[str, str]], **extra: object) -> None:
+    files, left_out = _within_limit(ctx, contact.attachments)
+    listed = [{"filename": f.filename, "size": len(f.data), "attached": True} for f in files] \
+        + [{"filename": f.filename, "size": len(f.data), "attached": False} for f in left_out]
+    for address, name in recipients:
+        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, kind, ticket=ticket,
+                   to=address, to_name=name, attachments=files,
+                   context={"staff_name": name, "sender": message.sender,
+                            "customer_name": ticket.customer_name,
+                            "priority": priority_name(ticket.priority),
+                            "queue": _queue_name(ctx, ticket), "owner": ticket.owner or "",
+                            "text": contact.text, "attachments": listed,
+                            "limit": ctx.settings.mail.max_attachment_bytes, **extra})
+
+
+def _within_limit(ctx: Context, files: Sequence[OutgoingFile]
+                  ) -> tuple[list[OutgoingFile], list[OutgoingFile]]:
+    """The files one mail of maild's may carry (`mail.max_attachment_bytes` in all), and the
+    rest, which the notice only names."""
+    kept: list[OutgoingFile] = []
+    left_out: list[OutgoingFile] = []
+    total = 0
+    for file in files:
+        if total + len(file.data) <= ctx.settings.mail.max_attachment_bytes:
+            kept.append(file)
+            total += len(file.data)
+        else:
+            left_out.append(file)
+    return kept, left_out
 
 
 # --- the customer writes ----------------------------------------------------------------------
@@ -178,32 +286,47 @@ def customer_wrote(ctx: Context, ticket: Ticket, sender: str) -> None:
     _start_unattended(ctx, ticket)
 
 
-def reopen(ctx: Context, ticket: Ticket, sender: str, message: Message, excerpt: str,
-           *, notify_sender: bool, html: bool = False) -> None:
-    """A message on a closed ticket: reopened, the customer and the owner told (SPEC §5)."""
+def reopen(ctx: Context, ticket: Ticket, sender: str, message: Message, contact: Contact,
+           *, notify_sender: bool) -> None:
+    """A message on a closed ticket: reopened, the customer and the owner told (SPEC §5; with
+    no owner, staff are told as of any follow-up)."""
     set_status(ctx, ticket, _working_status(ticket), sender, "reopened by a new message")
-    event(ctx, ticket, "reopened", sender, f"message {message.message_id or message.id}")
+    event(ctx, ticket, EventType.REOPENED, sender, f"message {message.message_id or message.id}")
     ticket.close_requested_at = None
     ticket.unattended_since = None
     _start_unattended(ctx, ticket)
     if notify_sender:
         name = ticket.customer_name if sender == ticket.customer else ""
-        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket,
-                   kind="reopened",
-                   envelope=Envelope(message_id="", to_address=message.reply_to or sender,
-                                     to_name=name,
-                                     in_reply_to=message.message_id,
-                                     auto_submitted="auto-replied", html=html),
-                   context={"customer_name": name, "original_subject": message.subject},
-                   auto_reply=True)
+        in_reply_to, references = _customer_thread(ctx, ticket, message)
+        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.REOPENED,
+                   ticket=ticket, to=message.reply_to or sender, to_name=name,
+                   in_reply_to=in_reply_to, references=references, html=message.html,
+                   context={"customer_name": name, "original_subject": message.subject})
     if ticket.owner:
-        owner_name = staff_name(ctx.settings, ticket.owner)
-        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket,
-                   kind="reopened_owner",
-                   envelope=Envelope(message_id="", to_address=ticket.owner, to_name=owner_name,
-                                     in_reply_to=message.message_id,
-                                     auto_submitted="auto-generated"),
-                   context={"owner_name": owner_name, "sender": sender, "excerpt": excerpt})
+        _notice(ctx, ticket, message, contact, mailkinds.REOPENED_OWNER,
+                [(ticket.owner, staff_name(ctx.settings, ticket.owner))],
+                owner_name=staff_name(ctx.settings, ticket.owner))
+    else:
+        notify_staff(ctx, ticket, message, contact, new=False)
+
+
+def join_cc(ctx: Context, ticket: Ticket, addresses: Sequence[str], actor: str) -> list[str]:
+    """Addresses in To/Cc of a customer's mail join the ticket's Cc (SPEC §4
+    `tickets.cc_participants`) — never maild's own, staff, or the customer; returns those new."""
+    if not ctx.settings.tickets.cc_participants:
+        return []
+    joined = []
+    for address in dict.fromkeys(a.lower() for a in addresses):
+        if address == ticket.customer or ctx.settings.is_own(address) \
+                or ctx.settings.is_staff(address):
+            continue
+        if _participant(ctx, ticket, address) is None:
+            assert ticket.id is not None
+            ctx.session.add(Participant(ticket_id=ticket.id, address=address, added_by=actor,
+                                        added_at=ctx.now))
+            event(ctx, ticket, EventType.CC_ADDED, actor, f"{address} (in the customer's mail)")
+            joined.append(address)
+    return joined
 
 
 # --- staff act --------------------------------------------------------------------------------
@@ -216,17 +339,15 @@ def assign(ctx: Context, ticket: Ticket, owner: str, actor: str, *,
     owner = staff_member(ctx.settings, owner)
     if ticket.owner == owner:
         return
-    event(ctx, ticket, "assigned", actor, f"owner {ticket.owner or '-'} -> {owner}")
+    event(ctx, ticket, EventType.ASSIGNED, actor, f"owner {ticket.owner or '-'} -> {owner}")
     ticket.owner = owner
     if ticket.status == TicketStatus.NEW:
         set_status(ctx, ticket, TicketStatus.OPEN, actor, "assigned")
     attended(ctx, ticket, actor)
     if notify or (notify is None and owner != actor.lower()):
         name = staff_name(ctx.settings, owner)
-        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket,
-                   kind="assigned",
-                   envelope=Envelope(message_id="", to_address=owner, to_name=name,
-                                     auto_submitted="auto-generated"),
+        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.ASSIGNED,
+                   ticket=ticket, to=owner, to_name=name,
                    context={"owner_name": name, "assigned_by": actor,
                             "queue": _queue_name(ctx, ticket),
                             "priority": priority_name(ticket.priority),
@@ -237,7 +358,8 @@ def move(ctx: Context, ticket: Ticket, queue: str, actor: str) -> None:
     target = queue_named(ctx.session, queue)
     if target.id == ticket.queue_id:
         return
-    event(ctx, ticket, "queue", actor, f"{_queue_name(ctx, ticket)!r} -> {target.name!r}")
+    event(ctx, ticket, EventType.QUEUE, actor,
+          f"{_queue_name(ctx, ticket)!r} -> {target.name!r}")
     assert target.id is not None
     ticket.queue_id = target.id
     attended(ctx, ticket, actor)
@@ -250,7 +372,7 @@ def prioritise(ctx: Context, ticket: Ticket, priority: str, actor: str) -> None:
         raise UsageError(str(exc)) from None
     if value == ticket.priority:
         return
-    event(ctx, ticket, "priority", actor,
+    event(ctx, ticket, EventType.PRIORITY, actor,
           f"{priority_name(ticket.priority)} -> {priority_name(value)}")
     ticket.priority = value
     attended(ctx, ticket, actor)
@@ -258,36 +380,37 @@ def prioritise(ctx: Context, ticket: Ticket, priority: str, actor: str) -> None:
 
 def answer(
     ctx: Context, ticket: Ticket, staff: str, text: str, *,
-    message: Message | None = None, html: bool = False,
+    message: Message | None = None, attachments: Sequence[OutgoingFile] = (),
 ) -> None:
-    """The staff answer of SPEC §6/§7: relayed to the customer from the support address, with
-    the staff member's name; status `waiting`; the sender becomes owner when there is none.
+    """The staff answer of SPEC §6/§7: relayed to the customer (and the ticket's Cc
+    participants) from the support address, with the staff member's name and attachments, and
+    an HTML alternative when the customer writes HTML; status `waiting`; the sender becomes
+    owner when there is none.
 
     `message` is the staff member's own stored mail, when the answer came by mail."""
     staff = staff_member(ctx.settings, staff)
     if message is None:
         message = _store_text(ctx, ticket, MessageKind.STAFF, staff, text)
-    if not ticket.owner:
-        event(ctx, ticket, "assigned", staff, f"owner - -> {staff} (answered)")
-        ticket.owner = staff
-    if ticket.customer and not ticket.customer.endswith("@invalid"):
-        last = _last_customer_message(ctx.session, ticket)
-        references = tuple(m for m in (last.message_id if last else None,) if m)
-        name = staff_name(ctx.settings, staff)
-        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket,
-                   kind="reply",
-                   envelope=Envelope(message_id="", to_address=customer_address(ctx, ticket),
-                                     to_name=ticket.customer_name,
-                                     in_reply_to=references[0] if references else None,
-                                     references=references,
-                                     from_name=f"{name} ({ctx.settings.mail.support_name})"
-                                     if name else None, html=html),
-                   context={"staff_name": name, "body": text,
-                            "customer_name": ticket.customer_name},
-                   message_kind=MessageKind.STAFF)
     else:
-        event(ctx, ticket, "not_sent", staff, "the customer has no email address")
-    event(ctx, ticket, "answered", staff, f"message {message.id}")
+        message.kind = MessageKind.STAFF
+    if not ticket.owner:
+        event(ctx, ticket, EventType.ASSIGNED, staff, f"owner - -> {staff} (answered)")
+        ticket.owner = staff
+    if reachable(ticket):
+        latest = _latest_from_customer(ctx.session, ticket)
+        in_reply_to, references = _customer_thread(ctx, ticket, latest)
+        name = staff_name(ctx.settings, staff)
+        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.ANSWER,
+                   ticket=ticket, to=customer_address(ctx, ticket), to_name=ticket.customer_name,
+                   cc=cc_of(ctx.session, ticket), in_reply_to=in_reply_to,
+                   references=references, html=bool(latest and latest.html),
+                   from_name=f"{name} ({ctx.settings.mail.support_name})" if name else None,
+                   attachments=attachments,
+                   context={"staff_name": name, "body": text,
+                            "customer_name": ticket.customer_name})
+    else:
+        event(ctx, ticket, EventType.NOT_SENT, staff, "the customer has no email address")
+    event(ctx, ticket, EventType.ANSWERED, staff, f"message {message.id}")
     ticket.answered_at = ctx.now  # the customer's silence is counted from here
     set_status(ctx, ticket, TicketStatus.WAITING, staff, "staff answered")
     attended(ctx, ticket, staff)
@@ -301,34 +424,62 @@ def note(ctx: Context, ticket: Ticket, staff: str, text: str,
         message = _store_text(ctx, ticket, MessageKind.NOTE, staff, text)
     else:
         message.kind = MessageKind.NOTE
-    event(ctx, ticket, "note", staff, f"message {message.id}")
+    event(ctx, ticket, EventType.NOTE, staff, f"message {message.id}")
     attended(ctx, ticket, staff)
     return message
+
+
+def add_cc(ctx: Context, ticket: Ticket, address: str, actor: str) -> None:
+    """`#cc ADDRESS`: the address gets the answers in Cc from now on."""
+    address = address.strip().lower()
+    if ctx.settings.is_own(address) or ctx.settings.is_staff(address) \
+            or address == ticket.customer:
+        raise UsageError(f"{address} is maild's own, a staff member or the customer: "
+                         "not a Cc participant")
+    found = _participant(ctx, ticket, address)
+    if found is not None and found.active:
+        return
+    if found is None:
+        assert ticket.id is not None
+        ctx.session.add(Participant(ticket_id=ticket.id, address=address, added_by=actor,
+                                    added_at=ctx.now))
+    else:
+        found.active = True
+    event(ctx, ticket, EventType.CC_ADDED, actor, address)
+    attended(ctx, ticket, actor)
+
+
+def remove_cc(ctx: Context, ticket: Ticket, address: str, actor: str) -> None:
+    """`#uncc ADDRESS`: no more answers in Cc to that address."""
+    found = _participant(ctx, ticket, address.strip().lower())
+    if found is None or not found.active:
+        raise UsageError(f"{address} is not in Cc of ticket {ticket.number}")
+    found.active = False
+    event(ctx, ticket, EventType.CC_REMOVED, actor, found.address)
+    attended(ctx, ticket, actor)
 
 
 def request_close(ctx: Context, ticket: Ticket, actor: str) -> None:
     """Ask the customer "may we close this ticket?"; the ticket waits for the answer."""
     if ticket.status == TicketStatus.CLOSED:
         raise UsageError(f"ticket {ticket.number} is closed")
-    if not ticket.customer or ticket.customer.endswith("@invalid"):
+    if not reachable(ticket):
         raise UsageError(f"ticket {ticket.number} has no customer address to ask")
-    last = _last_customer_message(ctx.session, ticket)
-    queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket,
-               kind="close_request",
-               envelope=Envelope(message_id="", to_address=customer_address(ctx, ticket),
-                                 to_name=ticket.customer_name,
-                                 in_reply_to=last.message_id if last else None,
-                                 references=(last.message_id,) if last and last.message_id
-                                 else (), auto_submitted="auto-generated"
-                                 if actor == SYSTEM else None),
+    latest = _latest_from_customer(ctx.session, ticket)
+    in_reply_to, references = _customer_thread(ctx, ticket, latest)
+    kind = mailkinds.CLOSE_REQUEST_AUTO if actor == Actor.SYSTEM else mailkinds.CLOSE_REQUEST
+    to = customer_address(ctx, ticket)
+    queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, kind, ticket=ticket,
+               to=to, to_name=ticket.customer_name, in_reply_to=in_reply_to,
+               references=references, html=bool(latest and latest.html),
                context={"customer_name": ticket.customer_name,
                         "staff_name": staff_name(ctx.settings, actor),
                         "close_after": duration_for_people(ctx.settings.close.close_after,
                                                            ticket.language, long=True)})
-    event(ctx, ticket, "close_requested", actor, f"to {customer_address(ctx, ticket)}")
+    event(ctx, ticket, EventType.CLOSE_REQUESTED, actor, f"to {to}")
     ticket.close_requested_at = ctx.now
     set_status(ctx, ticket, TicketStatus.WAITING, actor, "asked whether it may be closed")
-    if actor != SYSTEM:
+    if actor != Actor.SYSTEM:
         attended(ctx, ticket, actor)
 
 
@@ -348,7 +499,7 @@ def set_status(ctx: Context, ticket: Ticket, status: TicketStatus, actor: str, w
     if ticket.status == status:
         return
     assert ticket.id is not None
-    event(ctx, ticket, "status", actor, f"{ticket.status} -> {status}: {why}")
+    event(ctx, ticket, EventType.STATUS, actor, f"{ticket.status} -> {status}: {why}")
     ticket.status = status
     ticket.status_since = ctx.now
     ticket.updated_at = ctx.now
@@ -358,16 +509,15 @@ def set_status(ctx: Context, ticket: Ticket, status: TicketStatus, actor: str, w
 
 def attended(ctx: Context, ticket: Ticket, actor: str) -> None:
     """A staff member acted: the unattended period (SPEC §8) ends."""
-    if actor != SYSTEM:
+    if actor != Actor.SYSTEM:
         ticket.unattended_since = None
         ticket.next_due_at = ctx.now
     ticket.updated_at = ctx.now
 
 
-def event(ctx: Context, ticket: Ticket, type_: str, actor: str, detail: str) -> None:
+def event(ctx: Context, ticket: Ticket, type_: EventType, actor: str, detail: str) -> None:
     assert ticket.id is not None
-    ctx.session.add(Event(ticket_id=ticket.id, at=ctx.now, type=type_, actor=actor,
-                          detail=detail[:2000]))
+    ctx.session.add(Event.of(ticket.id, ctx.now, type_, actor, detail))
 
 
 def first_customer_text(session: Session, ticket: Ticket, limit: int = 1000) -> str:
@@ -376,6 +526,31 @@ def first_customer_text(session: Session, ticket: Ticket, limit: int = 1000) -> 
         .order_by(col(Message.id))).first()
     text = first.body if first else ""
     return text if len(text) <= limit else text[:limit].rstrip() + "\n[…]"
+
+
+def _customer_thread(ctx: Context, ticket: Ticket, answering: Message | None
+                     ) -> tuple[str | None, tuple[str, ...]]:
+    """In-Reply-To and References of mail to the customer: the message it answers, after the
+    Message-IDs of the customer's conversation so far (their mail and maild's to them), so
+    their mail client keeps it in one thread."""
+    ids = ctx.session.exec(
+        select(Message.message_id).join(Outbox, col(Message.outbox_id) == col(Outbox.id),
+                                        isouter=True)
+        .where(Message.ticket_id == ticket.id, col(Message.message_id).is_not(None),
+               or_(and_(col(Message.direction) == Direction.IN,
+                        col(Message.kind) == MessageKind.CUSTOMER),
+                   col(Outbox.kind).in_(_CUSTOMER_KINDS)))
+        .order_by(col(Message.id)))
+    thread = [mid for mid in ids if mid]
+    in_reply_to = answering.message_id if answering is not None else None
+    if in_reply_to:
+        thread = [mid for mid in thread if mid != in_reply_to] + [in_reply_to]
+    return in_reply_to, tuple(thread)
+
+
+def _participant(ctx: Context, ticket: Ticket, address: str) -> Participant | None:
+    return ctx.session.exec(select(Participant).where(
+        Participant.ticket_id == ticket.id, Participant.address == address)).first()
 
 
 def _start_unattended(ctx: Context, ticket: Ticket) -> None:
@@ -398,10 +573,11 @@ def _store_text(ctx: Context, ticket: Ticket, kind: MessageKind, staff: str,
     return message
 
 
-def _last_customer_message(session: Session, ticket: Ticket) -> Message | None:
+def _latest_from_customer(session: Session, ticket: Ticket) -> Message | None:
     return session.exec(select(Message).where(
         Message.ticket_id == ticket.id, Message.direction == Direction.IN,
-        Message.kind == MessageKind.CUSTOMER).order_by(col(Message.id).desc())).first()
+        Message.kind == MessageKind.CUSTOMER, Message.sender == ticket.customer)
+        .order_by(col(Message.id).desc())).first()
 
 
 def _queue_name(ctx: Context, ticket: Ticket) -> str:

@@ -8,7 +8,7 @@ from sqlmodel import Session, col, select
 
 from maild.clock import iso
 from maild.config import priority_name
-from maild.models import Attachment, Event, Inbound, Message, Outbox, Queue, Ticket
+from maild.models import Attachment, Event, Inbound, Message, Outbox, Participant, Queue, Ticket
 
 
 def ticket_summary(ticket: Ticket, queue_names: dict[int, str],
@@ -51,6 +51,9 @@ def ticket_detail(session: Session, ticket: Ticket, sla: dict[str, Any]) -> dict
         "automatic": m.automatic,
         "attachments": attachments.get(m.id or 0, []),
     } for m in messages]
+    data["cc"] = list(session.exec(select(Participant.address).where(
+        Participant.ticket_id == ticket.id, col(Participant.active).is_(True))
+        .order_by(col(Participant.id))))
     data["events"] = [{"at": iso(e.at), "type": e.type, "actor": e.actor, "detail": e.detail}
                       for e in session.exec(select(Event).where(Event.ticket_id == ticket.id)
                                             .order_by(col(Event.id)))]

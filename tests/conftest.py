@@ -45,6 +45,10 @@ smtp_port = {smtp_port}
 [tickets]
 reopen_closed = {reopen}
 
+[notify]
+new_ticket = {notify}
+follow_up = {notify}
+
 [[staff]]
 email = "alice@example.com"
 name = "Alice"
@@ -72,6 +76,7 @@ class Helpdesk:
     """One maild installation in a temporary folder.
 
     Options fill the config: e.g. `language="auto"`, `cap=2` (automatic replies per hour),
+    `notify="true"` (staff notices, off here so that a test counts the mail it is about),
     `transport="smtp", smtp_port=sink.port` (outgoing mail to an SMTP server instead of the
     outbox Maildir), `url="postgresql+psycopg://..."` (another database than the SQLite file
     under `root`)."""
@@ -81,6 +86,7 @@ class Helpdesk:
         self.capsys = capsys
         self.config = root / "maild.toml"
         values = {"root": root, "tag": "Ticket", "language": "en", "cap": 5, "reopen": "true",
+                  "notify": "false",
                   "busy": "5s", "templates": "", "transport": "maildir", "smtp_port": 25,
                   "url": f"sqlite:///{root}/var/maild.db"}
         values.update(options)

@@ -41,6 +41,18 @@ def test_the_kernel_imports_no_stage() -> None:
                 f"{path.name} imports {module}"
 
 
+FACE = ("maild.cli", "maild.daemon", "maild.app", "maild.status", "maild.views",
+        "maild.preflight")
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_no_stage_imports_the_face(stage: str) -> None:
+    """The arrows run from the commands down to the stages, never back up."""
+    for path in (PACKAGE / stage).rglob("*.py"):
+        for module in _imports(path):
+            assert not module.startswith(FACE), f"{path.relative_to(PACKAGE)} imports {module}"
+
+
 def test_only_models_defines_tables() -> None:
     for path in PACKAGE.rglob("*.py"):
         if path.name != "models.py" and "migrations" not in path.parts:

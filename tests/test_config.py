@@ -30,7 +30,8 @@ def test_every_settings_key_appears_in_the_example_config() -> None:
     sections = {"database": config.DatabaseSettings, "mail": config.MailSettings,
                 "smtp": config.SmtpSettings, "outbound": config.OutboundSettings,
                 "tickets": config.TicketSettings, "sla": config.SlaSettings,
-                "close": config.CloseSettings}
+                "close": config.CloseSettings, "notify": config.NotifySettings,
+                "queues": config.QueueSettings}
     for section, obj in sections.items():
         for name in obj.__dataclass_fields__:
             if name not in ("priorities",):

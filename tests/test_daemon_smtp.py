@@ -50,6 +50,10 @@ retry_max = "2s"
 [[staff]]
 email = "alice@example.com"
 name = "Alice"
+
+[notify]              # these tests count what reaches the customer: no staff notices
+new_ticket = false
+follow_up = false
 """
 
 

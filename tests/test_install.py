@@ -78,13 +78,15 @@ def test_the_installed_package_opens_and_answers_a_ticket_from_any_folder(
                  stdin=mail(subject="Printer does not print").as_bytes()).stdout.decode().strip()
     assert number.isdigit() and len(number) >= 13
     ticked = json.loads(run(*maild, "tick", "--json", cwd=elsewhere).stdout)
-    assert ticked["sent"] == 1
+    assert ticked["sent"] == 2  # the acknowledgement, and the notice to the one staff member
     shown = json.loads(run(*maild, "ticket", "show", number, "--json", cwd=elsewhere).stdout)
     assert shown["number"] == number and shown["customer"] == "ivan@example.org"
 
-    [sent] = (tmp_path / "state" / "outbox" / "new").iterdir()
-    ack = email.message_from_bytes(sent.read_bytes())
-    assert ack["To"] == "Ivan Petrov <ivan@example.org>"
+    sent = [email.message_from_bytes(p.read_bytes())
+            for p in (tmp_path / "state" / "outbox" / "new").iterdir()]
+    [ack] = [m for m in sent if m["To"] == "Ivan Petrov <ivan@example.org>"]
+    [notice] = [m for m in sent if m["To"] == "Alice <alice@example.com>"]
+    assert "Printer does not print" in notice.get_payload(decode=True).decode()
     assert f"[Ticket#{number}]" in ack["Subject"]
     assert f"ticket {number}" in ack.get_payload(decode=True).decode()
     assert list(elsewhere.iterdir()) == []  # nothing left where the commands ran

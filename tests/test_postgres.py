@@ -34,10 +34,10 @@ from maild.compose import Templates
 from maild.config import DatabaseSettings, Settings
 from maild.db import make_engine, transaction
 from maild.ingest import accept
+from maild.numbers import next_number
 from maild.outbound import Deliverer, MaildirTransport
 from maild.sla.duties import run_duties
 from maild.threading import process_pending
-from maild.threading.numbers import next_number
 from tests.conftest import BASE_CONFIG, Helpdesk, mail
 from tests.pg import PostgresCluster
 from tests.servers import MaildProcess, wait_port, wait_until
@@ -421,7 +421,8 @@ def test_four_inits_at_once_on_a_fresh_database_all_succeed(tmp_path: Path, pg_u
     """Several daemons started together each run `init`; an advisory lock takes them in turn."""
     cfg = tmp_path / "maild.toml"
     cfg.write_text(BASE_CONFIG.format(root=tmp_path, url=pg_url, tag="Ticket", language="en",
-                                      cap=5, reopen="true", busy="5s", templates="",
+                                      cap=5, reopen="true", notify="false", busy="5s",
+                                      templates="",
                                       transport="maildir", smtp_port=25))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     processes = [subprocess.Popen([sys.executable, "-m", "maild", "--config", str(cfg), "init"],
@@ -446,6 +447,7 @@ def test_two_daemons_on_one_database_take_thread_and_answer_every_mail_once(
         port = free_port()
         daemon = MaildProcess(root, BASE_CONFIG.format(
             root=root, url=pg_url, tag="Ticket", language="en", cap=5, reopen="true",
+            notify="false",
             busy="5s", templates="", transport="smtp", smtp_port=sink.port)
             + f'\n[smtp]\nlisten = "127.0.0.1:{port}"\n')
         daemon.port = port
@@ -503,6 +505,7 @@ def test_a_database_restart_under_a_running_daemon_loses_nothing(
     port = free_port()
     daemon = MaildProcess(tmp_path, BASE_CONFIG.format(
         root=tmp_path, url=pg_url, tag="Ticket", language="en", cap=5, reopen="true",
+            notify="false",
         busy="5s", templates="", transport="smtp", smtp_port=sink.port)
         + f'\n[smtp]\nlisten = "127.0.0.1:{port}"\n')
     daemon.start(wait_for=port)

@@ -19,9 +19,8 @@ from maild.db import make_engine, transaction
 from maild.dedupe import identify
 from maild.errors import StorageUnavailable
 from maild.ingest import accept
-from maild.ingest.spool import Spool, backlog_at, spool_path
+from maild.ingest.spool import Spool, SpoolBacklog, backlog_at, spool_path
 from maild.models import Inbound, InboundState
-from maild.status import SpoolBacklog
 from tests.conftest import Helpdesk, mail
 
 WHEN = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)

@@ -189,9 +189,12 @@ def test_the_whole_story_through_real_mail(desk_and_post: tuple[Helpdesk, Post])
         "Hello Ivan,\n\nplease install driver version 5.2 from our site and restart the "
         "printer.\n\nBest regards",
         signature_above_quote=smtp)
+    # A reply to the "assigned" mail (internal) reaches the customer only with #reply
+    # (SPEC §7); a mail that only keeps the tag is the answer as it is.
     replied_to = assigned["Message-ID"] if smtp else "<question@example.org>"
-    staff = staff_mail(number, answer, message_id="<answer@example.com>",
-                       in_reply_to=replied_to, references=replied_to)
+    staff = staff_mail(number, ("#reply\n" if smtp else "") + answer,
+                       message_id="<answer@example.com>", in_reply_to=replied_to,
+                       references=replied_to)
     assert ok(desk.ingest(staff)).out.strip() == number
     [relayed] = post.new()
     assert to(relayed) == CUSTOMER

@@ -24,7 +24,9 @@ from maild.threading.staffmail import (
     read_staff_mail,
 )
 
-KNOWN = "(known: #assign EMAIL, #queue NAME, #priority NAME, #note, #close-request, #close)"
+ASSIGN = "(#assign EMAIL | #assign me)"
+KNOWN = ("(known: #assign EMAIL | #assign me, #take, #queue NAME, #priority NAME, #note, "
+         "#reply, #cc EMAIL, #uncc EMAIL, #close-request, #close)")
 
 
 def lines(*parts: str) -> str:
@@ -101,13 +103,13 @@ def test_command_keeps_the_line_as_written() -> None:
         ("#asign anna@example.com", f"line 1: unknown command '#asign' {KNOWN}"),
         ("#Closed", f"line 1: unknown command '#Closed' {KNOWN}"),
         ("#назначить anna@example.com", f"line 1: unknown command '#назначить' {KNOWN}"),
-        ("#assign", "line 1: #assign needs an email address (#assign EMAIL)"),
-        ("#assign   ", "line 1: #assign needs an email address (#assign EMAIL)"),
-        ("#assign anna", "line 1: #assign needs an email address, not 'anna' (#assign EMAIL)"),
-        ("#assign anna@", "line 1: #assign needs an email address, not 'anna@' (#assign EMAIL)"),
+        ("#assign", f"line 1: #assign needs an email address {ASSIGN}"),
+        ("#assign   ", f"line 1: #assign needs an email address {ASSIGN}"),
+        ("#assign anna", f"line 1: #assign needs an email address, not 'anna' {ASSIGN}"),
+        ("#assign anna@", f"line 1: #assign needs an email address, not 'anna@' {ASSIGN}"),
         ("#assign anna@example.com bob@example.com",
          "line 1: #assign takes exactly one email address, not "
-         "'anna@example.com bob@example.com' (#assign EMAIL)"),
+         "'anna@example.com bob@example.com' (#assign EMAIL | #assign me)"),
         ("#queue", "line 1: #queue needs a queue name (#queue NAME)"),
         ("#priority", "line 1: #priority needs a priority (#priority NAME)"),
         ("#priority very high",

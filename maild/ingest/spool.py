@@ -23,6 +23,7 @@ import logging
 import sqlite3
 import threading
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -34,7 +35,6 @@ from maild.dedupe import identify
 from maild.errors import StorageUnavailable
 from maild.ingest.accept import Accepted
 from maild.models import Inbound, InboundState
-from maild.status import SpoolBacklog
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -50,6 +50,14 @@ CREATE TABLE IF NOT EXISTS spool (
 _MOVE = insert(Inbound).prefix_with("OR IGNORE")
 MOVE_BYTES = 64 << 20  # what one move holds in memory at most (unless one message is bigger)
 log = logging.getLogger("maild.spool")
+
+
+@dataclass(frozen=True)
+class SpoolBacklog:
+    """What waits in the spool: how many messages, and since when the oldest."""
+
+    waiting: int = 0
+    oldest: datetime | None = None
 
 
 def spool_path(database: Path) -> Path:

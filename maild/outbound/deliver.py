@@ -26,7 +26,7 @@ from maild.clock import Clock
 from maild.config import OutboundSettings
 from maild.db import claim, core_transaction, transaction
 from maild.errors import PermanentFailure, TemporaryFailure
-from maild.models import Event, Outbox, OutboxState
+from maild.models import Actor, Event, EventType, Outbox, OutboxState
 from maild.outbound.transports import Transport
 
 log = logging.getLogger("maild.outbound")
@@ -176,13 +176,14 @@ class Deliverer:
                 "row": row.id, "state": state, "attempts": row.attempts + 1,
                 "error": error[:1000], "sent_at": now if state == OutboxState.SENT else None})
             if state != OutboxState.SENT and row.ticket_id is not None:
-                connection.execute(insert(Event).values(
-                    ticket_id=row.ticket_id, at=now, type="delivery_failed", actor="maild",
-                    detail=f"{row.kind} to {row.rcpt_to} <{row.message_id}>: {error}"[:1000]))
+                connection.execute(insert(Event).values(Event.of(
+                    row.ticket_id, now, EventType.DELIVERY_FAILED, Actor.SYSTEM,
+                    f"{row.kind} to {row.rcpt_to} <{row.message_id}>: {error}"[:1000]
+                ).model_dump(exclude={"id"})))
 
 
 def requeue(engine: Engine, outbox_ids: list[int] | None, now: datetime,
-            actor: str = "operator") -> list[int]:
+            actor: str = Actor.OPERATOR) -> list[int]:
     """Put dead and deferred rows (all, or the given ones) back to `pending`, due now, with a
     fresh back-off and lifetime (counted from now); returns their ids. Each is recorded as an
     event `delivery_retried` on its ticket. The operator's way to re-run delivery once the
@@ -194,10 +195,10 @@ def requeue(engine: Engine, outbox_ids: list[int] | None, now: datetime,
         rows = list(session.exec(claim(query.order_by(col(Outbox.id)), engine)))
         for row in rows:
             if row.ticket_id is not None:
-                session.add(Event(ticket_id=row.ticket_id, at=now, type="delivery_retried",
-                                  actor=actor, detail=f"{row.kind} to {row.rcpt_to} "
-                                  f"<{row.message_id}>, {row.state} after {row.attempts} "
-                                  f"attempt(s): {row.last_error}"[:1000]))
+                session.add(Event.of(row.ticket_id, now, EventType.DELIVERY_RETRIED, actor,
+                                     f"{row.kind} to {row.rcpt_to} <{row.message_id}>, "
+                                     f"{row.state} after {row.attempts} attempt(s): "
+                                     f"{row.last_error}"[:1000]))
             row.state = OutboxState.PENDING
             row.attempts = 0
             row.created_at = now  # the lifetime restarts (outbox rows are queue entries)

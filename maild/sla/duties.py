@@ -22,12 +22,12 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from maild import tickets
+from maild import mailkinds, tickets
 from maild.clock import Clock, duration_for_people, time_for_people
-from maild.compose import Envelope, Templates
+from maild.compose import Templates
 from maild.config import PrioritySla, Settings, priority_name
 from maild.db import claim, transaction
-from maild.models import Duty, Queue, Ticket, TicketStatus
+from maild.models import Actor, Duty, EventType, Queue, Ticket, TicketStatus
 from maild.outbox import queue_mail
 from maild.sla.calendar import BusinessCalendar
 from maild.sla.clock import RUNNING, sla_state
@@ -109,14 +109,14 @@ def _run(ctx: Context, calendar: BusinessCalendar, ticket: Ticket,
         if due > ctx.now:
             upcoming.append(due)
         elif ticket.customer and _once(ctx, ticket, "close_request", silent_since):
-            tickets.request_close(ctx, ticket, tickets.SYSTEM)
+            tickets.request_close(ctx, ticket, Actor.SYSTEM)
             report.close_requests.append(ticket.number)
     if ticket.status == TicketStatus.WAITING and ticket.close_requested_at is not None:
         due = ticket.close_requested_at + ctx.settings.close.close_after
         if due > ctx.now:
             upcoming.append(due)
         elif _once(ctx, ticket, "auto_close", ticket.close_requested_at):
-            tickets.close(ctx, ticket, tickets.SYSTEM,
+            tickets.close(ctx, ticket, Actor.SYSTEM,
                           f"no answer {duration_for_people(ctx.settings.close.close_after)} "
                           "after the close request")
             report.closed.append(ticket.number)
@@ -147,7 +147,7 @@ def _breach(ctx: Context, ticket: Ticket, policy: PrioritySla, net: timedelta,
             reached_at: datetime | None) -> None:
     """Mark the ticket breached, record it and escalate once more."""
     ticket.breached = True
-    tickets.event(ctx, ticket, "breached", tickets.SYSTEM,
+    tickets.event(ctx, ticket, EventType.BREACHED, Actor.SYSTEM,
                   f"net working time {duration_for_people(net)} passed resolve_within "
                   f"{duration_for_people(policy.resolve_within)}")
     due = f" (due {time_for_people(reached_at, ctx.settings.sla.zone)})" if reached_at else ""
@@ -162,7 +162,7 @@ def _escalate(ctx: Context, ticket: Ticket, policy: PrioritySla, *, breached: bo
     resolution target was reached, for a breach. `why` is the English sentence of the event;
     the mail's template has the same facts in the ticket's language to say it its own way."""
     staff = ctx.settings.staff
-    tickets.event(ctx, ticket, "escalated", tickets.SYSTEM,
+    tickets.event(ctx, ticket, EventType.ESCALATED, Actor.SYSTEM,
                   f"{why}; notified {', '.join(s.email for s in staff) or 'nobody (no staff)'}")
     queue = ctx.session.get(Queue, ticket.queue_id)
     zone, language = ctx.settings.sla.zone, ticket.language
@@ -177,9 +177,7 @@ def _escalate(ctx: Context, ticket: Ticket, policy: PrioritySla, *, breached: bo
              "missed_at": time_for_people(missed_at, zone) if missed_at else "",
              "excerpt": tickets.first_customer_text(ctx.session, ticket, 600)}
     for member in staff:
-        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket,
-                   kind="escalation",
-                   envelope=Envelope(message_id="", to_address=member.email,
-                                     to_name=member.name, auto_submitted="auto-generated"),
+        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.ESCALATION,
+                   ticket=ticket, to=member.email, to_name=member.name,
                    context={"staff_name": member.name, **facts})
     log.info("ticket %s escalated to %d staff: %s", ticket.number, len(staff), why)

@@ -1,10 +1,16 @@
 """Apply one parsed inbound message to the tickets: open, append, reopen — or, from staff,
-answer and command (SPEC §5 and §7).
+answer, note and command (SPEC §5 and §7).
 
 Everything happens in the caller's transaction through the operations of `maild.tickets`, so a
 mail does exactly what the same act on the command line does. Automatic mail (SPEC §6) is
-stored like any other but gets no automatic answer and does not reopen a closed ticket — an
-out-of-office reply to a closing notice must not restart the work.
+stored like any other but gets no automatic answer, tells no staff member, and does not reopen
+a closed ticket — an out-of-office reply to a closing notice must not restart the work.
+
+A staff member's mail is the answer to the customer when it replies to a notice of a customer's
+message, or names the ticket by its tag; when it replies to internal mail (an escalation, an
+assignment, a refusal) it is an internal note unless it starts with `#reply`. Which mail it
+replies to is read from its In-Reply-To/References against the Message-IDs in the outbox, and
+what that mail was from its kind (`maild.mailkinds`), so it works from any mail client.
 """
 
 from __future__ import annotations
@@ -13,28 +19,37 @@ from dataclasses import dataclass, replace
 
 from sqlmodel import col, select
 
-from maild import tickets
-from maild.compose import Envelope
+from maild import mailkinds, tickets
+from maild.compose import OutgoingFile
 from maild.config import priority_value
-from maild.errors import MaildError, UnparseableMessage
+from maild.errors import MaildError, UnparseableMessage, UsageError
+from maild.mailkinds import MailKind
 from maild.models import (
+    Actor,
     Attachment,
     Channel,
     Direction,
+    EventType,
     Inbound,
     Message,
     MessageKind,
+    Outbox,
     Ticket,
     TicketStatus,
 )
 from maild.outbox import queue_mail
 from maild.parsing import ParsedMail
 from maild.subject import strip_prefixes
-from maild.threading.numbers import next_number
 from maild.threading.resolve import resolve
 from maild.threading.staffauth import verified_staff
-from maild.threading.staffmail import Command, StaffMail, forwarded_senders, read_staff_mail
-from maild.tickets import Context
+from maild.threading.staffmail import (
+    Command,
+    StaffMail,
+    forwarded_senders,
+    new_text,
+    read_staff_mail,
+)
+from maild.tickets import Contact, Context
 
 __all__ = ["Applied", "Context", "apply_message"]  # Context is re-exported for the worker
 
@@ -70,9 +85,9 @@ def _apply(ctx: Context, inbound: Inbound, mail: ParsedMail, *, on_behalf: bool)
                           claimed_in=found.claimed_in) if ticket is None \
         else _append(ctx, ticket, inbound, mail, via=found.via)
     if staff and applied.ticket is not None:  # From a staff address, but not proven so
-        tickets.event(ctx, applied.ticket, "staff_unverified", mail.sender,
-                      "From a staff address without the Authentication-Results that "
-                      "mail.staff_auth requires: handled as a customer message")
+        tickets.event(ctx, applied.ticket, EventType.STAFF_UNVERIFIED, mail.sender,
+                      "From a staff address without the proof that mail.staff_auth "
+                      "requires: handled as a customer message")
     return applied
 
 
@@ -102,52 +117,56 @@ def _reply_to(ctx: Context, mail: ParsedMail) -> str:
 
 def _new_ticket(
     ctx: Context, inbound: Inbound, mail: ParsedMail, *, claimed: str | None = None,
-    claimed_in: str = "subject",
-    follows: str | None = None, customer: str | None = None, customer_name: str | None = None,
+    claimed_in: str = "subject", follows: str | None = None,
 ) -> Applied:
     ticket = tickets.open_ticket(
-        ctx, number=next_number(ctx.session, ctx.now, ctx.settings.sla.zone),
-        customer=customer or mail.sender,
-        customer_name=mail.sender_name if customer_name is None else customer_name,
-        subject=mail.subject if customer is None else strip_prefixes(mail.subject),
+        ctx, customer=mail.sender, customer_name=mail.sender_name, subject=mail.subject,
         channel=Channel.EMAIL, actor=mail.sender,
         language=tickets.language_for(ctx.settings, mail.subject, mail.text))
     if claimed:
-        tickets.event(ctx, ticket, "claimed_ticket", mail.sender,
+        tickets.event(ctx, ticket, EventType.CLAIMED_TICKET, mail.sender,
                       f"the {claimed_in} names ticket {claimed}, but the sender is not one "
                       "of its participants")
     if follows:
-        tickets.event(ctx, ticket, "follows_closed", mail.sender,
+        tickets.event(ctx, ticket, EventType.FOLLOWS_CLOSED, mail.sender,
                       f"follow-up to closed ticket {follows} (tickets.reopen_closed = false)")
-    _store_message(ctx, ticket, inbound, mail)
+    message = _store_message(ctx, ticket, inbound, mail)
     if mail.automatic:
-        tickets.event(ctx, ticket, "no_acknowledgement", tickets.SYSTEM,
+        tickets.event(ctx, ticket, EventType.NO_ACKNOWLEDGEMENT, Actor.SYSTEM,
                       f"automatic message: {mail.automatic_reason}")
-    elif customer is None:
-        tickets.acknowledge(ctx, ticket, in_reply_to=mail.message_id,
-                            references=_thread(mail), html=bool(mail.html),
-                            original_subject=mail.subject)
-    else:  # staff forwarded a customer's mail: the customer's thread is not this message
-        tickets.acknowledge(ctx, ticket, original_subject=ticket.subject)
+        return Applied(ticket, created=True)
+    tickets.join_cc(ctx, ticket, mail.to + mail.cc, mail.sender)
+    tickets.acknowledge(ctx, ticket, message, original_subject=mail.subject)
+    tickets.notify_staff(ctx, ticket, message, _contact(mail))
     return Applied(ticket, created=True)
 
 
 def _append(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedMail, via: str) -> Applied:
     message = _store_message(ctx, ticket, inbound, mail)
-    tickets.event(ctx, ticket, "message_received", mail.sender, f"threaded by {via}")
+    tickets.event(ctx, ticket, EventType.MESSAGE_RECEIVED, mail.sender, f"threaded by {via}")
     ticket.updated_at = ctx.now
     if mail.automatic:
         if ticket.status == TicketStatus.CLOSED:
-            tickets.event(ctx, ticket, "not_reopened", tickets.SYSTEM,
+            tickets.event(ctx, ticket, EventType.NOT_REOPENED, Actor.SYSTEM,
                           f"automatic message: {mail.automatic_reason}")
         return Applied(ticket)
+    tickets.join_cc(ctx, ticket, mail.to + mail.cc, mail.sender)
     if ticket.status == TicketStatus.CLOSED:
-        tickets.reopen(ctx, ticket, mail.sender, message, _excerpt(mail.text),
-                       notify_sender=not mail.sender.endswith("@invalid"),
-                       html=bool(mail.html))
+        tickets.reopen(ctx, ticket, mail.sender, message, _contact(mail),
+                       notify_sender=not mail.sender.endswith("@invalid"))
         return Applied(ticket, reopened=True)
     tickets.customer_wrote(ctx, ticket, mail.sender)
+    tickets.notify_staff(ctx, ticket, message, _contact(mail), new=False)
     return Applied(ticket)
+
+
+def _contact(mail: ParsedMail) -> Contact:
+    """What a notice shows staff of a customer's mail: its new text, its files."""
+    return Contact(new_text(mail.text) or mail.text.strip(), _files(mail))
+
+
+def _files(mail: ParsedMail) -> list[OutgoingFile]:
+    return [OutgoingFile(a.filename, a.content_type, a.data) for a in mail.attachments]
 
 
 # --- staff ------------------------------------------------------------------------------------
@@ -157,83 +176,140 @@ def _staff_mail(ctx: Context, inbound: Inbound, mail: ParsedMail,
                 ticket: Ticket | None) -> Applied:
     staff = mail.sender
     read = read_staff_mail(mail.text)
-    errors = list(read.errors) + _invalid_commands(ctx, read.commands)
+    errors = list(read.errors) + _invalid_commands(ctx, ticket, staff, read.commands)
     if errors:
         if ticket is not None:
             _store_message(ctx, ticket, inbound, mail, kind=MessageKind.STAFF)
-            tickets.event(ctx, ticket, "commands_refused", staff, "; ".join(errors))
-        _tell_staff(ctx, ticket, mail, "staff_error", {"errors": errors})
+            tickets.event(ctx, ticket, EventType.COMMANDS_REFUSED, staff, "; ".join(errors))
+        _tell_staff(ctx, ticket, mail, mailkinds.STAFF_ERROR, {"errors": errors})
         return Applied(ticket)
     if ticket is None:
-        names = forwarded_senders(mail.text)
-        customers = [a for a in list(names) + list(mail.to + mail.cc) if not _ours(ctx, a)]
-        if not customers:
-            _tell_staff(ctx, None, mail, "staff_refused", {})
-            return Applied(None)
-        applied = _new_ticket(ctx, inbound, mail, customer=customers[0],
-                              customer_name=names.get(customers[0], ""))
-        assert applied.ticket is not None
-        tickets.event(ctx, applied.ticket, "forwarded", staff,
-                      f"staff forwarded mail from {customers[0]}")
-        return _run_commands(ctx, applied.ticket, staff, read, None, created=True)
+        return _forwarded(ctx, inbound, mail, read)
+    names = {c.name for c in read.commands}
+    replied = _replied_kind(ctx, mail)
+    internal = replied is not None and replied.internal and not replied.answers_customer
+    relay = "reply" in names or not (internal or "note" in names)
+    files = _files(mail)
+    if relay and sum(len(f.data) for f in files) > ctx.settings.mail.max_attachment_bytes:
+        _store_message(ctx, ticket, inbound, mail, kind=MessageKind.STAFF)
+        sizes = ", ".join(f"{f.filename} ({len(f.data)} bytes)" for f in files)
+        tickets.event(ctx, ticket, EventType.ATTACHMENTS_REFUSED, staff,
+                      f"{sizes}: over mail.max_attachment_bytes = "
+                      f"{ctx.settings.mail.max_attachment_bytes}; nothing was sent")
+        _tell_staff(ctx, ticket, mail, mailkinds.ATTACHMENTS_REFUSED,
+                    {"files": [{"filename": f.filename, "size": len(f.data)} for f in files],
+                     "limit": ctx.settings.mail.max_attachment_bytes})
+        return Applied(ticket)
     message = _store_message(ctx, ticket, inbound, mail, kind=MessageKind.STAFF,
                              body=read.text)
-    return _run_commands(ctx, ticket, staff, read, message, created=False,
-                         html=bool(mail.html))
+    _run_commands(ctx, ticket, staff, read)
+    if not read.text.strip():
+        tickets.attended(ctx, ticket, staff)
+    elif relay:
+        tickets.answer(ctx, ticket, staff, read.text, message=message, attachments=files)
+    else:
+        tickets.note(ctx, ticket, staff, read.text, message=message)
+    _run_closing(ctx, ticket, staff, read)
+    return Applied(ticket)
 
 
-def _run_commands(ctx: Context, ticket: Ticket, staff: str, read: StaffMail,
-                  message: Message | None, *, created: bool, html: bool = False) -> Applied:
-    names = [c.name for c in read.commands]
+def _forwarded(ctx: Context, inbound: Inbound, mail: ParsedMail, read: StaffMail) -> Applied:
+    """A staff mail about no ticket: it forwards a customer's mail (or names the customer in
+    To/Cc) — a new ticket for that customer; with nobody to open one for, it is refused."""
+    staff = mail.sender
+    names = forwarded_senders(mail.text)
+    customers = [a for a in list(names) + list(mail.to + mail.cc) if not _ours(ctx, a)]
+    if not customers:
+        _tell_staff(ctx, None, mail, mailkinds.STAFF_REFUSED, {})
+        return Applied(None)
+    ticket = tickets.open_ticket(
+        ctx, customer=customers[0], customer_name=names.get(customers[0], ""),
+        subject=strip_prefixes(mail.subject), channel=Channel.EMAIL, actor=staff,
+        language=tickets.language_for(ctx.settings, mail.subject, mail.text))
+    tickets.event(ctx, ticket, EventType.FORWARDED, staff,
+                  f"staff forwarded mail from {customers[0]}")
+    message = _store_message(ctx, ticket, inbound, mail)
+    # The customer's thread is not this message (staff wrote it): acknowledge afresh.
+    tickets.acknowledge(ctx, ticket, original_subject=ticket.subject)
+    tickets.notify_staff(ctx, ticket, message, _contact(mail))
+    _run_commands(ctx, ticket, staff, read)
+    _run_closing(ctx, ticket, staff, read)
+    return Applied(ticket, created=True)
+
+
+def _run_commands(ctx: Context, ticket: Ticket, staff: str, read: StaffMail) -> None:
     for command in read.commands:
         if command.name == "assign":
-            tickets.assign(ctx, ticket, command.argument, staff)
+            tickets.assign(ctx, ticket, _assignee(staff, command), staff)
         elif command.name == "queue":
             tickets.move(ctx, ticket, command.argument, staff)
         elif command.name == "priority":
             tickets.prioritise(ctx, ticket, command.argument, staff)
-    if message is not None:
-        if "note" in names:
-            tickets.note(ctx, ticket, staff, read.text, message=message)
-        elif read.text.strip():
-            tickets.answer(ctx, ticket, staff, read.text, message=message, html=html)
-        else:
-            tickets.attended(ctx, ticket, staff)
+        elif command.name == "cc":
+            tickets.add_cc(ctx, ticket, command.argument, staff)
+        elif command.name == "uncc":
+            tickets.remove_cc(ctx, ticket, command.argument, staff)
+
+
+def _run_closing(ctx: Context, ticket: Ticket, staff: str, read: StaffMail) -> None:
+    """`#close-request` and `#close` act last: after the answer they may follow."""
+    names = {c.name for c in read.commands}
     if "close-request" in names:
         tickets.request_close(ctx, ticket, staff)
     if "close" in names:
         tickets.close(ctx, ticket, staff, "closed by staff mail")
-    return Applied(ticket, created=created)
 
 
-def _invalid_commands(ctx: Context, commands: tuple[Command, ...]) -> list[str]:
+def _assignee(staff: str, command: Command) -> str:
+    return staff if command.argument == "me" else command.argument
+
+
+def _invalid_commands(ctx: Context, ticket: Ticket | None, staff: str,
+                      commands: tuple[Command, ...]) -> list[str]:
     """Check every argument before anything is applied: a mail's commands all run or none."""
     errors = []
     for command in commands:
         try:
             if command.name == "assign":
-                tickets.staff_member(ctx.settings, command.argument)
+                tickets.staff_member(ctx.settings, _assignee(staff, command))
             elif command.name == "queue":
                 tickets.queue_named(ctx.session, command.argument)
             elif command.name == "priority":
                 priority_value(command.argument)
+            elif command.name == "cc" and (ctx.settings.is_own(command.argument)
+                                           or ctx.settings.is_staff(command.argument)):
+                raise UsageError(f"{command.argument} is maild's own or a staff member")
+            elif command.name == "uncc" and ticket is not None \
+                    and command.argument.lower() not in tickets.cc_of(ctx.session, ticket):
+                raise UsageError(f"{command.argument} is not in Cc of this ticket")
         except (MaildError, ValueError) as exc:
             errors.append(f"{command.line.strip()}: {exc}")
-    if {"close", "close-request"} <= {c.name for c in commands}:
+    names = {c.name for c in commands}
+    if {"close", "close-request"} <= names:
         errors.append("#close and #close-request cannot go together")
+    if {"note", "reply"} <= names:
+        errors.append("#note and #reply cannot go together")
     return errors
 
 
-def _tell_staff(ctx: Context, ticket: Ticket | None, mail: ParsedMail, kind: str,
+def _replied_kind(ctx: Context, mail: ParsedMail) -> MailKind | None:
+    """The kind of the maild mail this one replies to: the first of its In-Reply-To and
+    References (most specific first) that names a mail in the outbox."""
+    if not mail.thread_ids:
+        return None
+    kinds = dict(ctx.session.exec(select(Outbox.message_id, Outbox.kind).where(
+        col(Outbox.message_id).in_(mail.thread_ids))).all())
+    return next((mailkinds.named(kinds[mid]) for mid in mail.thread_ids if mid in kinds), None)
+
+
+def _tell_staff(ctx: Context, ticket: Ticket | None, mail: ParsedMail, kind: MailKind,
                 context: dict[str, object]) -> None:
     """A short reply to the staff member; never anything to the customer."""
-    queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, ticket=ticket, kind=kind,
-               envelope=Envelope(message_id="", to_address=mail.sender,
-                                 to_name=tickets.staff_name(ctx.settings, mail.sender),
-                                 in_reply_to=mail.message_id, references=_thread(mail),
-                                 auto_submitted="auto-replied"),
-               context={"staff_name": tickets.staff_name(ctx.settings, mail.sender),
-                        "original_subject": mail.subject, **context})
+    name = tickets.staff_name(ctx.settings, mail.sender)
+    queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, kind, ticket=ticket,
+               to=mail.sender, to_name=name, in_reply_to=mail.message_id,
+               references=_thread(mail),
+               context={"staff_name": name, "original_subject": mail.subject, **context})
 
 
 # --- storing ----------------------------------------------------------------------------------
@@ -253,7 +329,7 @@ def _note_reused_message_id(ctx: Context, ticket: Ticket, inbound: Inbound) -> N
     if other_ticket is not None:
         other = ctx.session.get(Ticket, other_ticket)
         where = f", ticket {other.number}" if other is not None else ""
-    tickets.event(ctx, ticket, "message_id_reused", tickets.SYSTEM,
+    tickets.event(ctx, ticket, EventType.MESSAGE_ID_REUSED, Actor.SYSTEM,
                   f"Message-ID <{inbound.message_id}> also names a different message "
                   f"(inbound {other_id}{where}); this one is stored and threaded on its own")
 
@@ -264,7 +340,7 @@ def _store_message(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedM
     message = Message(
         ticket_id=ticket.id, direction=Direction.IN, kind=kind or MessageKind.CUSTOMER,
         sender=mail.sender, recipients=",".join(dict.fromkeys(mail.to + mail.cc)),
-        reply_to=_reply_to(ctx, mail), subject=mail.subject,
+        reply_to=_reply_to(ctx, mail), html=bool(mail.html), subject=mail.subject,
         body=mail.text if body is None else body,
         message_id=mail.message_id, inbound_id=inbound.id, automatic=mail.automatic,
         created_at=ctx.now)
@@ -284,7 +360,3 @@ def _ours(ctx: Context, address: str) -> bool:
 
 def _thread(mail: ParsedMail) -> tuple[str, ...]:
     return mail.references + ((mail.message_id,) if mail.message_id else ())
-
-
-def _excerpt(text: str, limit: int = 1000) -> str:
-    return text if len(text) <= limit else text[:limit].rstrip() + "\n[…]"

@@ -26,7 +26,7 @@ from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from maild.config import Settings
-from maild.models import Direction, Message, Ticket
+from maild.models import Direction, Message, Outbox, Participant, Ticket
 from maild.parsing import ParsedMail
 from maild.subject import find_numbers, find_tags
 from maild.threading.staffmail import new_text
@@ -80,8 +80,12 @@ def resolve(session: Session, settings: Settings, mail: ParsedMail) -> Resolutio
 
 
 def is_participant(session: Session, settings: Settings, ticket: Ticket, address: str) -> bool:
+    """Its customer, staff, one of its Cc participants, or an address on its correspondence."""
     address = address.lower()
     if address == ticket.customer or settings.is_staff(address):
+        return True
+    if session.exec(select(Participant.id).where(Participant.ticket_id == ticket.id,
+                                                 Participant.address == address)).first():
         return True
     query = select(Message.sender, Message.recipients).where(
         Message.ticket_id == ticket.id,
@@ -135,6 +139,11 @@ def _by_reference(session: Session, message_ids: tuple[str, ...],
         query = query.where(Message.direction == Direction.OUT)
     # ascending ids: when two tickets hold the same Message-ID the newest one wins
     found = {mid: ticket_id for ticket_id, mid in session.exec(query)}
+    # Every copy maild sent has a Message-ID of its own (the Cc copies of an answer too).
+    found.update({mid: ticket_id for ticket_id, mid in session.exec(
+        select(Outbox.ticket_id, Outbox.message_id).where(
+            col(Outbox.message_id).in_(message_ids), col(Outbox.ticket_id).is_not(None)))
+        if mid not in found and ticket_id is not None})
     for mid in message_ids:  # In-Reply-To first, then the newest reference
         if mid in found:
             return session.get(Ticket, found[mid])

@@ -27,8 +27,8 @@ __all__ = ["COMMANDS", "Command", "StaffMail", "forwarded_senders", "new_text",
 
 @dataclass(frozen=True)
 class Command:
-    name: str        # "assign" | "queue" | "priority" | "note" | "close-request" | "close"
-    argument: str    # "" when none
+    name: str        # one of COMMANDS; `#take` is read as `assign` with the argument "me"
+    argument: str    # "" when none; "me" for `#assign me`
     line: str        # the line as written
 
 
@@ -41,10 +41,14 @@ class StaffMail:
 
 # name -> usage; the order is the order of the "known:" list in error messages.
 COMMANDS: dict[str, str] = {
-    "assign": "#assign EMAIL",
+    "assign": "#assign EMAIL | #assign me",
+    "take": "#take",
     "queue": "#queue NAME",
     "priority": "#priority NAME",
     "note": "#note",
+    "reply": "#reply",
+    "cc": "#cc EMAIL",
+    "uncc": "#uncc EMAIL",
     "close-request": "#close-request",
     "close": "#close",
 }
@@ -185,17 +189,23 @@ def _command(word: str, argument: str, line: str) -> tuple[Command | None, str]:
     if name not in COMMANDS:
         return None, f"unknown command '#{word}' (known: {_KNOWN})"
     usage = COMMANDS[name]
-    if name == "assign":
+    if name == "take":
+        if argument:
+            return None, f"#take takes no argument, but got '{argument}' ({usage})"
+        return Command("assign", "me", line), ""
+    if name in ("assign", "cc", "uncc"):
+        if name == "assign" and argument.strip().lower() == "me":
+            return Command(name, "me", line), ""
         parts = argument.split()
         if not parts:
-            return None, f"#assign needs an email address ({usage})"
+            return None, f"#{name} needs an email address ({usage})"
         if len(parts) > 1:
-            return None, f"#assign takes exactly one email address, not '{argument}' ({usage})"
+            return None, f"#{name} takes exactly one email address, not '{argument}' ({usage})"
         address = parts[0].removeprefix("<").removesuffix(">")
         if address.lower().startswith("mailto:"):
             address = address[len("mailto:"):]
         if not _EMAIL.match(address):
-            return None, f"#assign needs an email address, not '{argument}' ({usage})"
+            return None, f"#{name} needs an email address, not '{argument}' ({usage})"
         return Command(name, address, line), ""
     if name == "queue":
         if not argument:
