@@ -210,8 +210,8 @@ def test_russian_mails_say_times_and_durations_in_russian(
         in escalation
     assert "Без внимания с: 2026-11-30 10:00 MSK" in escalation
     [breach] = mails_to(desk, "alice@example.com", "[SLA нарушен]")
-    assert "требует внимания:\nсрок решения (4 ч чистого рабочего времени) нарушен, он истёк " \
-        "2026-11-30 14:00 MSK.\n" in breach
+    assert "требует внимания:\nсрок решения (4 ч чистого рабочего времени) нарушен.\n" \
+        "Он истёк 2026-11-30 14:00 MSK.\n" in breach
     assert desk.run("ticket", "close-request", number).code == 0
     question = mails_to(desk, "ivan@example.org")[-1]
     assert "Можно ли закрыть обращение?" in question

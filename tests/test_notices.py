@@ -1,0 +1,207 @@
+"""Staff notices and answers by mail, the rules one at a time (SPEC §6 and §7): who is told,
+what a reply to which mail does, Cc participants, attachments and their limit — through the
+real CLI (`maild ingest`, `maild ticket ...`), a real SQLite database and the outbox Maildir.
+"""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Helpdesk, mail
+
+CUSTOMER = "ivan@example.org"
+
+
+@pytest.fixture
+def desk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Helpdesk:
+    return Helpdesk(tmp_path, capsys, notify="true", cap=50)
+
+
+def to(message: EmailMessage) -> str:
+    return str(message["To"].addresses[0].addr_spec)
+
+
+def text(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def new(desk: Helpdesk, message: EmailMessage | None = None) -> str:
+    result = desk.ingest(message or mail())
+    assert result.code == 0, result.err
+    return result.out.strip()
+
+
+def sent_since(desk: Helpdesk, before: int) -> list[EmailMessage]:
+    return desk.outbox()[before:]
+
+
+def answering(original: EmailMessage, sender: str, body: str) -> EmailMessage:
+    """A reply to `original` as a mail client builds it: Re:, In-Reply-To, References."""
+    return mail(subject=f"Re: {original['Subject']}", sender=sender, body=body,
+                in_reply_to=str(original["Message-ID"]), references=str(original["Message-ID"]))
+
+
+def events(desk: Helpdesk, number: str, type_: str) -> list[dict[str, Any]]:
+    return [e for e in desk.ticket(number)["events"] if e["type"] == type_]
+
+
+def test_every_staff_member_is_told_of_a_new_ticket(desk: Helpdesk) -> None:
+    new(desk)
+    assert sorted(to(m) for m in desk.outbox()) == \
+        ["alice@example.com", "bob@example.com", CUSTOMER]
+
+
+@pytest.mark.parametrize(("switch", "told_of_new", "told_of_follow_up"), [
+    ("new_ticket", False, True), ("follow_up", True, False)])
+def test_each_kind_of_notice_can_be_switched_off(
+    desk: Helpdesk, switch: str, told_of_new: bool, told_of_follow_up: bool,
+) -> None:
+    desk.config.write_text(desk.config.read_text().replace(f"{switch} = true",
+                                                           f"{switch} = false"))
+    number = new(desk)
+    assert any(to(m) == "alice@example.com" for m in desk.outbox()) is told_of_new
+    before = len(desk.outbox())
+    desk.ingest(mail(subject=f"Re: [Ticket#{number}] Printer", body="More details.\n"))
+    assert any(to(m) == "alice@example.com"
+               for m in sent_since(desk, before)) is told_of_follow_up
+
+
+def test_notices_never_count_against_the_customers_hourly_cap(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    desk = Helpdesk(tmp_path, capsys, notify="true", cap=1)
+    new(desk)
+    second = new(desk, mail(subject="Another problem"))
+    assert [to(m) for m in desk.outbox()].count(CUSTOMER) == 1  # the second ack is capped
+    assert [to(m) for m in desk.outbox()].count("alice@example.com") == 2
+    assert events(desk, second, "auto_reply_suppressed")
+
+
+def test_no_notice_for_a_customers_automatic_mail(desk: Helpdesk) -> None:
+    number = new(desk)
+    desk.run("ticket", "assign", number, "alice@example.com", "--staff", "alice@example.com")
+    before = len(desk.outbox())
+    away = mail(subject=f"Re: [Ticket#{number}] Printer", body="I am out of office.\n",
+                headers={"Auto-Submitted": "auto-replied"})
+    assert desk.ingest(away).out.strip() == number
+    assert sent_since(desk, before) == []
+    assert events(desk, number, "message_received")
+
+
+def test_a_follow_up_on_an_ownerless_ticket_goes_to_its_queues_staff(desk: Helpdesk) -> None:
+    desk.config.write_text(desk.config.read_text().replace(
+        "[tickets]", '[[queues]]\nname = "General questions"\nstaff = ["bob@example.com"]\n'
+        '[[queues]]\nname = "Billing"\n\n[tickets]'))
+    assert desk.run("init").code == 0
+    number = new(desk)
+    assert sorted(to(m) for m in desk.outbox()) == ["bob@example.com", CUSTOMER]
+    before = len(desk.outbox())
+    desk.run("ticket", "queue", number, "Billing")  # a queue without a staff list: everyone
+    desk.ingest(mail(subject=f"Re: [Ticket#{number}] Printer", body="Any news?\n"))
+    assert sorted(to(m) for m in sent_since(desk, before)) == \
+        ["alice@example.com", "bob@example.com"]
+
+
+def test_a_reply_to_a_notice_with_note_stays_internal(desk: Helpdesk) -> None:
+    number = new(desk)
+    notice = next(m for m in desk.outbox() if to(m) == "alice@example.com")
+    before = len(desk.outbox())
+    desk.ingest(answering(notice, "Alice <alice@example.com>", "#note\nLooks like the driver."))
+    assert sent_since(desk, before) == []
+    assert desk.ticket(number)["messages"][-1]["kind"] == "note"
+
+
+def test_a_reply_to_a_refusal_is_internal_too(desk: Helpdesk) -> None:
+    number = new(desk)
+    desk.ingest(mail(subject=f"Re: [Ticket#{number}] Printer", body="#priority urgent\nHi\n",
+                     sender="Alice <alice@example.com>"))
+    [refusal] = [m for m in desk.outbox() if "could not run your commands" in m["Subject"]]
+    before = len(desk.outbox())
+    desk.ingest(answering(refusal, "Alice <alice@example.com>", "#priority high\nOops."))
+    assert sent_since(desk, before) == []
+    ticket = desk.ticket(number)
+    assert ticket["priority"] == "high" and ticket["messages"][-1]["kind"] == "note"
+
+
+def test_cc_participants_get_answers_and_staff_can_add_or_drop_them(desk: Helpdesk) -> None:
+    number = new(desk, mail(headers={"Cc": "Olga <olga@example.org>, alice@example.com, "
+                                           "support@example.com"}))
+    assert desk.ticket(number)["cc"] == ["olga@example.org"]  # never staff or maild itself
+    before = len(desk.outbox())
+    desk.ingest(mail(subject=f"Re: [Ticket#{number}] Printer", sender="alice@example.com",
+                     body="#cc boss@example.org\nWe are on it.\n"))
+    answers = sent_since(desk, before)
+    assert sorted(to(m) for m in answers) == [CUSTOMER] * 3  # To the customer, three copies
+    assert {str(m["Cc"]) for m in answers} == {"olga@example.org, boss@example.org"}
+    assert len({m["Message-ID"] for m in answers}) == 3
+    before = len(desk.outbox())
+    desk.ingest(mail(subject=f"Re: [Ticket#{number}] Printer", sender="alice@example.com",
+                     body="#uncc olga@example.org\nStill on it.\n"))
+    assert [str(m["Cc"]) for m in sent_since(desk, before)] == ["boss@example.org"] * 2
+    assert [e["type"] for e in desk.ticket(number)["events"]].count("cc_added") == 2
+
+
+def test_cc_participants_can_be_switched_off(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    desk = Helpdesk(tmp_path, capsys)
+    desk.config.write_text(desk.config.read_text().replace(
+        "reopen_closed = true", "reopen_closed = true\ncc_participants = false"))
+    number = new(desk, mail(headers={"Cc": "olga@example.org"}))
+    assert desk.ticket(number)["cc"] == []
+
+
+def test_staff_attachments_over_the_limit_are_refused_and_nothing_is_sent(
+    desk: Helpdesk,
+) -> None:
+    desk.config.write_text(desk.config.read_text().replace(
+        'support_address = "support@example.com"',
+        'support_address = "support@example.com"\nmax_attachment_bytes = 1000'))
+    number = new(desk)
+    before = len(desk.outbox())
+    big = mail(subject=f"Re: [Ticket#{number}] Printer", sender="Alice <alice@example.com>",
+               body="Here is the driver.\n")
+    big.add_attachment(b"x" * 5000, maintype="application", subtype="zip",
+                       filename="драйвер.zip")
+    desk.ingest(big)
+    [refusal] = sent_since(desk, before)
+    assert to(refusal) == "alice@example.com"
+    assert "not sent" in refusal["Subject"] and "драйвер.zip (5 KB)" in text(refusal)
+    ticket = desk.ticket(number)
+    assert ticket["status"] == "new" and events(desk, number, "attachments_refused")
+
+
+def test_a_notice_names_the_customers_files_it_cannot_carry(desk: Helpdesk) -> None:
+    desk.config.write_text(desk.config.read_text().replace(
+        'support_address = "support@example.com"',
+        'support_address = "support@example.com"\nmax_attachment_bytes = 1000'))
+    message = mail()
+    message.add_attachment(b"y" * 300, maintype="image", subtype="png", filename="small.png")
+    message.add_attachment(b"z" * 3000, maintype="image", subtype="png", filename="big.png")
+    new(desk, message)
+    notice = next(m for m in desk.outbox() if to(m) == "alice@example.com")
+    assert [p.get_filename() for p in notice.iter_attachments()] == ["small.png"]
+    assert "big.png (3 KB), not attached (over 1000 bytes)" in text(notice)
+
+
+def test_a_reopened_ticket_tells_the_customer_in_their_thread_and_the_owner(
+    desk: Helpdesk,
+) -> None:
+    number = new(desk)
+    desk.run("ticket", "assign", number, "bob@example.com")
+    desk.run("ticket", "close", number)
+    before = len(desk.outbox())
+    again = mail(subject=f"Re: [Ticket#{number}] Printer", body="Broken again.\n",
+                 message_id="<again@example.org>")
+    desk.ingest(again)
+    reopened, owner = sent_since(desk, before)
+    assert to(reopened) == CUSTOMER and reopened["In-Reply-To"] == "<again@example.org>"
+    assert "<again@example.org>" in reopened["References"]
+    assert len(reopened["References"].split()) >= 3  # the conversation so far
+    assert to(owner) == "bob@example.com" and "Broken again." in text(owner)

@@ -1,0 +1,80 @@
+"""Every mail template, in every language, renders into mail people can read: no raw ISO
+instants, no template syntax left over, no plain-text line over 78 characters, the `-- `
+signature separator — rendered by the real `Templates` and built by the real `build_message`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+
+from maild import config
+from maild.compose import LANGUAGES, Envelope, Templates, build_message
+from maild.mailkinds import ALL, TEMPLATES
+from maild.models import Ticket
+
+ISO_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
+LEFTOVER = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
+SETTINGS = config.from_mapping({"mail": {"support_address": "support@example.com"}})
+NOW = datetime(2026, 12, 1, 17, 54, tzinfo=UTC)
+
+
+def context(breached: bool) -> dict[str, object]:
+    """Everything any template may ask for, with values of realistic length."""
+    ticket = Ticket(number="2026120100042", subject="Printer does not print after the update",
+                    customer="ivan.petrov@customer.example", queue_id=1)
+    return {
+        "ticket": ticket, "number": ticket.number, "tag": "[Ticket#2026120100042]",
+        "subject": "[Ticket#2026120100042] Printer does not print after the update",
+        "support_address": "support@example.com", "customer_name": "Ivan Petrov",
+        "original_subject": "Re: Printer does not print after the update",
+        "staff_name": "Alice", "owner_name": "Alice", "owner": "alice@example.com",
+        "assigned_by": "bob@example.com", "queue": "Compatibility problems",
+        "priority": "high", "sender": "ivan.petrov@customer.example",
+        "body": "Hello Ivan,\nplease install driver 5.2.", "text": "It still prints nothing.",
+        "excerpt": "Since the update the printer prints nothing.",
+        "close_after": "7 days", "why": "unattended for 1h of business time since "
+                                         "2026-12-01 20:54 MSK",
+        "breached": breached, "unattended_since": "2026-12-01 20:54 MSK",
+        "escalate_after": "1h", "resolve_within": "8h", "missed_at": "2026-12-02 12:00 MSK",
+        "errors": ["line 1: unknown command '#asign' (known: #assign EMAIL, #take)"],
+        "attachments": [{"filename": "Снимок экрана.png", "size": 48_213, "attached": True},
+                        {"filename": "logs.zip", "size": 31_000_000, "attached": False}],
+        "files": [{"filename": "драйвер.zip", "size": 31_000_000}],
+        "limit": 10_485_760,
+    }
+
+
+def test_every_kind_of_mail_has_its_template() -> None:
+    assert {kind.template_name for kind in ALL} == set(TEMPLATES)
+    for language in LANGUAGES:
+        folder = Path(__file__).resolve().parent.parent / "templates" / language
+        assert {p.stem for p in folder.glob("*.txt") if not p.stem.startswith("_")} \
+            == set(TEMPLATES), language
+
+
+@pytest.mark.parametrize("breached", [False, True])
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("template", TEMPLATES)
+def test_a_template_renders_into_readable_mail(template: str, language: str,
+                                               breached: bool) -> None:
+    rendered = Templates(SETTINGS).render(template, language, context(breached))
+    raw = build_message(SETTINGS, rendered, Envelope(
+        message_id="m@example.com", to_address="alice@example.com"), NOW)
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    text = str(part.get_content()).replace("\r\n", "\n")
+    for part in (rendered.subject, text):
+        assert not ISO_INSTANT.search(part), part
+        assert not LEFTOVER.search(part), part
+    long_lines = [line for line in text.splitlines() if len(line) > 78]
+    assert long_lines == []
+    assert "\n-- \n" in text, "signature separator"
+    assert "\n--\n" not in text
+    assert rendered.subject.strip() and "  " not in rendered.subject
