@@ -85,7 +85,7 @@ class Templates:
             autoescape=False,  # plain text; an HTML part, when there is one, escapes itself
             keep_trailing_newline=True,
         )
-        self.env.filters["size"] = size_for_people
+        self.env.filters["size"] = _size_filter
 
     def problems(self, languages: tuple[str, ...]) -> list[str]:
         """What is missing or broken in the set (for `check-config`): one line each."""
@@ -107,7 +107,8 @@ class Templates:
         return found
 
     def render(self, kind: str, language: str, context: dict[str, Any]) -> Rendered:
-        text = self.env.get_template(f"{language}/{kind}.txt").render(**context)
+        text = self.env.get_template(f"{language}/{kind}.txt").render(
+            {**context, "language": language})
         head, _, body = text.partition("\n\n")
         if not head.startswith("Subject:"):
             raise ValueError(f"template {language}/{kind}.txt must start with 'Subject: ...'")
@@ -115,13 +116,22 @@ class Templates:
         return Rendered(subject=subject, body=body.strip("\n") + "\n")
 
 
-def size_for_people(size: int) -> str:
-    """`532 bytes`, `14 KB`, `2.5 MB`: the size of a file as people read it."""
+_SIZE_UNITS = {"en": ("bytes", "KB", "MB"), "ru": ("байт", "КБ", "МБ")}
+
+
+def size_for_people(size: int, language: str = "en") -> str:
+    """`532 bytes`, `14 KB`, `2.5 MB` (`532 байт`, `14 КБ`...): a file's size as people read it."""
+    unit, kilo, mega = _SIZE_UNITS.get(language, _SIZE_UNITS["en"])
     if size < 1024:
-        return f"{size} bytes"
+        return f"{size} {unit}"
     if size < 1024 * 1024:
-        return f"{size / 1024:.0f} KB"
-    return f"{size / (1024 * 1024):.1f} MB".replace(".0 MB", " MB")
+        return f"{size / 1024:.0f} {kilo}"
+    return f"{size / (1024 * 1024):.1f} {mega}".replace(".0 ", " ")
+
+
+@jinja2.pass_context
+def _size_filter(context: jinja2.runtime.Context, size: int) -> str:
+    return size_for_people(size, context.get("language", "en"))
 
 
 def build_message(
