@@ -196,6 +196,14 @@ def _listen(raw: Any) -> str:
     return listen
 
 
+def _base_url(raw: Any) -> str:
+    url = _string(raw).strip().rstrip("/")
+    if not re.match(r"^https?://[^/\s]+(/\S*)?$", url):
+        raise ValueError("must be the http(s) address customers reach maild's web pages at, "
+                         "e.g. https://support.example.com")
+    return url
+
+
 def _timezone(raw: Any) -> str:
     name = _string(raw)
     try:
@@ -306,6 +314,21 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    listen: str = key("127.0.0.1:8025", convert=_listen)
+    base_url: str = key("", convert=_base_url, required=True)  # links in mail start with it
+    secret_file: str = key("", path=True, required=True)  # signs forms and status links
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
+@dataclass(frozen=True)
 class ImapSettings:
     name: str
     host: str = key("127.0.0.1")
@@ -405,6 +428,7 @@ class Settings:
     database: DatabaseSettings
     mail: MailSettings
     smtp: SmtpSettings | None      # None: no listener ([smtp] absent)
+    web: WebSettings | None        # None: no web channel ([web] absent)
     imap: tuple[ImapSettings, ...]
     outbound: OutboundSettings
     queues: tuple[QueueSettings, ...]
@@ -426,8 +450,8 @@ class Settings:
         return tuple(s for s in self.staff if s.email.lower() in listed) or self.staff
 
 
-_SECTIONS = ("database", "mail", "smtp", "imap", "outbound", "queues", "tickets", "staff",
-             "notify", "sla", "close")
+_SECTIONS = ("database", "mail", "smtp", "web", "imap", "outbound", "queues", "tickets",
+             "staff", "notify", "sla", "close")
 DEFAULT_QUEUES = ("General questions", "Compatibility problems", "Development questions")
 
 
@@ -488,6 +512,7 @@ class _Reader:
             database=self.database(raw.get("database", {})),
             mail=mail,
             smtp=self.smtp(raw["smtp"]) if "smtp" in raw else None,
+            web=self.section(raw["web"], "web", WebSettings) if "web" in raw else None,
             imap=self.imap(raw.get("imap", [])),
             outbound=self.section(raw.get("outbound", {}), "outbound", OutboundSettings),
             queues=queues,
@@ -674,6 +699,10 @@ _REQUIRED = {
     "support_address": "the address maild sends from and receives at, e.g. "
                        "support_address = \"support@example.com\"",
     "email": "every staff member needs an email",
+    "base_url": "the address customers reach the web pages at, e.g. "
+                "base_url = \"https://support.example.com\"",
+    "secret_file": "a file holding the key that signs forms and status links, e.g. "
+                   "secret_file = \"web.key\" (`maild init` creates it)",
     "name": "every queue needs a name",
 }
 _SQLITE_URL = re.compile(r"^(sqlite(?:\+\w+)?:///)([^?]*)(\?.*)?$")

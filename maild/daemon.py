@@ -57,6 +57,7 @@ from maild.models import InboundState, OutboxState
 from maild.sla.duties import run_duties
 from maild.status import status
 from maild.threading import interrupted, process_pending
+from maild.web import WebServer, make_app
 
 log = logging.getLogger("maild.daemon")
 IDLE_SLEEP_SECONDS = 5.0
@@ -89,6 +90,7 @@ class Intake:
         self.shared = Shared()
         self.stop = threading.Event()
         self.listener: SmtpListener | None = None
+        self.web: WebServer | None = None
         self.pollers: list[ImapPoller] = []
         self.worker: Any = None
         self.worker_started = 0.0
@@ -104,6 +106,11 @@ class Intake:
     def notify(self) -> None:
         self.shared.wake.set()
 
+    def notified(self, accepted: Accepted) -> Accepted:
+        """Stored: the worker has something to do."""
+        self.notify()
+        return accepted
+
     def start(self) -> None:
         settings = self.app.settings
         init_database(self.app.engine, settings)
@@ -114,6 +121,12 @@ class Intake:
                                      settings.mail.accept, self.notify)
             self.listener = SmtpListener(settings.smtp, handler)
             self.listener.start()
+        if settings.web is not None:
+            self.web = WebServer(settings.web, make_app(
+                settings, self.app.engine, lambda raw, source: self.notified(
+                    self.store(raw, source))))
+            self.web.start()
+            log.info("web channel on %s (%s)", settings.web.listen, settings.web.base_url)
         for mailbox in settings.imap:
             password = secret(mailbox.password_env, mailbox.password_file,
                               f"{mailbox.name}.password")
@@ -192,6 +205,8 @@ class Intake:
         self.stop.set()
         if self.listener is not None:
             self.listener.stop()
+        if self.web is not None:
+            self.web.stop()
         for poller in self.pollers:
             poller.join(timeout=10)
         self.shared.stop.set()

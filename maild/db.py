@@ -23,6 +23,7 @@ from sqlmodel import Session, select
 
 from maild.config import DatabaseSettings, Settings
 from maild.errors import StorageUnavailable
+from maild.links import create_key
 from maild.models import Queue, Staff
 from maild.writelock import WriterLock
 
@@ -207,11 +208,13 @@ def load_reference_data(session: Session, settings: Settings) -> None:
 
 
 def init(engine: Engine, settings: Settings) -> None:
-    """`maild init`: the database (with its folder, on SQLite), the schema, then queues and
-    staff from the config."""
+    """`maild init`: the database (with its folder, on SQLite), the web channel's key when it
+    has none, the schema, then queues and staff from the config."""
     database = sqlite_file(engine)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
+    if settings.web is not None:
+        create_key(settings.web)  # the key of the web channel's links and forms
     upgrade_schema(engine)
     with transaction(engine) as session:
         _one_init_at_a_time(session.connection())

@@ -24,6 +24,7 @@ from maild.headers import deliverable, make_message_id
 from maild.mailkinds import MailKind
 from maild.models import (
     Actor,
+    Attachment,
     Direction,
     Event,
     EventType,
@@ -108,11 +109,17 @@ def queue_mail(
     if ticket is not None:
         assert ticket.id is not None
         first = rows[0]
-        session.add(Message(ticket_id=ticket.id, direction=Direction.OUT, kind=kind.filed_as,
-                            sender=settings.mail.support_address,
-                            recipients=",".join(usable), subject=rendered.subject,
-                            body=rendered.body, message_id=first.message_id, outbox_id=first.id,
-                            automatic=kind.auto_submitted is not None, created_at=now))
+        copy = Message(ticket_id=ticket.id, direction=Direction.OUT, kind=kind.filed_as,
+                       sender=settings.mail.support_address, recipients=",".join(usable),
+                       subject=rendered.subject, body=rendered.body,
+                       message_id=first.message_id, outbox_id=first.id,
+                       automatic=kind.auto_submitted is not None, created_at=now)
+        session.add(copy)
+        session.flush()
+        assert copy.id is not None
+        for file in attachments:  # listed on the correspondence; the bytes are in the outbox
+            session.add(Attachment(message_id=copy.id, filename=file.filename,
+                                   content_type=file.content_type, size=len(file.data)))
     return rows[0] if addressee else None
 
 

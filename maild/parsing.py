@@ -38,6 +38,7 @@ from maild.errors import UnparseableMessage
 from maild.headers import message_ids, single_line
 from maild.htmltext import html_to_text
 
+PRIORITY_HEADER = "X-Maild-Priority"  # the web form's priority field, carried in its message
 _AUTO_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
 _REPORT_TYPES = {"delivery-status", "disposition-notification", "feedback-report"}
 _NULL_SENDERS = {"", "<>", "mailer-daemon", "postmaster"}
@@ -91,6 +92,7 @@ class ParsedMail:
     automatic_reason: str = ""      # why this is automatic mail, "" when a person wrote it
     defects: tuple[str, ...] = field(default=())
     authentication_results: tuple[str, ...] = ()  # every Authentication-Results header (RFC 8601)
+    requested_priority: str = ""    # `X-Maild-Priority`: honoured only from the web form
 
     @property
     def automatic(self) -> bool:
@@ -143,6 +145,7 @@ def parse_message(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
         automatic_reason=_automatic_reason(msg, sender, envelope_from),
         defects=tuple(defects),
         authentication_results=_all_raw_headers(msg, "authentication-results"),
+        requested_priority=header_text(msg, PRIORITY_HEADER.lower()).strip().lower(),
     )
 
 

@@ -35,6 +35,7 @@ from maild.compose import OutgoingFile, Templates
 from maild.config import Settings, priority_name, priority_value
 from maild.errors import NotFound, UsageError
 from maild.headers import MAX_SUBJECT, single_line
+from maild.links import status_url
 from maild.mailkinds import MailKind
 from maild.models import (
     Actor,
@@ -219,7 +220,8 @@ def acknowledge(ctx: Context, ticket: Ticket, message: Message | None = None, *,
                in_reply_to=in_reply_to, references=references,
                html=bool(message and message.html),
                context={"customer_name": ticket.customer_name,
-                        "original_subject": original_subject or ticket.subject})
+                        "original_subject": original_subject or ticket.subject,
+                        "status_url": status_url(ctx.settings, ticket.number)})
 
 
 # --- telling staff ----------------------------------------------------------------------------

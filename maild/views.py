@@ -1,14 +1,30 @@
-"""Read models: tickets and inbound rows as the plain dicts `--json` prints (SPEC §3)."""
+"""Read models: tickets and inbound rows as the plain dicts `--json` prints (SPEC §3), and a
+ticket as its customer sees it on the web (SPEC §10)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import Session, col, select
 
+from maild import mailkinds
 from maild.clock import iso
 from maild.config import priority_name
-from maild.models import Attachment, Event, Inbound, Message, Outbox, Participant, Queue, Ticket
+from maild.errors import UnparseableMessage
+from maild.models import (
+    Attachment,
+    Direction,
+    Event,
+    Inbound,
+    Message,
+    MessageKind,
+    Outbox,
+    Participant,
+    Queue,
+    Ticket,
+)
+from maild.parsing import parse_message
 
 
 def ticket_summary(ticket: Ticket, queue_names: dict[int, str],
@@ -94,3 +110,71 @@ def outbox_summary(row: Outbox, ticket_number: str | None) -> dict[str, Any]:
         "sent_at": iso(row.sent_at),
         "last_error": row.last_error,
     }
+
+
+# --- the customer's view (the web channel's status page, SPEC §10) --------------------------
+
+_CUSTOMER_MAIL = [kind.name for kind in mailkinds.ALL if not kind.internal]
+
+
+@dataclass(frozen=True)
+class File:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def public_view(session: Session, ticket: Ticket) -> dict[str, Any]:
+    """A ticket as its customer sees it: status, priority, queue and the public correspondence
+    — the customer's messages and maild's mail to them. Never internal notes, staff members'
+    own mail or staff-only notices."""
+    public = _public_messages(session, ticket)
+    files: dict[int, list[dict[str, Any]]] = {}
+    if public:
+        query = select(Attachment).where(col(Attachment.message_id).in_([m.id for m in public]))
+        for a in session.exec(query.order_by(col(Attachment.id))):
+            files.setdefault(a.message_id, []).append(
+                {"id": a.id, "filename": a.filename, "size": a.size})
+    queue = session.get(Queue, ticket.queue_id)
+    return {
+        "number": ticket.number, "subject": ticket.subject, "status": ticket.status,
+        "priority": priority_name(ticket.priority), "queue": queue.name if queue else "",
+        "language": ticket.language, "created_at": ticket.created_at,
+        "messages": [{
+            "id": m.id, "from_us": m.direction == Direction.OUT, "sender": m.sender,
+            "created_at": m.created_at, "body": m.body,
+            "attachments": files.get(m.id or 0, [])} for m in public],
+    }
+
+
+def public_file(session: Session, ticket: Ticket, attachment_id: int) -> File | None:
+    """The bytes of a file on the ticket's public correspondence, from the stored message it
+    came with (inbound or outbox); None when it is not one."""
+    attachment = session.get(Attachment, attachment_id)
+    public = {m.id: m for m in _public_messages(session, ticket)}
+    if attachment is None or attachment.message_id not in public:
+        return None
+    message = public[attachment.message_id]
+    stored = session.get(Inbound, message.inbound_id) if message.inbound_id else \
+        session.get(Outbox, message.outbox_id) if message.outbox_id else None
+    if stored is None:
+        return None
+    siblings = list(session.exec(select(Attachment.id).where(
+        Attachment.message_id == message.id).order_by(col(Attachment.id))))
+    try:
+        parsed = parse_message(stored.raw).attachments
+    except UnparseableMessage:
+        return None
+    index = siblings.index(attachment_id)
+    if index >= len(parsed):
+        return None
+    return File(attachment.filename, attachment.content_type, parsed[index].data)
+
+
+def _public_messages(session: Session, ticket: Ticket) -> list[Message]:
+    rows = session.exec(select(Message, Outbox.kind).join(
+        Outbox, col(Message.outbox_id) == col(Outbox.id), isouter=True)
+        .where(Message.ticket_id == ticket.id).order_by(col(Message.id)))
+    return [m for m, kind in rows
+            if (m.direction == Direction.IN and m.kind == MessageKind.CUSTOMER)
+            or (m.direction == Direction.OUT and kind in _CUSTOMER_MAIL)]

@@ -47,6 +47,7 @@ def context(breached: bool) -> dict[str, object]:
                         {"filename": "logs.zip", "size": 31_000_000, "attached": False}],
         "files": [{"filename": "драйвер.zip", "size": 31_000_000}],
         "limit": 10_485_760,
+        "status_url": "https://support.example.com/t/MjAyNjEyMDEwMDA0Mg.S0m3s1gnatur3",
     }
 
 

@@ -21,7 +21,7 @@ from sqlmodel import col, select
 
 from maild import mailkinds, tickets
 from maild.compose import OutgoingFile
-from maild.config import priority_value
+from maild.config import priority_name, priority_value
 from maild.errors import MaildError, UnparseableMessage, UsageError
 from maild.mailkinds import MailKind
 from maild.models import (
@@ -119,9 +119,13 @@ def _new_ticket(
     ctx: Context, inbound: Inbound, mail: ParsedMail, *, claimed: str | None = None,
     claimed_in: str = "subject", follows: str | None = None,
 ) -> Applied:
+    # The web channel stores its submissions with the source "web" (only it can): their
+    # priority is the form's. Anyone else's mail could claim any priority in that header.
+    web = inbound.source == Channel.WEB
     ticket = tickets.open_ticket(
         ctx, customer=mail.sender, customer_name=mail.sender_name, subject=mail.subject,
-        channel=Channel.EMAIL, actor=mail.sender,
+        channel=Channel.WEB if web else Channel.EMAIL, actor=mail.sender,
+        priority=_priority(mail.requested_priority) if web else None,
         language=tickets.language_for(ctx.settings, mail.subject, mail.text))
     if claimed:
         tickets.event(ctx, ticket, EventType.CLAIMED_TICKET, mail.sender,
@@ -158,6 +162,13 @@ def _append(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedMail, vi
     tickets.customer_wrote(ctx, ticket, mail.sender)
     tickets.notify_staff(ctx, ticket, message, _contact(mail), new=False)
     return Applied(ticket)
+
+
+def _priority(requested: str) -> str | None:
+    try:
+        return priority_name(priority_value(requested)) if requested else None
+    except ValueError:
+        return None
 
 
 def _contact(mail: ParsedMail) -> Contact:

@@ -1,0 +1,84 @@
+"""The signed links and forms of the web channel (SPEC §10), written once.
+
+A ticket's status link, `<base_url>/t/<token>`, is the only way to its page: the token is the
+ticket number signed with the key in `web.secret_file` (HMAC, itsdangerous), so numbers cannot
+be enumerated and a link cannot be forged; writing a new key into the file revokes every link.
+Every form carries a token too — a random nonce, signed and timed — which the page checks
+against the same token in a cookie (double submit): a form posted from anywhere else fails. The
+nonce is also the Message-ID of the submission, so a form sent twice (a reload, a double click)
+is the same message and stored once (`maild.dedupe`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import datetime
+from pathlib import Path
+
+from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
+
+from maild.config import Settings, WebSettings
+
+FORM_MAX_AGE = 24 * 3600  # a form left open for a day still sends; an older one is refused
+_cache: dict[str, tuple[float, bytes]] = {}
+
+
+def create_key(web: WebSettings) -> bool:
+    """Write a new random key into `web.secret_file` when it has none; True when it did."""
+    path = Path(web.secret_file)
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(secrets.token_urlsafe(48) + "\n")
+    return True
+
+
+def _key(web: WebSettings) -> bytes:
+    """The key, read again whenever the file changes: a new key takes effect at once."""
+    path = Path(web.secret_file)
+    mtime = path.stat().st_mtime
+    cached = _cache.get(web.secret_file)
+    if cached is None or cached[0] != mtime:
+        key = path.read_bytes().strip()
+        if len(key) < 16:
+            raise ValueError(f"{path}: the key is shorter than 16 bytes")
+        cached = _cache[web.secret_file] = (mtime, key)
+    return cached[1]
+
+
+def status_url(settings: Settings, number: str) -> str:
+    """The customer's link to the ticket's page; "" when the web channel is off."""
+    if settings.web is None:
+        return ""
+    token = URLSafeSerializer(_key(settings.web), salt="status").dumps(number)
+    return f"{settings.web.base_url}/t/{token}"
+
+
+def ticket_of(web: WebSettings, token: str) -> str | None:
+    """The ticket number a status token names; None for a forged or revoked one."""
+    try:
+        number = URLSafeSerializer(_key(web), salt="status").loads(token)
+    except BadSignature:
+        return None
+    return number if isinstance(number, str) and number.isdigit() else None
+
+
+def form_token(web: WebSettings) -> str:
+    """A fresh anti-forgery token for one form."""
+    return URLSafeTimedSerializer(_key(web), salt="form").dumps(secrets.token_hex(16))
+
+
+def form_nonce(web: WebSettings, token: str) -> tuple[str, datetime] | None:
+    """The nonce of a valid, recent form token and when the form was made; None for a forged
+    or stale one."""
+    try:
+        nonce, made = URLSafeTimedSerializer(_key(web), salt="form").loads(
+            token, max_age=FORM_MAX_AGE, return_timestamp=True)
+    except BadSignature:  # SignatureExpired is one
+        return None
+    if not isinstance(nonce, str) or len(nonce) != 32:
+        return None
+    return nonce, made
