@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python bench/ingest_bench.py
 	$(BIN)/python bench/e2e_bench.py
 	$(BIN)/python bench/sla_bench.py
+	$(BIN)/python bench/web_bench.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

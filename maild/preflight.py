@@ -49,6 +49,12 @@ def _all(settings: Settings, environ: Mapping[str, str]) -> Iterator[tuple[str, 
                 os.close(os.open(database, os.O_RDWR))
             except OSError as exc:
                 yield "database.url", f"cannot write {database}: {exc.strerror}"
+    if settings.web is not None:
+        key = Path(settings.web.secret_file)
+        if key.exists():
+            yield from _readable("web.secret_file", str(key))
+        else:  # `maild init` writes a new key there
+            yield from _writable("web.secret_file", key.parent)
     languages = LANGUAGES if settings.mail.language == "auto" else (settings.mail.language,)
     for problem in Templates(settings).problems(languages):
         yield "mail.templates_dir", problem

@@ -31,7 +31,7 @@ def test_every_settings_key_appears_in_the_example_config() -> None:
                 "smtp": config.SmtpSettings, "outbound": config.OutboundSettings,
                 "tickets": config.TicketSettings, "sla": config.SlaSettings,
                 "close": config.CloseSettings, "notify": config.NotifySettings,
-                "queues": config.QueueSettings}
+                "queues": config.QueueSettings, "web": config.WebSettings}
     for section, obj in sections.items():
         for name in obj.__dataclass_fields__:
             if name not in ("priorities",):
@@ -60,6 +60,8 @@ def test_every_settings_key_appears_in_the_example_config() -> None:
         ('[[staff]]\nname = "No Mail"\n', "staff[0].email"),
         ('[database]\nurl = "mysql://x"\n', "database.url"),
         ('[close]\nclose_after = "7 days"\n', "close.close_after"),
+        ('[web]\nbase_url = "support.example.com"\nsecret_file = "k"\n', "web.base_url"),
+        ('[web]\nbase_url = "https://support.example.com"\n', "web.secret_file"),
         ("[nonsense]\n", "nonsense"),
     ],
 )
