@@ -95,3 +95,12 @@ def test_the_installed_package_opens_and_answers_a_ticket_from_any_folder(
 def test_the_extras_of_the_service_installation_are_there(installed: Path, tmp_path: Path) -> None:
     run(installed / "python", "-c", "import psycopg, sqlite_utils", cwd=tmp_path)
     assert (installed / "sqlite-utils").exists()
+
+
+def test_the_web_pages_are_package_data_too(installed: Path, tmp_path: Path) -> None:
+    found = run(installed / "python", "-c", "from maild.web.pages import PAGES; print(PAGES)",
+                cwd=tmp_path).stdout.decode().strip()
+    pages = Path(found)
+    assert "site-packages" in found
+    for name in ("base.html", "style.css", "en/form.html", "ru/status.html", "en/error.html"):
+        assert (pages / name).is_file(), name

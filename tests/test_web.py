@@ -370,3 +370,21 @@ def test_kill_9_while_forms_are_sent_loses_nothing_and_leaves_nothing_half(site:
     assert {m["X-Maild-Ticket"] for m in acks()} == {t["number"] for t in tickets.values()}
     assert len(acks()) == len(tickets)  # each acknowledged once
 
+
+
+def test_files_of_a_staff_answer_can_be_downloaded_from_the_status_page(site: Site) -> None:
+    with site.client() as client:
+        number = number_on(submit(client))
+    answer = mail(subject=f"Re: [Ticket#{number}] Printer is broken",
+                  sender="Alice <alice@example.com>", body="The manual is attached.\n")
+    answer.add_attachment(b"%PDF-1.4 manual", maintype="application", subtype="pdf",
+                          filename="Руководство.pdf")
+    with smtplib.SMTP("127.0.0.1", site.smtp_port) as smtp:
+        smtp.send_message(answer)
+    link = site.link_in_ack(number)
+    with site.client() as client:
+        assert wait_until(lambda: "The manual is attached." in client.get(link).text)
+        page = client.get(link)
+        hrefs = re.findall(r'href="(/t/[^"]+/files/\d+)">Руководство.pdf<', page.text)
+        assert len(hrefs) == 1, page.text  # the answer's copy, not the staff member's own mail
+        assert client.get(hrefs[0]).content == b"%PDF-1.4 manual"
