@@ -3,8 +3,9 @@
 A ticket's status link, `<base_url>/t/<token>`, is the only way to its page: the token is the
 ticket number signed with the key in `web.secret_file` (HMAC, itsdangerous), so numbers cannot
 be enumerated and a link cannot be forged; writing a new key into the file revokes every link.
-Every form carries a token too — a random nonce, signed and timed — which the page checks
-against the same token in a cookie (double submit): a form posted from anywhere else fails. The
+Every form carries a token too — a random nonce, signed and timed, and bound to a random id in
+the visitor's cookie — so a form posted from any other site, which cannot read or set that
+cookie, fails (a signed double submit); several tabs of one browser all work. The
 nonce is also the Message-ID of the submission, so a form sent twice (a reload, a double click)
 is the same message and stored once (`maild.dedupe`).
 """
@@ -66,19 +67,25 @@ def ticket_of(web: WebSettings, token: str) -> str | None:
     return number if isinstance(number, str) and number.isdigit() else None
 
 
-def form_token(web: WebSettings) -> str:
-    """A fresh anti-forgery token for one form."""
-    return URLSafeTimedSerializer(_key(web), salt="form").dumps(secrets.token_hex(16))
+def browser_id() -> str:
+    """A random id for the visitor's cookie, which every form token of theirs is bound to."""
+    return secrets.token_urlsafe(18)
 
 
-def form_nonce(web: WebSettings, token: str) -> tuple[str, datetime] | None:
-    """The nonce of a valid, recent form token and when the form was made; None for a forged
-    or stale one."""
+def form_token(web: WebSettings, browser: str) -> str:
+    """A fresh anti-forgery token for one form, bound to the visitor's cookie."""
+    return URLSafeTimedSerializer(_key(web), salt="form").dumps([secrets.token_hex(16), browser])
+
+
+def form_nonce(web: WebSettings, token: str, browser: str) -> tuple[str, datetime] | None:
+    """The nonce of a valid, recent form token made for this visitor's cookie, and when the
+    form was made; None for a forged or stale one, or one made for another browser."""
     try:
-        nonce, made = URLSafeTimedSerializer(_key(web), salt="form").loads(
+        payload, made = URLSafeTimedSerializer(_key(web), salt="form").loads(
             token, max_age=FORM_MAX_AGE, return_timestamp=True)
     except BadSignature:  # SignatureExpired is one
         return None
-    if not isinstance(nonce, str) or len(nonce) != 32:
+    if not (isinstance(payload, list) and len(payload) == 2 and payload[1] == browser
+            and isinstance(payload[0], str) and len(payload[0]) == 32):
         return None
-    return nonce, made
+    return payload[0], made

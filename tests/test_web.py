@@ -232,11 +232,27 @@ def test_a_post_without_its_token_or_from_another_site_is_refused(site: Site) ->
     assert site.stored() == 0
 
 
+def test_forms_in_two_tabs_of_one_browser_both_send(site: Site) -> None:
+    with site.client() as client:
+        first, second = csrf(client.get("/")), csrf(client.get("/"))
+        one = client.post("/", data={"csrf": first, **fields(subject="One")})
+        other = client.post("/", data={"csrf": second, **fields(subject="Other")})
+    assert number_on(one) != number_on(other)
+
+
 def test_an_upload_over_the_limit_is_refused_before_it_is_read(site: Site) -> None:
     with site.client() as client:
         page = submit(client, files={"files": ("big.bin", b"x" * 600_000,
                                                "application/octet-stream")})
-    assert page.status_code == 413 and "larger than we can accept" in page.text
+        assert page.status_code == 413 and "larger than we can accept" in page.text
+        token = csrf(client.get("/"))
+        # Sent in chunks, without a Content-Length: cut off once past the limit.
+        chunks = (b"--b\r\nContent-Disposition: form-data; name=\"csrf\"\r\n\r\n"
+                  + token.encode() + b"\r\n--b\r\nContent-Disposition: form-data; "
+                  b"name=\"files\"; filename=\"big.bin\"\r\n\r\n", *[b"x" * 65536] * 10)
+        chunked = client.post("/", content=iter(chunks),
+                              headers={"Content-Type": "multipart/form-data; boundary=b"})
+    assert chunked.status_code == 413 and "larger than we can accept" in chunked.text
     assert site.stored() == 0
 
 

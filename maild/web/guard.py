@@ -61,12 +61,12 @@ class Guard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
+        too_large = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal started
+            if too_large:
+                return  # the app's own answer to a body cut off at the limit: ours is the 413
             if message["type"] == "http.response.start":
-                started = True
                 message["headers"] = [*message.get("headers", []), *SECURITY_HEADERS]
             await send(message)
 
@@ -82,18 +82,18 @@ class Guard:
         received = 0
 
         async def receive_within_limit() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_body:
+                too_large = True
                 raise _TooLarge
             return message
 
         try:
             await self.app(scope, receive_within_limit, send_with_headers)
         except _TooLarge:
-            if started:
-                raise
+            too_large = False
             response = await self.refuse(scope, 413)
             await response(scope, receive, send_with_headers)
 

@@ -119,18 +119,24 @@ class _Pages:
         problem = "not_found" if status in (404, 405) else "bad_request"
         return self.page(self.language(request), "error", status, problem=problem)
 
-    def with_form_cookie(self, response: Response, token: str) -> Response:
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict",
+    def form_token(self, request: Request) -> tuple[str, str]:
+        """A token for a new form, and the visitor's cookie id it is bound to (a new one for a
+        browser that has none yet)."""
+        browser = request.cookies.get(COOKIE) or links.browser_id()
+        return links.form_token(self.web, browser), browser
+
+    def with_form_cookie(self, response: Response, browser: str) -> Response:
+        response.set_cookie(COOKIE, browser, httponly=True, samesite="strict",
                             secure=self.secure, max_age=links.FORM_MAX_AGE)
         return response
 
     # --- the request form --------------------------------------------------------------
 
     async def form(self, request: Request) -> Response:
-        token = links.form_token(self.web)
+        token, browser = self.form_token(request)
         response = self.page(self.language(request), "form", csrf=token, values={},
                              errors=[], max_upload=self.max_upload)
-        return self.with_form_cookie(response, token)
+        return self.with_form_cookie(response, browser)
 
     async def submit(self, request: Request) -> Response:
         language = self.language(request)
@@ -144,10 +150,10 @@ class _Pages:
         except _Refused as refused:
             return self.page(language, "error", refused.status, problem=refused.problem)
         if errors:
-            token = links.form_token(self.web)  # nothing was stored: a fresh form
+            token, browser = self.form_token(request)  # nothing was stored: a fresh form
             response = self.page(language, "form", 400, csrf=token, values=values,
                                  errors=errors, max_upload=self.max_upload)
-            return self.with_form_cookie(response, token)
+            return self.with_form_cookie(response, browser)
         raw = build(self.settings, nonce=nonce, issued=issued, name=values["name"],
                     email=values["email"].lower(), subject=values["subject"],
                     body=values["body"], files=files, priority=values["priority"])
@@ -169,11 +175,12 @@ class _Pages:
             raise _Refused(413 if "size" in str(exc.detail) else 400, "bad_request") from None
 
     def checked_token(self, request: Request, form: FormData) -> tuple[str, datetime]:
-        """The form's nonce and when the form was made, when its token is valid and is the one
-        in the visitor's cookie (a form posted from another site has not got that cookie)."""
+        """The form's nonce and when the form was made, when its token is valid and was made
+        for the visitor's cookie (a form posted from another site has not got that cookie)."""
         token = str(form.get("csrf") or "")
-        checked = links.form_nonce(self.web, token) if token else None
-        if checked is None or request.cookies.get(COOKIE) != token:
+        browser = request.cookies.get(COOKIE, "")
+        checked = links.form_nonce(self.web, token, browser) if token and browser else None
+        if checked is None:
             raise _Refused(403, "forged")
         return checked
 
@@ -239,11 +246,11 @@ class _Pages:
     async def status(self, request: Request) -> Response:
         token = request.path_params["token"]
         found, view = await run_in_threadpool(self.ticket, token)
-        form_token = links.form_token(self.web)
+        form_token, browser = self.form_token(request)
         response = self.page(_language_of(found), "status", ticket=view, token=token,
                              csrf=form_token, max_upload=self.max_upload,
                              sent=request.query_params.get("sent") == "1")
-        return self.with_form_cookie(response, form_token)
+        return self.with_form_cookie(response, browser)
 
     async def post_message(self, request: Request) -> Response:
         token = request.path_params["token"]
@@ -257,11 +264,11 @@ class _Pages:
             return self.page(language, "error", refused.status, problem=refused.problem)
         body = str(form.get("body") or "").strip()
         if not body and not files:
-            form_token = links.form_token(self.web)
+            form_token, browser = self.form_token(request)
             response = self.page(language, "status", 400, ticket=view, token=token,
                                  csrf=form_token, max_upload=self.max_upload, sent=False,
                                  errors=["missing_body"])
-            return self.with_form_cookie(response, form_token)
+            return self.with_form_cookie(response, browser)
         tag = tagged_subject(self.settings.mail.subject_tag, found.number, found.subject)
         raw = build(self.settings, nonce=nonce, issued=issued, name=found.customer_name,
                     email=found.customer, subject=f"Re: {tag}", body=body or "-", files=files)
