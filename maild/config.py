@@ -295,8 +295,22 @@ class MailSettings:
         return frozenset(a.lower() for a in (self.support_address, *self.accept))
 
 
+class _Listening:
+    """A section with a `listen = "HOST:PORT"` key."""
+
+    listen: str
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+
 @dataclass(frozen=True)
-class SmtpSettings:
+class SmtpSettings(_Listening):
     listen: str = key("127.0.0.1:2525", convert=_listen)
     protocol: str = key("smtp", choices=("smtp", "lmtp"))
     max_message_bytes: int = key(26_214_400, minimum=1)
@@ -304,28 +318,12 @@ class SmtpSettings:
     tls_key: str = key("", path=True)
     require_tls: bool = key(False)
 
-    @property
-    def host(self) -> str:
-        return self.listen.rpartition(":")[0].strip("[]")
-
-    @property
-    def port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
-
 
 @dataclass(frozen=True)
-class WebSettings:
+class WebSettings(_Listening):
     listen: str = key("127.0.0.1:8025", convert=_listen)
     base_url: str = key("", convert=_base_url, required=True)  # links in mail start with it
     secret_file: str = key("", path=True, required=True)  # signs forms and status links
-
-    @property
-    def host(self) -> str:
-        return self.listen.rpartition(":")[0].strip("[]")
-
-    @property
-    def port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,8 @@ ALL = (ACK, ANSWER, REOPENED, CLOSE_REQUEST, CLOSE_REQUEST_AUTO, NEW_TICKET, FOL
        REOPENED_OWNER, ESCALATION, ASSIGNED, STAFF_ERROR, STAFF_REFUSED, ATTACHMENTS_REFUSED)
 _BY_NAME = {kind.name: kind for kind in ALL}
 TEMPLATES = tuple(sorted({kind.template_name for kind in ALL}))
+TO_CUSTOMERS = tuple(kind.name for kind in ALL if not kind.internal)  # outbox.kind values
+TO_STAFF = tuple(kind.name for kind in ALL if kind.internal)
 
 
 def named(name: str) -> MailKind | None:

@@ -35,8 +35,6 @@ from maild.models import (
 )
 from maild.subject import format_tag, tagged_subject
 
-_INTERNAL_KINDS = [kind.name for kind in mailkinds.ALL if kind.internal]
-
 
 def auto_replies_last_hour(session: Session, address: str, now: datetime) -> int:
     query = select(func.count(col(Outbox.id))).where(
@@ -162,7 +160,7 @@ def _staff_thread(session: Session, settings: Settings, ticket: Ticket, recipien
     root = f"maild.ticket.{ticket.number}@{settings.mail.domain}"
     previous = session.exec(select(Outbox.message_id).where(
         Outbox.ticket_id == ticket.id, Outbox.rcpt_to == recipient,
-        col(Outbox.kind).in_(_INTERNAL_KINDS))
+        col(Outbox.kind).in_(mailkinds.TO_STAFF))
         .order_by(col(Outbox.id).desc()).limit(1)).first()
     thread = tuple(dict.fromkeys(m for m in (root, previous, *references) if m))
     return answering or previous or root, thread

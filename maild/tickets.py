@@ -58,7 +58,6 @@ from maild.outbox import queue_mail
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 # `ticket.next_due_at` of a ticket no timer duty will ever concern (closed).
 FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
-_CUSTOMER_KINDS = [kind.name for kind in mailkinds.ALL if not kind.internal]
 
 
 @dataclass(frozen=True)
@@ -541,7 +540,7 @@ def _customer_thread(ctx: Context, ticket: Ticket, answering: Message | None
         .where(Message.ticket_id == ticket.id, col(Message.message_id).is_not(None),
                or_(and_(col(Message.direction) == Direction.IN,
                         col(Message.kind) == MessageKind.CUSTOMER),
-                   col(Outbox.kind).in_(_CUSTOMER_KINDS)))
+                   col(Outbox.kind).in_(mailkinds.TO_CUSTOMERS)))
         .order_by(col(Message.id)))
     thread = [mid for mid in ids if mid]
     in_reply_to = answering.message_id if answering is not None else None

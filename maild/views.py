@@ -114,9 +114,6 @@ def outbox_summary(row: Outbox, ticket_number: str | None) -> dict[str, Any]:
 
 # --- the customer's view (the web channel's status page, SPEC §10) --------------------------
 
-_CUSTOMER_MAIL = [kind.name for kind in mailkinds.ALL if not kind.internal]
-
-
 @dataclass(frozen=True)
 class File:
     filename: str
@@ -177,4 +174,4 @@ def _public_messages(session: Session, ticket: Ticket) -> list[Message]:
         .where(Message.ticket_id == ticket.id).order_by(col(Message.id)))
     return [m for m, kind in rows
             if (m.direction == Direction.IN and m.kind == MessageKind.CUSTOMER)
-            or (m.direction == Direction.OUT and kind in _CUSTOMER_MAIL)]
+            or (m.direction == Direction.OUT and kind in mailkinds.TO_CUSTOMERS)]
