@@ -33,6 +33,7 @@ from maild.models import (
 )
 
 STUCK_AFTER = timedelta(minutes=5)
+RECENT = timedelta(hours=24)
 
 
 class Backlog(Protocol):
@@ -43,8 +44,6 @@ class Backlog(Protocol):
 
     @property
     def oldest(self) -> datetime | None: ...
-
-RECENT = timedelta(hours=24)
 
 
 def counts(session: Session, column: Any) -> dict[str, int]:

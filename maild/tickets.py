@@ -114,8 +114,20 @@ def staff_name(settings: Settings, email: str | None) -> str:
 def customer_address(ctx: Context, ticket: Ticket) -> str:
     """Where mail to the ticket's customer goes (SPEC §5): the Reply-To of the customer's latest
     message when it has one, else the customer's own address."""
-    latest = _latest_from_customer(ctx.session, ticket)
-    return (latest.reply_to if latest else "") or ticket.customer
+    return _address_of(ticket, _latest_from_customer(ctx.session, ticket))
+
+
+def public_messages(session: Session, ticket: Ticket) -> list[Message]:
+    """The customer's conversation on the ticket, oldest first: their own messages and maild's
+    mail to them — never internal notes, staff members' own mail or staff-only notices."""
+    return list(session.exec(
+        select(Message).join(Outbox, col(Message.outbox_id) == col(Outbox.id), isouter=True)
+        .where(Message.ticket_id == ticket.id,
+               or_(and_(col(Message.direction) == Direction.IN,
+                        col(Message.kind) == MessageKind.CUSTOMER),
+                   and_(col(Message.direction) == Direction.OUT,
+                        col(Outbox.kind).in_(mailkinds.TO_CUSTOMERS))))
+        .order_by(col(Message.id))))
 
 
 def cc_of(session: Session, ticket: Ticket) -> list[str]:
@@ -318,10 +330,9 @@ def join_cc(ctx: Context, ticket: Ticket, addresses: Sequence[str], actor: str) 
         return []
     joined = []
     for address in dict.fromkeys(a.lower() for a in addresses):
-        if address == ticket.customer or ctx.settings.is_own(address) \
-                or ctx.settings.is_staff(address):
+        if not _may_be_cc(ctx.settings, ticket, address):
             continue
-        if _participant(ctx, ticket, address) is None:
+        if _participant(ctx.session, ticket, address) is None:
             assert ticket.id is not None
             ctx.session.add(Participant(ticket_id=ticket.id, address=address, added_by=actor,
                                         added_at=ctx.now))
@@ -402,7 +413,7 @@ def answer(
         in_reply_to, references = _customer_thread(ctx, ticket, latest)
         name = staff_name(ctx.settings, staff)
         queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.ANSWER,
-                   ticket=ticket, to=customer_address(ctx, ticket), to_name=ticket.customer_name,
+                   ticket=ticket, to=_address_of(ticket, latest), to_name=ticket.customer_name,
                    cc=cc_of(ctx.session, ticket), in_reply_to=in_reply_to,
                    references=references, html=bool(latest and latest.html),
                    from_name=f"{name} ({ctx.settings.mail.support_name})" if name else None,
@@ -430,14 +441,29 @@ def note(ctx: Context, ticket: Ticket, staff: str, text: str,
     return message
 
 
-def add_cc(ctx: Context, ticket: Ticket, address: str, actor: str) -> None:
-    """`#cc ADDRESS`: the address gets the answers in Cc from now on."""
+def cc_candidate(settings: Settings, ticket: Ticket | None, address: str) -> str:
+    """`address`, normalised, when it may join `ticket` in Cc (None: a ticket not yet opened);
+    UsageError for maild's own, a staff member or the ticket's customer."""
     address = address.strip().lower()
-    if ctx.settings.is_own(address) or ctx.settings.is_staff(address) \
-            or address == ticket.customer:
+    if not _may_be_cc(settings, ticket, address):
         raise UsageError(f"{address} is maild's own, a staff member or the customer: "
                          "not a Cc participant")
-    found = _participant(ctx, ticket, address)
+    return address
+
+
+def cc_participant(session: Session, ticket: Ticket | None, address: str) -> Participant:
+    """The active Cc participant `address` of `ticket`, or UsageError."""
+    found = _participant(session, ticket, address.strip().lower()) if ticket else None
+    if found is None or not found.active:
+        raise UsageError(f"{address} is not in Cc of "
+                         + (f"ticket {ticket.number}" if ticket else "this ticket"))
+    return found
+
+
+def add_cc(ctx: Context, ticket: Ticket, address: str, actor: str) -> None:
+    """`#cc ADDRESS`: the address gets the answers in Cc from now on."""
+    address = cc_candidate(ctx.settings, ticket, address)
+    found = _participant(ctx.session, ticket, address)
     if found is not None and found.active:
         return
     if found is None:
@@ -452,9 +478,7 @@ def add_cc(ctx: Context, ticket: Ticket, address: str, actor: str) -> None:
 
 def remove_cc(ctx: Context, ticket: Ticket, address: str, actor: str) -> None:
     """`#uncc ADDRESS`: no more answers in Cc to that address."""
-    found = _participant(ctx, ticket, address.strip().lower())
-    if found is None or not found.active:
-        raise UsageError(f"{address} is not in Cc of ticket {ticket.number}")
+    found = cc_participant(ctx.session, ticket, address)
     found.active = False
     event(ctx, ticket, EventType.CC_REMOVED, actor, found.address)
     attended(ctx, ticket, actor)
@@ -469,7 +493,7 @@ def request_close(ctx: Context, ticket: Ticket, actor: str) -> None:
     latest = _latest_from_customer(ctx.session, ticket)
     in_reply_to, references = _customer_thread(ctx, ticket, latest)
     kind = mailkinds.CLOSE_REQUEST_AUTO if actor == Actor.SYSTEM else mailkinds.CLOSE_REQUEST
-    to = customer_address(ctx, ticket)
+    to = _address_of(ticket, latest)
     queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, kind, ticket=ticket,
                to=to, to_name=ticket.customer_name, in_reply_to=in_reply_to,
                references=references, html=bool(latest and latest.html),
@@ -534,23 +558,22 @@ def _customer_thread(ctx: Context, ticket: Ticket, answering: Message | None
     """In-Reply-To and References of mail to the customer: the message it answers, after the
     Message-IDs of the customer's conversation so far (their mail and maild's to them), so
     their mail client keeps it in one thread."""
-    ids = ctx.session.exec(
-        select(Message.message_id).join(Outbox, col(Message.outbox_id) == col(Outbox.id),
-                                        isouter=True)
-        .where(Message.ticket_id == ticket.id, col(Message.message_id).is_not(None),
-               or_(and_(col(Message.direction) == Direction.IN,
-                        col(Message.kind) == MessageKind.CUSTOMER),
-                   col(Outbox.kind).in_(mailkinds.TO_CUSTOMERS)))
-        .order_by(col(Message.id)))
-    thread = [mid for mid in ids if mid]
+    thread = [m.message_id for m in public_messages(ctx.session, ticket) if m.message_id]
     in_reply_to = answering.message_id if answering is not None else None
     if in_reply_to:
         thread = [mid for mid in thread if mid != in_reply_to] + [in_reply_to]
     return in_reply_to, tuple(thread)
 
 
-def _participant(ctx: Context, ticket: Ticket, address: str) -> Participant | None:
-    return ctx.session.exec(select(Participant).where(
+def _may_be_cc(settings: Settings, ticket: Ticket | None, address: str) -> bool:
+    """Cc participants are the customer's other correspondents: never maild's own address, a
+    staff member (they get notices) or the customer (they get the mail in To)."""
+    return not (settings.is_own(address) or settings.is_staff(address)
+                or (ticket is not None and address == ticket.customer))
+
+
+def _participant(session: Session, ticket: Ticket, address: str) -> Participant | None:
+    return session.exec(select(Participant).where(
         Participant.ticket_id == ticket.id, Participant.address == address)).first()
 
 
@@ -572,6 +595,11 @@ def _store_text(ctx: Context, ticket: Ticket, kind: MessageKind, staff: str,
     ctx.session.add(message)
     ctx.session.flush()
     return message
+
+
+def _address_of(ticket: Ticket, latest: Message | None) -> str:
+    """The Reply-To of the customer's latest message `latest`, else the customer's address."""
+    return (latest.reply_to if latest else "") or ticket.customer
 
 
 def _latest_from_customer(session: Session, ticket: Ticket) -> Message | None:

@@ -8,7 +8,6 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from maild import mailkinds
 from maild.clock import iso
 from maild.config import priority_name
 from maild.errors import UnparseableMessage
@@ -18,13 +17,12 @@ from maild.models import (
     Event,
     Inbound,
     Message,
-    MessageKind,
     Outbox,
-    Participant,
     Queue,
     Ticket,
 )
 from maild.parsing import parse_message
+from maild.tickets import cc_of, public_messages
 
 
 def ticket_summary(ticket: Ticket, queue_names: dict[int, str],
@@ -67,9 +65,7 @@ def ticket_detail(session: Session, ticket: Ticket, sla: dict[str, Any]) -> dict
         "automatic": m.automatic,
         "attachments": attachments.get(m.id or 0, []),
     } for m in messages]
-    data["cc"] = list(session.exec(select(Participant.address).where(
-        Participant.ticket_id == ticket.id, col(Participant.active).is_(True))
-        .order_by(col(Participant.id))))
+    data["cc"] = cc_of(session, ticket)
     data["events"] = [{"at": iso(e.at), "type": e.type, "actor": e.actor, "detail": e.detail}
                       for e in session.exec(select(Event).where(Event.ticket_id == ticket.id)
                                             .order_by(col(Event.id)))]
@@ -125,7 +121,7 @@ def public_view(session: Session, ticket: Ticket) -> dict[str, Any]:
     """A ticket as its customer sees it: status, priority, queue and the public correspondence
     — the customer's messages and maild's mail to them. Never internal notes, staff members'
     own mail or staff-only notices."""
-    public = _public_messages(session, ticket)
+    public = public_messages(session, ticket)
     files: dict[int, list[dict[str, Any]]] = {}
     if public:
         query = select(Attachment).where(col(Attachment.message_id).in_([m.id for m in public]))
@@ -148,7 +144,7 @@ def public_file(session: Session, ticket: Ticket, attachment_id: int) -> File | 
     """The bytes of a file on the ticket's public correspondence, from the stored message it
     came with (inbound or outbox); None when it is not one."""
     attachment = session.get(Attachment, attachment_id)
-    public = {m.id: m for m in _public_messages(session, ticket)}
+    public = {m.id: m for m in public_messages(session, ticket)}
     if attachment is None or attachment.message_id not in public:
         return None
     message = public[attachment.message_id]
@@ -167,11 +163,3 @@ def public_file(session: Session, ticket: Ticket, attachment_id: int) -> File | 
         return None
     return File(attachment.filename, attachment.content_type, parsed[index].data)
 
-
-def _public_messages(session: Session, ticket: Ticket) -> list[Message]:
-    rows = session.exec(select(Message, Outbox.kind).join(
-        Outbox, col(Message.outbox_id) == col(Outbox.id), isouter=True)
-        .where(Message.ticket_id == ticket.id).order_by(col(Message.id)))
-    return [m for m, kind in rows
-            if (m.direction == Direction.IN and m.kind == MessageKind.CUSTOMER)
-            or (m.direction == Direction.OUT and kind in mailkinds.TO_CUSTOMERS)]

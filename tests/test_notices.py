@@ -205,3 +205,19 @@ def test_a_reopened_ticket_tells_the_customer_in_their_thread_and_the_owner(
     assert "<again@example.org>" in reopened["References"]
     assert len(reopened["References"].split()) >= 3  # the conversation so far
     assert to(owner) == "bob@example.com" and "Broken again." in text(owner)
+
+
+@pytest.mark.parametrize("command", ["#cc ivan@example.org", "#uncc nobody@example.org"])
+def test_a_cc_command_that_cannot_apply_is_refused_and_nothing_runs(
+    desk: Helpdesk, command: str,
+) -> None:
+    number = new(desk)
+    before = len(desk.outbox())
+    result = desk.ingest(mail(subject=f"Re: [Ticket#{number}] Printer", sender="alice@example.com",
+                              body=f"#priority high\n{command}\nWe are on it.\n"))
+    assert result.code == 0, result.err
+    [refusal] = sent_since(desk, before)
+    assert to(refusal) == "alice@example.com" and command in text(refusal)
+    ticket = desk.ticket(number)
+    assert ticket["priority"] != "high" and ticket["status"] == "new"
+    assert [e["detail"] for e in events(desk, number, "commands_refused")] != []

@@ -72,12 +72,6 @@ def ticket_sla(session: Session, settings: Settings, ticket: Ticket,
     return TicketSla(state, ticket.status, ticket.breached)
 
 
-def sla_of(session: Session, settings: Settings, ticket: Ticket,
-           now: datetime) -> dict[str, object]:
-    """The `sla` block of `ticket show --json` (SPEC §3)."""
-    return ticket_sla(session, settings, ticket, now).as_json()
-
-
 def status_history(session: Session, ticket: Ticket) -> list[tuple[datetime, str]]:
     """The ticket's (instant, status) rows in order, as `clock` reads them."""
     rows = session.exec(select(StatusChange).where(StatusChange.ticket_id == ticket.id)

@@ -22,7 +22,7 @@ from sqlmodel import col, select
 from maild import mailkinds, tickets
 from maild.compose import OutgoingFile
 from maild.config import priority_name, priority_value
-from maild.errors import MaildError, UnparseableMessage, UsageError
+from maild.errors import MaildError, UnparseableMessage
 from maild.mailkinds import MailKind
 from maild.models import (
     Actor,
@@ -287,12 +287,10 @@ def _invalid_commands(ctx: Context, ticket: Ticket | None, staff: str,
                 tickets.queue_named(ctx.session, command.argument)
             elif command.name == "priority":
                 priority_value(command.argument)
-            elif command.name == "cc" and (ctx.settings.is_own(command.argument)
-                                           or ctx.settings.is_staff(command.argument)):
-                raise UsageError(f"{command.argument} is maild's own or a staff member")
-            elif command.name == "uncc" and ticket is not None \
-                    and command.argument.lower() not in tickets.cc_of(ctx.session, ticket):
-                raise UsageError(f"{command.argument} is not in Cc of this ticket")
+            elif command.name == "cc":
+                tickets.cc_candidate(ctx.settings, ticket, command.argument)
+            elif command.name == "uncc":
+                tickets.cc_participant(ctx.session, ticket, command.argument)
         except (MaildError, ValueError) as exc:
             errors.append(f"{command.line.strip()}: {exc}")
     names = {c.name for c in commands}

@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import FormData, UploadFile
+from starlette.datastructures import FormData, Headers, QueryParams, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -98,12 +98,10 @@ class _Pages:
     def language(self, request: Request | Scope) -> str:
         """The visitor's language: `?lang=`, else their browser's, else the configured one."""
         scope = request.scope if isinstance(request, Request) else request
-        query = dict(item.split("=", 1) for item in
-                     scope.get("query_string", b"").decode("latin-1").split("&") if "=" in item)
-        if query.get("lang") in LANGUAGES:
-            return query["lang"]
-        accept = dict(scope.get("headers", [])).get(b"accept-language", b"").decode("latin-1")
-        for item in accept.split(","):
+        asked = QueryParams(scope.get("query_string", b"")).get("lang")
+        if asked in LANGUAGES:
+            return asked
+        for item in Headers(scope=scope).get("accept-language", "").split(","):
             code = item.split(";")[0].strip().lower()[:2]
             if code in LANGUAGES:
                 return code

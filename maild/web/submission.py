@@ -26,8 +26,8 @@ def message_id(settings: Settings, nonce: str) -> str:
 
 
 def build(settings: Settings, *, nonce: str, issued: datetime, name: str, email: str,
-          subject: str, body: str, files: Sequence[OutgoingFile] = (), priority: str = "",
-          in_reply_to: str | None = None) -> bytes:
+          subject: str, body: str, files: Sequence[OutgoingFile] = (),
+          priority: str = "") -> bytes:
     msg = EmailMessage(policy=policy.SMTP)
     name = single_line(name)
     msg["From"] = formataddr((f"{name} (web form)" if name else "Web form",
@@ -37,9 +37,6 @@ def build(settings: Settings, *, nonce: str, issued: datetime, name: str, email:
     msg["Subject"] = single_line(subject)
     msg["Date"] = format_datetime(issued)
     msg["Message-ID"] = f"<{message_id(settings, nonce)}>"
-    if in_reply_to:
-        msg["In-Reply-To"] = f"<{in_reply_to}>"
-        msg["References"] = f"<{in_reply_to}>"
     if priority:
         msg[PRIORITY_HEADER] = priority
     msg.set_content(body.replace("\r\n", "\n"))
