@@ -28,7 +28,7 @@ from maild.config import Settings
 from maild.db import claim, lock, storage_errors, transaction
 from maild.errors import StorageUnavailable
 from maild.models import Inbound, InboundState, Ticket
-from maild.parsing import parse_message
+from maild.parsing import ParsedMail, parse_message
 from maild.threading.apply import Context, apply_message
 
 log = logging.getLogger("maild.threading")
@@ -45,85 +45,176 @@ class Settled:
     created: bool = False
 
 
+MESSAGES_PER_TRANSACTION = 25
+"""How many messages one write transaction settles, each in a savepoint of its own. A commit
+is the dearest step of threading a message (an fsync on SQLite, a round trip on PostgreSQL);
+25 bound how long the write lock is held to a fraction of a second."""
+
+
+@dataclass
+class _Taken:
+    inbound_id: int
+    raw: bytes
+    envelope_from: str | None
+    mail: ParsedMail | None = None
+    failure: str = ""
+
+
 def process_inbound(
     engine: Engine, settings: Settings, templates: Templates, clock: Clock, inbound_id: int
 ) -> Settled:
     """Settle one inbound row (a row already settled is reported as it stands)."""
-    taken: tuple[bytes, str | None] | Settled | None = None
-    try:
-        taken = _take(engine, settings, inbound_id)
-        if isinstance(taken, Settled):
-            return taken
-        # Parse outside the write lock: it is pure CPU work on bytes that never change.
-        mail = parse_message(*taken)
-        with storage_errors(), transaction(engine) as session:
-            row = session.exec(lock(select(Inbound).where(
-                Inbound.id == inbound_id, Inbound.state == InboundState.NEW,
-                Inbound.claimed_by == this_worker()), engine)).first()
+    return process_batch(engine, settings, templates, clock, [inbound_id])[0]
+
+
+def process_batch(
+    engine: Engine, settings: Settings, templates: Templates, clock: Clock,
+    inbound_ids: list[int], in_hand: Callable[[int | None], None] = lambda _: None,
+) -> list[Settled]:
+    """Settle the given inbound rows, in their order: taken (claimed, attempt counted) in one
+    transaction, then parsed, then settled in one transaction with a savepoint each, so a
+    message that fails rolls back alone and is marked `failed` while the rest commit. A row an
+    earlier attempt did not finish (it may be the one that crashed or hung the worker) is taken
+    and settled alone, so it can only ever fail itself."""
+    settled: dict[int, Settled] = {}
+    # First attempts together; then each row an earlier attempt did not finish, alone — taken
+    # only when its turn comes, so a message that kills the worker counts no attempt of theirs.
+    rounds = [(inbound_ids, True)] + [([i], False) for i in inbound_ids]
+    for ids, first in rounds:
+        taken: list[_Taken] = []
+        try:
+            for item in _take(engine, settings, [i for i in ids if i not in settled], first):
+                if isinstance(item, Settled):
+                    settled[item.inbound_id] = item
+                else:
+                    taken.append(item)
+            for item in taken:
+                # Parse outside the write lock: pure CPU work on bytes that never change.
+                in_hand(item.inbound_id)
+                try:
+                    item.mail = parse_message(item.raw, item.envelope_from)
+                except Exception as exc:
+                    item.failure = _reason(exc)
+            if taken:
+                for result in _settle(engine, settings, templates, clock, taken, in_hand):
+                    settled[result.inbound_id] = result
+        except StorageUnavailable:
+            _give_back(engine, [item.inbound_id for item in taken
+                                if item.inbound_id not in settled])
+            raise
+        finally:
+            in_hand(None)
+    return [settled[i] for i in inbound_ids if i in settled]
+
+
+def _settle(engine: Engine, settings: Settings, templates: Templates, clock: Clock,
+            group: list[_Taken], in_hand: Callable[[int | None], None]) -> list[Settled]:
+    results = []
+    with storage_errors(), transaction(engine) as session:
+        rows = {row.id: row for row in session.exec(lock(select(Inbound).where(
+            col(Inbound.id).in_([item.inbound_id for item in group]),
+            Inbound.state == InboundState.NEW,
+            Inbound.claimed_by == this_worker()), engine))}
+        for item in group:
+            row = rows.get(item.inbound_id)
             if row is None:  # our claim lapsed and another worker took it over
-                return _current(session, inbound_id)
-            earlier = _earlier_in_thread(session, row, mail.thread_ids)
-            if earlier is not None:
-                # The message it answers is still being threaded (by another worker, or later
-                # in this pass): thread that first, or this reply would open a ticket of its own.
-                # Waiting is no attempt of this message's.
-                row.attempts -= 1
-                _release(row)
-                return Settled(inbound_id, InboundState.NEW,
-                               reason=f"waits for inbound {earlier}, which it answers")
-            now = clock.now()
-            applied = apply_message(Context(session, settings, templates, now), row, mail)
-            ticket = applied.ticket
-            row.state = InboundState.DONE
-            row.ticket_id = ticket.id if ticket else None
-            row.reason = "" if ticket else "staff mail about no ticket: refused, sender told"
-            row.processed_at = now
-            _release(row)
-            log.info("inbound %s message-id=<%s> -> %s%s", inbound_id, mail.message_id or "-",
-                     f"ticket {ticket.number}" if ticket else "no ticket (refused staff mail)",
-                     " (new)" if applied.created else "")
-            return Settled(inbound_id, InboundState.DONE, ticket.number if ticket else None,
-                           ticket.id if ticket else None, reason=row.reason,
-                           created=applied.created)
-    except StorageUnavailable:
-        if taken is not None and not isinstance(taken, Settled):
-            _give_back(engine, inbound_id)
-        raise
-    except Exception as exc:  # any other failure is this message's: keep it, say why
-        reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
-        _mark_failed(engine, clock, inbound_id, reason)
-        log.warning("inbound %s failed: %s", inbound_id, reason)
-        return Settled(inbound_id, InboundState.FAILED, reason=reason)
+                results.append(_current(session, item.inbound_id))
+                continue
+            in_hand(item.inbound_id)
+            results.append(_settle_one(session, settings, templates, clock, row, item))
+    for result in results:
+        if result.state == InboundState.FAILED:
+            log.warning("inbound %s failed: %s", result.inbound_id, result.reason)
+    return results
 
 
-def _take(engine: Engine, settings: Settings,
-          inbound_id: int) -> tuple[bytes, str | None] | Settled:
-    """Claim a `new` row for this worker and count the attempt — committed before any work, so
-    that a message that crashes or hangs the worker is counted too (SPEC §9). The raw bytes
-    and envelope sender to work on; or how the row stands when it is not ours to take: settled
-    already, held by another live worker, or given up after `MAX_ATTEMPTS`."""
+def _settle_one(session: Session, settings: Settings, templates: Templates, clock: Clock,
+                row: Inbound, item: _Taken) -> Settled:
+    now = clock.now()
+    if item.mail is not None:
+        try:
+            with session.begin_nested():
+                return _apply(session, settings, templates, now, row, item.mail)
+        except OperationalError:
+            raise  # the database, not the message: the whole batch is given back
+        except Exception as exc:  # this message's failure: keep it, say why
+            item.failure = _reason(exc)
+    row.state = InboundState.FAILED
+    row.reason = item.failure
+    row.processed_at = now
+    _release(row)
+    return Settled(row.id or 0, InboundState.FAILED, reason=item.failure)
+
+
+def _apply(session: Session, settings: Settings, templates: Templates, now: datetime,
+           row: Inbound, mail: ParsedMail) -> Settled:
+    inbound_id = row.id or 0
+    earlier = _earlier_in_thread(session, row, mail.thread_ids)
+    if earlier is not None:
+        # The message it answers is still being threaded (by another worker, or later in this
+        # pass): thread that first, or this reply would open a ticket of its own. Waiting is no
+        # attempt of this message's.
+        row.attempts -= 1
+        _release(row)
+        return Settled(inbound_id, InboundState.NEW,
+                       reason=f"waits for inbound {earlier}, which it answers")
+    applied = apply_message(Context(session, settings, templates, now), row, mail)
+    ticket = applied.ticket
+    row.state = InboundState.DONE
+    row.ticket_id = ticket.id if ticket else None
+    row.reason = "" if ticket else "staff mail about no ticket: refused, sender told"
+    row.processed_at = now
+    _release(row)
+    log.info("inbound %s message-id=<%s> -> %s%s", inbound_id, mail.message_id or "-",
+             f"ticket {ticket.number}" if ticket else "no ticket (refused staff mail)",
+             " (new)" if applied.created else "")
+    return Settled(inbound_id, InboundState.DONE, ticket.number if ticket else None,
+                   ticket.id if ticket else None, reason=row.reason, created=applied.created)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+
+
+def _take(engine: Engine, settings: Settings, inbound_ids: list[int],
+          first: bool) -> list[_Taken | Settled]:
+    """Claim `new` rows for this worker and count the attempt — committed before any work, so
+    that a message that crashes or hangs the worker is counted too (SPEC §9). With `first`,
+    only rows no attempt has been made on (the others are left for later, untouched). Each row
+    comes back as its bytes to work on; or as how it stands when it is not ours to take:
+    settled already, held by another live worker, or given up after `MAX_ATTEMPTS`."""
+    if not inbound_ids:
+        return []
     # Claims are about processes, not business time: the wall clock, whatever `--at` says.
     now = datetime.now(UTC)
+    taken: list[_Taken | Settled] = []
     with storage_errors(), transaction(engine) as session:
-        row = session.exec(claim(select(Inbound).where(
-            Inbound.id == inbound_id, Inbound.state == InboundState.NEW), engine)).first()
-        if row is None:
-            return _current(session, inbound_id)
-        if held_elsewhere(row.claimed_by, row.claimed_at, now, _lease(settings)):
-            return Settled(inbound_id, InboundState.NEW, reason=f"in hand of {row.claimed_by}")
-        if row.attempts >= MAX_ATTEMPTS:
-            row.state = InboundState.FAILED
-            row.reason = (f"given up after {row.attempts} attempts that did not finish (the "
-                          "worker crashed, was killed or hung on it)"
-                          + (f"; last: {row.reason}" if row.reason else ""))[:1000]
-            row.processed_at = now
-            _release(row)
-            log.error("inbound %s message-id=<%s> failed: %s", inbound_id,
-                      row.message_id or "-", row.reason)
-            return Settled(inbound_id, InboundState.FAILED, reason=row.reason)
-        row.attempts += 1
-        row.claimed_by, row.claimed_at = this_worker(), now
-        return row.raw, row.envelope_from
+        rows = {row.id: row for row in session.exec(claim(select(Inbound).where(
+            col(Inbound.id).in_(inbound_ids), Inbound.state == InboundState.NEW), engine))}
+        for inbound_id in inbound_ids:
+            row = rows.get(inbound_id)
+            if first and row is not None and row.attempts > 0:
+                continue  # taken alone, in its own round
+            if row is None:
+                taken.append(_current(session, inbound_id))
+            elif held_elsewhere(row.claimed_by, row.claimed_at, now, _lease(settings)):
+                taken.append(Settled(inbound_id, InboundState.NEW,
+                                     reason=f"in hand of {row.claimed_by}"))
+            elif row.attempts >= MAX_ATTEMPTS:
+                row.state = InboundState.FAILED
+                row.reason = (f"given up after {row.attempts} attempts that did not finish (the "
+                              "worker crashed, was killed or hung on it)"
+                              + (f"; last: {row.reason}" if row.reason else ""))[:1000]
+                row.processed_at = now
+                _release(row)
+                log.error("inbound %s message-id=<%s> failed: %s", inbound_id,
+                          row.message_id or "-", row.reason)
+                taken.append(Settled(inbound_id, InboundState.FAILED, reason=row.reason))
+            else:
+                row.attempts += 1
+                row.claimed_by, row.claimed_at = this_worker(), now
+                taken.append(_Taken(inbound_id, row.raw, row.envelope_from))
+    return taken
 
 
 def interrupted(engine: Engine, inbound_id: int, what: str) -> None:
@@ -136,18 +227,20 @@ def interrupted(engine: Engine, inbound_id: int, what: str) -> None:
             _release(row)
 
 
-def _give_back(engine: Engine, inbound_id: int) -> None:
-    """The database failed under the work, not the message: uncount the attempt, if the
-    database lets us (else the claim lapses, and the count stands)."""
+def _give_back(engine: Engine, inbound_ids: list[int]) -> None:
+    """The database failed under the work, not the messages: uncount their attempts, if the
+    database lets us (else the claims lapse, and the counts stand)."""
+    if not inbound_ids:
+        return
     try:
         with transaction(engine) as session:
-            row = session.get(Inbound, inbound_id)
-            if row is not None and row.state == InboundState.NEW and \
-                    row.claimed_by == this_worker():
+            for row in session.exec(select(Inbound).where(
+                    col(Inbound.id).in_(inbound_ids), Inbound.state == InboundState.NEW,
+                    Inbound.claimed_by == this_worker())):
                 row.attempts = max(0, row.attempts - 1)
                 _release(row)
     except Exception as exc:
-        log.debug("inbound %s: attempt not given back: %s", inbound_id, exc)
+        log.debug("inbound %s: attempts not given back: %s", inbound_ids, exc)
 
 
 def _lease(settings: Settings) -> timedelta:
@@ -175,15 +268,11 @@ def process_pending(
         ids = list(session.exec(select(Inbound.id).where(Inbound.state == InboundState.NEW)
                                 .order_by(col(Inbound.id)).limit(limit)))
     settled: list[Settled] = []
-    for inbound_id in ids:
+    for start in range(0, len(ids), MESSAGES_PER_TRANSACTION):
         if should_stop():
             break
-        if inbound_id is not None:
-            in_hand(inbound_id)
-            try:
-                settled.append(process_inbound(engine, settings, templates, clock, inbound_id))
-            finally:
-                in_hand(None)
+        batch = [i for i in ids[start:start + MESSAGES_PER_TRANSACTION] if i is not None]
+        settled.extend(process_batch(engine, settings, templates, clock, batch, in_hand))
     return settled
 
 
@@ -208,19 +297,6 @@ def _earlier_in_thread(session: Session, row: Inbound, thread_ids: tuple[str, ..
     return session.exec(select(Inbound.id).where(
         col(Inbound.message_id).in_(thread_ids), Inbound.state == InboundState.NEW,
         col(Inbound.id) < row.id)).first()
-
-
-def _mark_failed(engine: Engine, clock: Clock, inbound_id: int, reason: str) -> None:
-    try:
-        with transaction(engine) as session:
-            row = session.get(Inbound, inbound_id)
-            if row is not None and row.state == InboundState.NEW:
-                row.state = InboundState.FAILED
-                row.reason = reason
-                row.processed_at = clock.now()
-                _release(row)
-    except OperationalError as exc:
-        raise StorageUnavailable(str(exc)) from exc
 
 
 def _current(session: Session, inbound_id: int) -> Settled:
