@@ -174,12 +174,28 @@ def build_message(
         headers.append(("X-Auto-Response-Suppress", "All"))
     if envelope.ticket_number:
         headers.append(("X-Maild-Ticket", envelope.ticket_number))
-    body_headers = msg.items()
-    for name in ("MIME-Version", "Content-Type", "Content-Transfer-Encoding"):
-        del msg[name]
-    for name, value in headers + body_headers:
-        msg[name] = value
-    return msg.as_bytes(policy=_SMTP_COMPAT32)
+    # The header block is written here rather than by the generator, which folds every header
+    # through email.header.Header (a third of building a message): the values are ASCII
+    # already — encoded words where they came from customer text — so folding them at spaces
+    # is all that is left. The MIME part's own headers follow, then its body.
+    head = "".join(_header_line(name, value) for name, value in headers)
+    return head.encode("ascii") + msg.as_bytes(policy=_SMTP_COMPAT32)
+
+
+def _header_line(name: str, value: str, width: int = 78) -> str:
+    """`Name: value` and CRLF, folded at spaces so lines stay within `width` where they can
+    (RFC 5322 2.2.3). A value outside ASCII is made UTF-8 encoded words first."""
+    value = " ".join(value.split())  # unfolds what Header.encode folded, with its own line ends
+    if not value.isascii():
+        value = " ".join(Header(value, "utf-8").encode().split())
+    lines, line = [], f"{name}:"
+    for word in value.split(" "):
+        if len(line) + 1 + len(word) > width and line.strip() and not line.endswith(":"):
+            lines.append(line)
+            line = ""
+        line += " " + word
+    lines.append(line)
+    return "\r\n".join(lines) + "\r\n"
 
 
 def _text_part(text: str, subtype: str = "plain") -> Message:

@@ -11,15 +11,26 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Insert,
+    Table,
+    create_engine,
+    event,
+    insert,
+    inspect,
+    text,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.selectable import GenerativeSelect
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
 
 from maild.config import DatabaseSettings, Settings
 from maild.errors import StorageUnavailable
@@ -107,6 +118,22 @@ def core_transaction(engine: Engine) -> Iterator[Connection]:
     bookkeeping is measurable (the SMTP listener's insert); same locking as `transaction`."""
     with _writer_lock(engine), engine.begin() as connection:
         yield connection
+
+
+def add_row(session: Session, model: type[SQLModel], values: dict[str, Any]) -> int:
+    """Insert one row of `model` in the session's transaction and return its id — with Core,
+    not the ORM, for the rows that are only ever inserted (events, status changes, outbox rows,
+    maild's own messages and their attachments). Building a SQLModel object and flushing it
+    cost about 0.3 ms a row, most of the worker's time per mail; this is a tenth of that. The
+    row is not in the session's identity map: read it back with a query, like any other."""
+    result = session.connection().execute(_insert_into(model.__table__), values)  # type: ignore[attr-defined]
+    key = result.inserted_primary_key
+    return int(key[0]) if key and key[0] is not None else 0
+
+
+@cache
+def _insert_into(table: Table) -> Insert:
+    return insert(table)
 
 
 _write_locks: WeakKeyDictionary[Engine, AbstractContextManager[object]] = WeakKeyDictionary()

@@ -244,12 +244,13 @@ class Event(SQLModel, table=True):
     actor: str = ""       # an address, or an Actor
     detail: str = ""
 
-    @classmethod
-    def of(cls, ticket_id: int, at: datetime, type_: EventType, actor: str,
-           detail: str) -> Event:
-        """The one way an event is made: a known type, the detail cut to a sane length."""
-        return cls(ticket_id=ticket_id, at=at, type=EventType(type_), actor=str(actor),
-                   detail=detail[:2000])
+    @staticmethod
+    def values(ticket_id: int, at: datetime, type_: EventType, actor: str,
+               detail: str) -> dict[str, Any]:
+        """The one way an event is made — a known type, the detail cut to a sane length — as
+        the column values of its row (events are only ever inserted: `maild.db.add_row`)."""
+        return {"ticket_id": ticket_id, "at": at, "type": str(EventType(type_)),
+                "actor": str(actor), "detail": detail[:2000]}
 
 
 class Inbound(SQLModel, table=True):

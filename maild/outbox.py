@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
 
 from maild import mailkinds
 from maild.compose import Envelope, OutgoingFile, Templates, build_message
 from maild.config import Settings
+from maild.db import add_row
 from maild.headers import deliverable, make_message_id
 from maild.mailkinds import MailKind
 from maild.models import (
@@ -32,17 +33,24 @@ from maild.models import (
     Outbox,
     OutboxState,
     Ticket,
+    UTCDateTime,
 )
 from maild.subject import format_tag, tagged_subject
 
+# The two reads queue_mail makes for every mail, as Core statements built once: an ORM select
+# built per call spent more time on its cache key than SQLite on the (indexed) look-up.
+_AUTO_REPLIES_SINCE = select(func.count(col(Outbox.id))).where(
+    col(Outbox.rcpt_to) == bindparam("address"),
+    col(Outbox.auto_reply).is_(True),
+    col(Outbox.created_at) > bindparam("since", type_=UTCDateTime))
+_LAST_TO_STAFF = select(col(Outbox.message_id)).where(
+    col(Outbox.ticket_id) == bindparam("ticket"), col(Outbox.rcpt_to) == bindparam("address"),
+    col(Outbox.kind).in_(mailkinds.TO_STAFF)).order_by(col(Outbox.id).desc()).limit(1)
+
 
 def auto_replies_last_hour(session: Session, address: str, now: datetime) -> int:
-    query = select(func.count(col(Outbox.id))).where(
-        Outbox.rcpt_to == address.lower(),
-        Outbox.auto_reply.is_(True),  # type: ignore[attr-defined]
-        Outbox.created_at > now - timedelta(hours=1),
-    )
-    return int(session.exec(query).one())
+    return int(session.connection().execute(_AUTO_REPLIES_SINCE, {
+        "address": address.lower(), "since": now - timedelta(hours=1)}).scalar_one())
 
 
 def queue_mail(
@@ -62,11 +70,11 @@ def queue_mail(
     html: bool = False,
     from_name: str | None = None,
     attachments: Sequence[OutgoingFile] = (),
-) -> Outbox | None:
+) -> int | None:
     """Owe `to` — and each of `cc`, a copy of its own that shows them in Cc — the `kind` mail
     about `ticket`: headers from the kind's row of `maild.mailkinds`, the thread of the ticket
-    for staff mail, the hourly cap for capped kinds. Returns the row of the mail to `to`; None
-    when it could not be owed (no usable address, maild's own, the cap), which is recorded on
+    for staff mail, the hourly cap for capped kinds. Returns the outbox id of the mail to `to`;
+    None when it could not be owed (no usable address, maild's own, the cap), which is recorded on
     the ticket.
 
     Without a ticket (a refused staff mail) the template sees no ticket variables, and the mail
@@ -89,36 +97,33 @@ def queue_mail(
             "subject": tagged_subject(settings.mail.subject_tag, ticket.number, ticket.subject)})
     rendered = templates.render(kind.template_name, language, {**variables, **context})
     shown_cc = tuple(a for a in usable if a != _normal(to))
-    rows = []
+    outbox_ids = []
     for recipient in usable:
         envelope = Envelope(
             message_id=make_message_id(settings.mail.domain), to_address=_normal(to),
             to_name=to_name, cc=shown_cc, in_reply_to=in_reply_to, references=tuple(references),
             auto_submitted=kind.auto_submitted, ticket_number=ticket.number if ticket else None,
             from_name=from_name, html=html, attachments=tuple(attachments))
-        row = Outbox(ticket_id=ticket.id if ticket else None, kind=kind.name,
-                     mail_from=settings.mail.support_address, rcpt_to=recipient,
-                     message_id=envelope.message_id,
-                     raw=build_message(settings, rendered, envelope, now), auto_reply=kind.capped,
-                     state=OutboxState.PENDING, created_at=now, next_attempt_at=now)
-        session.add(row)
-        rows.append(row)
-    session.flush()
+        outbox_ids.append((envelope.message_id, add_row(session, Outbox, {
+            "ticket_id": ticket.id if ticket else None, "kind": kind.name,
+            "mail_from": settings.mail.support_address, "rcpt_to": recipient,
+            "message_id": envelope.message_id,
+            "raw": build_message(settings, rendered, envelope, now),
+            "auto_reply": kind.capped, "state": OutboxState.PENDING, "attempts": 0,
+            "claimed_by": "", "last_error": "", "created_at": now, "next_attempt_at": now})))
     if ticket is not None:
-        assert ticket.id is not None
-        first = rows[0]
-        copy = Message(ticket_id=ticket.id, direction=Direction.OUT, kind=kind.filed_as,
-                       sender=settings.mail.support_address, recipients=",".join(usable),
-                       subject=rendered.subject, body=rendered.body,
-                       message_id=first.message_id, outbox_id=first.id,
-                       automatic=kind.auto_submitted is not None, created_at=now)
-        session.add(copy)
-        session.flush()
-        assert copy.id is not None
+        first_message_id, first_id = outbox_ids[0]
+        copy_id = add_row(session, Message, {
+            "ticket_id": _id(ticket), "direction": Direction.OUT, "kind": kind.filed_as,
+            "sender": settings.mail.support_address, "recipients": ",".join(usable),
+            "subject": rendered.subject, "body": rendered.body, "message_id": first_message_id,
+            "outbox_id": first_id, "reply_to": "", "html": False,
+            "automatic": kind.auto_submitted is not None, "created_at": now})
         for file in attachments:  # listed on the correspondence; the bytes are in the outbox
-            session.add(Attachment(message_id=copy.id, filename=file.filename,
-                                   content_type=file.content_type, size=len(file.data)))
-    return rows[0] if addressee else None
+            add_row(session, Attachment, {
+                "message_id": copy_id, "filename": file.filename,
+                "content_type": file.content_type, "size": len(file.data)})
+    return outbox_ids[0][1] if addressee else None
 
 
 def _normal(address: str) -> str:
@@ -138,14 +143,16 @@ def _usable(session: Session, settings: Settings, now: datetime, kind: MailKind,
     elif kind.capped and auto_replies_last_hour(session, usable, now) \
             >= settings.mail.auto_reply_limit_per_hour:
         if ticket is not None:
-            session.add(Event.of(_id(ticket), now, EventType.AUTO_REPLY_SUPPRESSED, Actor.SYSTEM,
-                                 f"{kind.name} to {usable}: hourly cap of "
-                                 f"{settings.mail.auto_reply_limit_per_hour} reached"))
+            add_row(session, Event, Event.values(
+                _id(ticket), now, EventType.AUTO_REPLY_SUPPRESSED, Actor.SYSTEM,
+                f"{kind.name} to {usable}: hourly cap of "
+                f"{settings.mail.auto_reply_limit_per_hour} reached"))
         return None
     if why:
         if ticket is not None:
-            session.add(Event.of(_id(ticket), now, EventType.NOT_SENT, Actor.SYSTEM,
-                                 f"{kind.name}: not sent to {address!r} ({why})"))
+            add_row(session, Event, Event.values(_id(ticket), now, EventType.NOT_SENT,
+                                                 Actor.SYSTEM,
+                                                 f"{kind.name}: not sent to {address!r} ({why})"))
         return None
     return usable
 
@@ -158,10 +165,8 @@ def _staff_thread(session: Session, settings: Settings, ticket: Ticket, recipien
     staff member's own mail, for a refusal), so a mail client shows the ticket as one
     conversation."""
     root = f"maild.ticket.{ticket.number}@{settings.mail.domain}"
-    previous = session.exec(select(Outbox.message_id).where(
-        Outbox.ticket_id == ticket.id, Outbox.rcpt_to == recipient,
-        col(Outbox.kind).in_(mailkinds.TO_STAFF))
-        .order_by(col(Outbox.id).desc()).limit(1)).first()
+    previous = session.connection().execute(
+        _LAST_TO_STAFF, {"ticket": ticket.id, "address": recipient}).scalar()
     thread = tuple(dict.fromkeys(m for m in (root, previous, *references) if m))
     return answering or previous or root, thread
 

@@ -33,6 +33,7 @@ from maild import mailkinds
 from maild.clock import duration_for_people
 from maild.compose import OutgoingFile, Templates
 from maild.config import Settings, priority_name, priority_value
+from maild.db import add_row
 from maild.errors import NotFound, UsageError
 from maild.headers import MAX_SUBJECT, single_line
 from maild.links import status_url
@@ -88,7 +89,7 @@ def find(session: Session, number: str) -> Ticket:
 
 
 def queue_named(session: Session, name: str) -> Queue:
-    queues = list(session.exec(select(Queue)))
+    queues = _queues(session)
     for queue in queues:
         if queue.name.lower() == name.strip().lower():
             return queue
@@ -187,7 +188,8 @@ def open_ticket(
     session.add(ticket)
     session.flush()
     assert ticket.id is not None
-    session.add(StatusChange(ticket_id=ticket.id, at=ctx.now, status=TicketStatus.NEW))
+    add_row(session, StatusChange, {"ticket_id": ticket.id, "at": ctx.now,
+                                    "status": TicketStatus.NEW})
     event(ctx, ticket, EventType.CREATED, actor, f"by {channel}, queue {target.name!r}, "
           f"priority {priority_name(ticket.priority)}")
     return ticket
@@ -225,9 +227,11 @@ def acknowledge(ctx: Context, ticket: Ticket, message: Message | None = None, *,
               "the customer has no email address" if not ticket.customer
               else f"the sender address {ticket.customer} has no domain to answer to")
         return
-    in_reply_to, references = _customer_thread(ctx, ticket, message)
+    # The mail that opened the ticket is the whole conversation so far (nothing to read back).
+    in_reply_to, references = _customer_thread(ctx, ticket, message, opened=message is not None)
     queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.ACK, ticket=ticket,
-               to=customer_address(ctx, ticket), to_name=ticket.customer_name,
+               to=_address_of(ticket, message) if message is not None
+               else customer_address(ctx, ticket), to_name=ticket.customer_name,
                in_reply_to=in_reply_to, references=references,
                html=bool(message and message.html),
                context={"customer_name": ticket.customer_name,
@@ -529,7 +533,7 @@ def set_status(ctx: Context, ticket: Ticket, status: TicketStatus, actor: str, w
     ticket.status_since = ctx.now
     ticket.updated_at = ctx.now
     ticket.next_due_at = ctx.now  # the timer looks at it again
-    ctx.session.add(StatusChange(ticket_id=ticket.id, at=ctx.now, status=status))
+    add_row(ctx.session, StatusChange, {"ticket_id": ticket.id, "at": ctx.now, "status": status})
 
 
 def attended(ctx: Context, ticket: Ticket, actor: str) -> None:
@@ -542,7 +546,7 @@ def attended(ctx: Context, ticket: Ticket, actor: str) -> None:
 
 def event(ctx: Context, ticket: Ticket, type_: EventType, actor: str, detail: str) -> None:
     assert ticket.id is not None
-    ctx.session.add(Event.of(ticket.id, ctx.now, type_, actor, detail))
+    add_row(ctx.session, Event, Event.values(ticket.id, ctx.now, type_, actor, detail))
 
 
 def first_customer_text(session: Session, ticket: Ticket, limit: int = 1000) -> str:
@@ -553,12 +557,15 @@ def first_customer_text(session: Session, ticket: Ticket, limit: int = 1000) -> 
     return text if len(text) <= limit else text[:limit].rstrip() + "\n[…]"
 
 
-def _customer_thread(ctx: Context, ticket: Ticket, answering: Message | None
-                     ) -> tuple[str | None, tuple[str, ...]]:
+def _customer_thread(ctx: Context, ticket: Ticket, answering: Message | None, *,
+                     opened: bool = False) -> tuple[str | None, tuple[str, ...]]:
     """In-Reply-To and References of mail to the customer: the message it answers, after the
     Message-IDs of the customer's conversation so far (their mail and maild's to them), so
-    their mail client keeps it in one thread."""
-    thread = [m.message_id for m in public_messages(ctx.session, ticket) if m.message_id]
+    their mail client keeps it in one thread. `opened`: `answering` opened the ticket, so it is
+    all the conversation there is."""
+    conversation = [answering] if opened and answering is not None \
+        else public_messages(ctx.session, ticket)
+    thread = [m.message_id for m in conversation if m.message_id]
     in_reply_to = answering.message_id if answering is not None else None
     if in_reply_to:
         thread = [mid for mid in thread if mid != in_reply_to] + [in_reply_to]
@@ -610,5 +617,13 @@ def _latest_from_customer(session: Session, ticket: Ticket) -> Message | None:
 
 
 def _queue_name(ctx: Context, ticket: Ticket) -> str:
-    queue = ctx.session.get(Queue, ticket.queue_id)
-    return queue.name if queue else ""
+    return next((q.name for q in _queues(ctx.session) if q.id == ticket.queue_id), "")
+
+
+def _queues(session: Session) -> list[Queue]:
+    """The queues, read once per session: reference data that only `maild init` writes (and
+    the session's identity map keeps objects only while something holds them)."""
+    queues: list[Queue] | None = session.info.get("maild.queues")
+    if queues is None:
+        queues = session.info["maild.queues"] = list(session.exec(select(Queue)))
+    return queues

@@ -28,7 +28,7 @@ from sqlmodel import col, select
 from maild.claims import held_elsewhere, this_worker
 from maild.clock import Clock
 from maild.config import OutboundSettings
-from maild.db import claim, core_transaction, transaction
+from maild.db import add_row, claim, core_transaction, transaction
 from maild.errors import PermanentFailure, TemporaryFailure
 from maild.models import Actor, Event, EventType, Outbox, OutboxState
 from maild.outbound.transports import Transport
@@ -177,10 +177,10 @@ class Deliverer:
             failed = [o for o in outcomes if o.state == OutboxState.DEAD
                       and o.row.ticket_id is not None]
             if failed:
-                connection.execute(insert(Event), [Event.of(
+                connection.execute(insert(Event), [Event.values(
                     o.row.ticket_id or 0, o.at, EventType.DELIVERY_FAILED, Actor.SYSTEM,
                     f"{o.row.kind} to {o.row.rcpt_to} <{o.row.message_id}>: {o.error}"[:1000]
-                ).model_dump(exclude={"id"}) for o in failed])
+                ) for o in failed])
 
 
 @dataclass(frozen=True)
@@ -209,10 +209,10 @@ def requeue(engine: Engine, outbox_ids: list[int] | None, now: datetime,
         rows = list(session.exec(claim(query.order_by(col(Outbox.id)), engine)))
         for row in rows:
             if row.ticket_id is not None:
-                session.add(Event.of(row.ticket_id, now, EventType.DELIVERY_RETRIED, actor,
-                                     f"{row.kind} to {row.rcpt_to} <{row.message_id}>, "
-                                     f"{row.state} after {row.attempts} attempt(s): "
-                                     f"{row.last_error}"[:1000]))
+                add_row(session, Event, Event.values(
+                    row.ticket_id, now, EventType.DELIVERY_RETRIED, actor,
+                    f"{row.kind} to {row.rcpt_to} <{row.message_id}>, {row.state} after "
+                    f"{row.attempts} attempt(s): {row.last_error}"[:1000]))
             row.state = OutboxState.PENDING
             row.attempts = 0
             row.created_at = now  # the lifetime restarts (outbox rows are queue entries)
