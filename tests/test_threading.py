@@ -455,3 +455,44 @@ def test_staff_name_a_ticket_in_the_subject_only_by_its_tag(helpdesk: Helpdesk) 
                   sender="Alice <alice@example.com>")
     assert helpdesk.ingest(answer).out.strip() == number
     assert helpdesk.ticket(number)["status"] == "waiting"
+
+
+def test_mails_settled_in_one_transaction_fail_alone_and_thread_onto_each_other(
+        helpdesk: Helpdesk) -> None:
+    """The worker settles a batch of stored mail in one transaction, a savepoint each: a mail
+    that cannot be threaded fails alone (its row kept, with the reason), a reply threads onto
+    the ticket its original opened earlier in the same batch, and the rest commit."""
+    from email import policy as email_policy
+
+    from maild import config
+    from maild.db import make_engine
+    from maild.ingest import accept
+
+    batch = [
+        mail(message_id="<opening@example.org>"),
+        mail(sender="support@example.com", subject="Written as ourselves, for nobody"),
+        mail(subject="Re: Printer does not print", in_reply_to="<opening@example.org>",
+             references="<opening@example.org>", body="It still does not print.\n"),
+        mail(sender="Olga <olga@example.org>", subject="The scanner is slow"),
+    ]
+    engine = make_engine(config.load(helpdesk.config).database)
+    try:
+        for message in batch:
+            accept(engine, message.as_bytes(policy=email_policy.SMTP), source="pipe",
+                   now=datetime.now(MOSCOW))
+    finally:
+        engine.dispose()
+
+    assert helpdesk.run("tick").code == 0
+
+    rows = sorted(helpdesk.run("inbound", "list", "--json").json(), key=lambda r: r["id"])
+    assert [r["state"] for r in rows] == ["done", "failed", "done", "done"]
+    assert "maild would answer itself" in rows[1]["reason"]
+    listed = helpdesk.tickets()
+    assert sorted(t["customer"] for t in listed) == ["ivan@example.org", "olga@example.org"]
+    ivan = helpdesk.ticket(next(t["number"] for t in listed if t["customer"] == "ivan@example.org"))
+    customer_texts = [m["body"].strip() for m in ivan["messages"] if m["direction"] == "in"]
+    assert customer_texts == ["Hello, my printer does not print.", "It still does not print."]
+    # One acknowledgement per ticket, none for the failed mail or the reply.
+    assert sorted(m["To"].addresses[0].addr_spec for m in helpdesk.outbox()) == \
+        ["ivan@example.org", "olga@example.org"]

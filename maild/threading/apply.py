@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from sqlalchemy import bindparam
 from sqlmodel import col, select
 
 from maild import mailkinds, tickets
@@ -324,13 +325,17 @@ def _tell_staff(ctx: Context, ticket: Ticket | None, mail: ParsedMail, kind: Mai
 # --- storing ----------------------------------------------------------------------------------
 
 
+# Asked of every mail with a Message-ID: built once (see maild.outbox on why).
+_OTHER_UNDER_ID = select(col(Inbound.id), col(Inbound.ticket_id)).where(
+    col(Inbound.message_id) == bindparam("message_id"), col(Inbound.id) != bindparam("inbound")
+).order_by(col(Inbound.id)).limit(1)
+
+
 def _note_reused_message_id(ctx: Context, ticket: Ticket, inbound: Inbound) -> None:
     """A different message under a Message-ID already seen (SPEC §5): stored and threaded on
     its own merits like any other, and the reuse recorded on its ticket."""
-    earlier = ctx.session.exec(
-        select(Inbound.id, Inbound.ticket_id).where(
-            Inbound.message_id == inbound.message_id, col(Inbound.id) != inbound.id)
-        .order_by(col(Inbound.id)).limit(1)).first()
+    earlier = ctx.session.connection().execute(
+        _OTHER_UNDER_ID, {"message_id": inbound.message_id, "inbound": inbound.id}).first()
     if earlier is None:
         return
     other_id, other_ticket = earlier

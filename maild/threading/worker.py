@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, bindparam
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col, select
 
@@ -294,9 +294,14 @@ def _earlier_in_thread(session: Session, row: Inbound, thread_ids: tuple[str, ..
     """An older inbound row, not yet threaded, whose Message-ID this message refers to."""
     if not thread_ids:
         return None
-    return session.exec(select(Inbound.id).where(
-        col(Inbound.message_id).in_(thread_ids), Inbound.state == InboundState.NEW,
-        col(Inbound.id) < row.id)).first()
+    return session.connection().execute(_EARLIER_IN_THREAD, {
+        "ids": list(thread_ids), "row": row.id}).scalar()
+
+
+# Asked of every reply: built once (an ORM select built per call costs more than the look-up).
+_EARLIER_IN_THREAD = select(col(Inbound.id)).where(
+    col(Inbound.message_id).in_(bindparam("ids", expanding=True)),
+    col(Inbound.state) == InboundState.NEW, col(Inbound.id) < bindparam("row")).limit(1)
 
 
 def _current(session: Session, inbound_id: int) -> Settled:
