@@ -19,7 +19,7 @@ bench/README.md).
   intake wakes it. It runs niced, so on a busy machine the CPU goes first to the client waiting
   for its 250.
 
-SIGTERM or SIGINT: the intake stops accepting, the worker finishes the item in hand, both exit,
+SIGTERM or SIGINT: the intake stops accepting, the worker finishes the batch in hand, both exit,
 status 0. A crash or `kill -9` of either loses nothing: every step is a committed state change,
 the worker exits when its parent is gone, and the next start picks up `new` inbound rows, due
 outbox rows and the claims of the dead process.
