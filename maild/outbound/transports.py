@@ -2,7 +2,8 @@
 
 - `MaildirTransport` writes each message into a Maildir (`new/`), atomically via `tmp/`, under a
   name derived from the delivery id (`<time>.M<outbox id>maild`), so a retried delivery replaces
-  its earlier copy rather than adding a second one.
+  its earlier copy rather than adding a second one. Each file is synced before it is renamed into
+  `new/`, and `new/` itself once per batch, before the batch counts as sent.
 - `SmtpTransport` speaks SMTP to the configured relay (plain, STARTTLS or TLS, optional AUTH),
   reusing one connection for a batch, and sorts every failure into TemporaryFailure (retry) or
   PermanentFailure (give up) — the only two things the delivery worker needs to know.
@@ -26,7 +27,9 @@ class Transport(Protocol):
         """Deliver one message or raise TemporaryFailure / PermanentFailure."""
 
     def close(self) -> None:
-        """End the batch: release any connection."""
+        """End the batch: make what was sent durable, release any connection. Raises
+        TemporaryFailure when what was sent may not be durable: the batch's outcomes are then
+        not recorded, and it is sent again once its claim is taken back."""
 
 
 class MaildirTransport:
@@ -34,11 +37,15 @@ class MaildirTransport:
 
     def __init__(self, path: str | Path) -> None:
         self.root = Path(path)
+        self._ready = False    # tmp/, new/ and cur/ exist
+        self._pending = False  # a file was renamed into new/ since new/ was last synced
 
     def send(self, mail_from: str, rcpt_to: str, raw: bytes, delivery_id: str) -> None:
         try:
-            for sub in ("tmp", "new", "cur"):
-                (self.root / sub).mkdir(parents=True, exist_ok=True)
+            if not self._ready:
+                for sub in ("tmp", "new", "cur"):
+                    (self.root / sub).mkdir(parents=True, exist_ok=True)
+                self._ready = True
             name = self.filename(delivery_id)
             tmp = self.root / "tmp" / name
             envelope = f"Return-Path: <{mail_from}>\r\nDelivered-To: {rcpt_to}\r\n".encode()
@@ -47,12 +54,20 @@ class MaildirTransport:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.rename(tmp, self.root / "new" / name)  # replaces an earlier copy of this delivery
-            _fsync_dir(self.root / "new")
+            self._pending = True
         except OSError as exc:
+            self._ready = False
             raise TemporaryFailure(f"maildir {self.root}: {exc}") from exc
 
     def close(self) -> None:
-        pass
+        """The renames of the batch made durable: one fsync of new/ for all of them."""
+        if not self._pending:
+            return
+        self._pending = False
+        try:
+            _fsync_dir(self.root / "new")
+        except OSError as exc:
+            raise TemporaryFailure(f"maildir {self.root}: {exc}") from exc
 
     @staticmethod
     def filename(delivery_id: str) -> str:
