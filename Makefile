@@ -34,8 +34,10 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
+## unit: the suite on SQLite, then every test of a Helpdesk again on PostgreSQL
 unit: install
 	$(BIN)/pytest
+	MAILD_TEST_DATABASE=postgresql $(BIN)/pytest
 
 ## bench: the benchmarks (numbers, not a pass/fail); see bench/README.md
 bench: install

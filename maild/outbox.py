@@ -109,16 +109,16 @@ def queue_mail(
             "mail_from": settings.mail.support_address, "rcpt_to": recipient,
             "message_id": envelope.message_id,
             "raw": build_message(settings, rendered, envelope, now),
-            "auto_reply": kind.capped, "state": OutboxState.PENDING, "attempts": 0,
-            "claimed_by": "", "last_error": "", "created_at": now, "next_attempt_at": now})))
+            "auto_reply": kind.capped, "state": OutboxState.PENDING, "created_at": now,
+            "next_attempt_at": now})))
     if ticket is not None:
         first_message_id, first_id = outbox_ids[0]
         copy_id = add_row(session, Message, {
             "ticket_id": _id(ticket), "direction": Direction.OUT, "kind": kind.filed_as,
             "sender": settings.mail.support_address, "recipients": ",".join(usable),
             "subject": rendered.subject, "body": rendered.body, "message_id": first_message_id,
-            "outbox_id": first_id, "reply_to": "", "html": False,
-            "automatic": kind.auto_submitted is not None, "created_at": now})
+            "outbox_id": first_id, "automatic": kind.auto_submitted is not None,
+            "created_at": now})
         for file in attachments:  # listed on the correspondence; the bytes are in the outbox
             add_row(session, Attachment, {
                 "message_id": copy_id, "filename": file.filename,

@@ -2,12 +2,17 @@
 
 `Helpdesk` drives maild through its command line (`maild.cli.main`, in-process) exactly as a
 user or an MTA would, and reads the results back from the database and the outbox Maildir.
+
+`MAILD_TEST_DATABASE=postgresql` runs every `Helpdesk` on PostgreSQL instead: one private
+cluster (tests/pg.py) for the session, a fresh database for each installation (`make test`
+runs the suite both ways).
 """
 
 from __future__ import annotations
 
 import json
 import mailbox
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +27,49 @@ import pytest
 
 from maild.cli import main
 from tests.smtp_sink import SmtpSink
+
+ON_POSTGRES = os.environ.get("MAILD_TEST_DATABASE", "sqlite") == "postgresql"
+_cluster: Any = None  # the session's PostgreSQL cluster, started by the first Helpdesk
+
+
+def default_database_url(root: Path) -> str:
+    """The database of a test installation: a SQLite file under `root`, or on PostgreSQL a
+    fresh database of the session's cluster."""
+    global _cluster
+    if not ON_POSTGRES:
+        return f"sqlite:///{root}/var/maild.db"
+    if _cluster is None:
+        from tests.pg import PostgresCluster
+
+        _cluster = PostgresCluster()
+        _cluster.start()
+    return str(_cluster.create_database())
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL pass runs the tests that use a `Helpdesk` (the fixture, or the class in
+    their module), except those about SQLite itself (marked `sqlite`) and the modules that
+    start a cluster of their own (they ran on the first pass). Nothing is skipped: the rest is
+    deselected, and it ran on the SQLite pass."""
+    if not ON_POSTGRES:
+        return
+    kept = [item for item in items if _on_postgres_pass(item)]
+    config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+    items[:] = kept
+
+
+def _on_postgres_pass(item: pytest.Item) -> bool:
+    module = vars(getattr(item, "module", None) or object())
+    uses_helpdesk = "helpdesk" in getattr(item, "fixturenames", ()) or "Helpdesk" in module
+    return uses_helpdesk and "PostgresCluster" not in module \
+        and item.get_closest_marker("sqlite") is None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_cluster() -> Iterator[None]:
+    yield
+    if _cluster is not None:
+        _cluster.stop()
 
 BASE_CONFIG = """
 [database]
@@ -88,8 +136,9 @@ class Helpdesk:
         values = {"root": root, "tag": "Ticket", "language": "en", "cap": 5, "reopen": "true",
                   "notify": "false",
                   "busy": "5s", "templates": "", "transport": "maildir", "smtp_port": 25,
-                  "url": f"sqlite:///{root}/var/maild.db"}
+                  "url": ""}
         values.update(options)
+        values["url"] = values["url"] or default_database_url(root)
         self.config.write_text(BASE_CONFIG.format(**values), encoding="utf-8")
         assert self.run("init").code == 0
 

@@ -71,6 +71,7 @@ def test_mail_just_stored_is_not_a_problem_yet(helpdesk: Helpdesk) -> None:
     assert report(helpdesk)["attention"] == []
 
 
+@pytest.mark.sqlite
 def test_mail_left_in_the_spool_needs_attention(helpdesk: Helpdesk) -> None:
     spool = Spool(spool_path(helpdesk.root / "var" / "maild.db"), busy_timeout=1.0)
     spool.store(bytes(mail()), source="smtp", now=datetime.now(UTC) - AGO)

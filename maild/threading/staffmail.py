@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = ["COMMANDS", "Command", "StaffMail", "forwarded_senders", "new_text",
            "read_staff_mail"]
@@ -152,8 +153,10 @@ def read_staff_mail(text: str) -> StaffMail:
     return StaffMail(tuple(commands), tuple(errors), _join(lines[position:]))
 
 
+@lru_cache(maxsize=64)
 def new_text(text: str) -> str:
-    """`text` without quoted history and signature; no leading or trailing blank lines."""
+    """`text` without quoted history and signature; no leading or trailing blank lines.
+    Remembered for the last few texts: resolving a mail and telling staff of it both ask."""
     return _join(_clean(text))
 
 

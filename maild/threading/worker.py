@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, bindparam
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, col, select
 
 from maild.claims import held_elsewhere, this_worker
@@ -135,8 +135,10 @@ def _settle_one(session: Session, settings: Settings, templates: Templates, cloc
         try:
             with session.begin_nested():
                 return _apply(session, settings, templates, now, row, item.mail)
-        except OperationalError:
-            raise  # the database, not the message: the whole batch is given back
+        except DBAPIError as exc:
+            if isinstance(exc, OperationalError) or exc.connection_invalidated:
+                raise  # the database, not the message: the whole batch is given back
+            item.failure = _reason(exc)  # e.g. a constraint this message broke
         except Exception as exc:  # this message's failure: keep it, say why
             item.failure = _reason(exc)
     row.state = InboundState.FAILED
