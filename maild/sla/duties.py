@@ -35,6 +35,8 @@ from maild.sla.state import status_history
 from maild.tickets import FAR_FUTURE, Context
 
 log = logging.getLogger("maild.sla")
+TICKETS_PER_TRANSACTION = 50  # most due tickets only need their next instant computed (a
+# status change sets it to "now"); a commit each was most of a tick's cost
 
 
 @dataclass
@@ -60,15 +62,17 @@ def run_duties(engine: Engine, settings: Settings, templates: Templates, clock: 
     with transaction(engine, readonly=True) as session:
         due = list(session.exec(select(Ticket.id).where(col(Ticket.next_due_at) <= now)
                                 .order_by(col(Ticket.next_due_at)).limit(limit)))
-    for ticket_id in due:
+    for start in range(0, len(due), TICKETS_PER_TRANSACTION):
+        batch = due[start:start + TICKETS_PER_TRANSACTION]
         with transaction(engine) as session:
-            ticket = session.exec(claim(select(Ticket).where(
-                Ticket.id == ticket_id, col(Ticket.next_due_at) <= now), engine)).first()
-            if ticket is None:  # another worker got there first
-                continue
-            report.examined += 1
             ctx = Context(session, settings, templates, now)
-            ticket.next_due_at = _run(ctx, calendar, ticket, report)
+            # Rows another worker has in hand are skipped (SKIP LOCKED on PostgreSQL); those
+            # it has done since are no longer due.
+            for ticket in session.exec(claim(select(Ticket).where(
+                    col(Ticket.id).in_(batch), col(Ticket.next_due_at) <= now)
+                    .order_by(col(Ticket.next_due_at)), engine)):
+                report.examined += 1
+                ticket.next_due_at = _run(ctx, calendar, ticket, report)
     return report
 
 
