@@ -29,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlmodel import Session, create_engine, select
+from sqlmodel import Session, select
 
+from maild import config
+from maild.db import make_engine
 from maild.dedupe import identify
 from maild.errors import UnparseableMessage
 from maild.models import Inbound, InboundState
@@ -74,7 +76,7 @@ def test_every_corpus_message_is_stored_and_settled(
             exits[str(path.relative_to(root))] = (result.code, result.err.strip()[-300:])
     elapsed = time.monotonic() - started
 
-    engine = create_engine(f"sqlite:///{helpdesk.root}/var/maild.db")
+    engine = make_engine(config.load(helpdesk.config).database)
     try:
         with Session(engine) as session:
             rows = list(session.exec(select(Inbound)))

@@ -26,6 +26,7 @@ def test_ingest_reads_stdin_like_an_mta_pipe(helpdesk: Helpdesk) -> None:
     assert helpdesk.ticket(number)["customer"] == "ivan@example.org"
 
 
+@pytest.mark.sqlite
 def test_a_locked_database_gives_exit_75_and_stores_nothing(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]
                                                             ) -> None:

@@ -23,6 +23,7 @@ from maild.ingest.spool import Spool, SpoolBacklog, backlog_at, spool_path
 from maild.models import Inbound, InboundState
 from tests.conftest import Helpdesk, mail
 
+pytestmark = pytest.mark.sqlite  # the intake spool is how the daemon writes on SQLite
 WHEN = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 
 
