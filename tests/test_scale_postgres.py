@@ -16,12 +16,18 @@ What must hold afterwards: every mail stored exactly once (inbound rows by Messa
 inbound row done, one ticket per mail with numbers unique and without gaps, and exactly one
 acknowledgement per mail in the outbox Maildir — no Message-ID, ticket number or recipient
 twice. Every wait is on a condition with a generous deadline; nothing is timed.
+
+Then what the instances must share besides the database: one `web.secret_file`, which their
+`maild init`s, run at the same moment, create once.
 """
 
 from __future__ import annotations
 
 import email
+import os
 import smtplib
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter, defaultdict
@@ -33,7 +39,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from maild.config import DatabaseSettings
+from maild import config, links
+from maild.config import DatabaseSettings, Settings
 from maild.db import make_engine
 from tests.conftest import BASE_CONFIG, mail
 from tests.pg import PostgresCluster
@@ -307,3 +314,78 @@ def test_three_workers_one_killed_mid_burst_store_thread_and_answer_every_mail_o
           "the kill already")
     assert "Traceback" not in "".join(s.log() for s in survivors), logs()
 
+
+# --- what the instances must share: the web channel's key ---------------------------------------
+
+
+def _instance_config(root: Path, url: str, key: Path, web_port: int) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "maild.toml"
+    path.write_text(BASE_CONFIG.format(
+        root=root, url=url, tag="Ticket", language="en", cap=5, reopen="true", notify="false",
+        busy="5s", templates="", transport="maildir", smtp_port=25)
+        + f'\n[web]\nlisten = "127.0.0.1:{web_port}"\nbase_url = "https://support.example.com"'
+        f'\nsecret_file = "{key}"\n')
+    return path
+
+
+def test_instances_sharing_one_key_file_accept_each_others_links_and_forms(
+    tmp_path: Path
+) -> None:
+    """A worker signs the status link in every acknowledgement it writes — whichever intake
+    took the mail — and a form may be served by one instance and posted to another: with a key
+    of their own (each `maild init` writes one when the file is missing) an instance refuses
+    what another signed; with `web.secret_file` naming one file for all, every link opens."""
+    url = f"sqlite:///{tmp_path}/maild.db"  # only the [web] table matters here
+    own = [config.load(_instance_config(tmp_path / n, url, tmp_path / n / "web.key", 8025))
+           for n in "ab"]
+    shared = [config.load(_instance_config(tmp_path / f"s{n}", url, tmp_path / "web.key",
+                                           8025 + i)) for i, n in enumerate("ab")]
+    for settings in own + shared:
+        assert settings.web is not None
+        links.create_key(settings.web)  # what `maild init` does
+
+    def accepted(a: Settings, b: Settings) -> tuple[bool, bool]:
+        assert a.web is not None and b.web is not None
+        token = links.status_url(a, "2026120100042").rsplit("/", 1)[1]
+        form = links.form_token(a.web, "cookie-id")
+        return (links.ticket_of(b.web, token) == "2026120100042",
+                links.form_nonce(b.web, form, "cookie-id") is not None)
+
+    assert accepted(own[0], own[0]) == (True, True)
+    assert accepted(own[0], own[1]) == (False, False)
+    assert accepted(shared[0], shared[1]) == (True, True)
+
+
+def test_a_key_made_by_another_init_a_moment_ago_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two instances' `maild init` at the same moment both find no key file; the one that
+    writes second keeps the first one's key (it raised FileExistsError before, and that
+    instance failed to start)."""
+    key = tmp_path / "web.key"
+    web = config.WebSettings(base_url="https://support.example.com", secret_file=str(key))
+    key.write_text("the key the other instance's init wrote, 48 bytes or so\n")
+    monkeypatch.setattr(Path, "exists", lambda self: False if self == key else os.path.exists(self))
+
+    assert links.create_key(web) is False
+
+    assert key.read_text() == "the key the other instance's init wrote, 48 bytes or so\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["web.key"]  # no draft left behind
+
+
+def test_three_inits_at_once_with_one_shared_key_file_make_one_key(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """The instances of systemd/maild@.service started together: each runs `maild init` on
+    the same fresh database and the same key file; all succeed, and there is one key."""
+    key = tmp_path / "web.key"
+    configs = [_instance_config(tmp_path / n, pg_url, key, free_port()) for n in "abc"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    processes = [subprocess.Popen([sys.executable, "-m", "maild", "--config", str(c), "init"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+                 for c in configs]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], [err for _, err in outputs]
+    assert len(key.read_text().strip()) >= 32
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c", "web.key"]
