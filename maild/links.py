@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -26,14 +27,25 @@ _cache: dict[str, tuple[float, bytes]] = {}
 
 
 def create_key(web: WebSettings) -> bool:
-    """Write a new random key into `web.secret_file` when it has none; True when it did."""
+    """Write a new random key into `web.secret_file` when it has none; True when it did.
+
+    Several instances on one database share the file, and their `maild init` may run at the
+    same moment: the key is written to a file of its own and linked into place, which fails
+    when the file is there already, so one init makes the key, the others keep it, and nobody
+    reads a key half written."""
     path = Path(web.secret_file)
     if path.exists():
         return False
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(secrets.token_urlsafe(48) + "\n")
+    fd, draft = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_urlsafe(48) + "\n")
+        os.link(draft, path)
+    except FileExistsError:
+        return False  # another instance's init made it a moment ago: that is the key
+    finally:
+        os.unlink(draft)
     return True
 
 

@@ -1,7 +1,8 @@
 """A private PostgreSQL cluster for tests (see ../shared/TESTING.md §3).
 
 `PostgresCluster().start()` runs initdb and pg_ctl in a short /tmp folder, listening on a free
-loopback port (and a unix socket in that folder), with fsync off; `create_database()` hands back
+loopback port (and a unix socket in that folder), with fsync off (`durable=True`: PostgreSQL's
+defaults, every commit flushed, for benchmarks); `create_database()` hands back
 a SQLAlchemy URL for a fresh database; `stop()` stops the server by its own data directory and
 removes the folder. As root the server runs as the `postgres` user (initdb refuses root).
 
@@ -30,8 +31,10 @@ PG_BIN = Path(os.environ.get("MAILD_PG_BIN", "/usr/lib/postgresql/15/bin"))
 class PostgresCluster:
     """One initdb'd cluster owned by a test session or module."""
 
-    def __init__(self, bin_dir: Path = PG_BIN) -> None:
+    def __init__(self, bin_dir: Path = PG_BIN, *, durable: bool = False) -> None:
         self.bin_dir = bin_dir
+        self.durability = "" if durable else \
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
         for tool in ("initdb", "pg_ctl"):
             if not (bin_dir / tool).is_file():
                 raise RuntimeError(
@@ -66,8 +69,7 @@ class PostgresCluster:
         for attempt in range(3):  # the free port may be taken between the probe and the bind
             self.port = free_port()
             options = (f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} "
-                       "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                       "-c max_connections=100")
+                       f"{self.durability}-c max_connections=100")
             try:
                 self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30",
                           "start", "-o", options)
@@ -86,7 +88,7 @@ class PostgresCluster:
     def resume(self) -> None:
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.log), "-w", "-t", "30",
                   "start", "-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} "
-                  "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+                  f"{self.durability}-c max_connections=100")
 
     def stop(self) -> None:
         try:

@@ -191,8 +191,11 @@ service lmtp {{
 class MaildProcess:
     """`maild run` as a subprocess, with its own config, database and log file."""
 
-    def __init__(self, root: Path, config_text: str) -> None:
+    def __init__(self, root: Path, config_text: str, *, own_group: bool = False) -> None:
+        """`own_group=True`: `maild run` leads a process group of its own (with its worker),
+        which `kill_group()` kills as a whole, as a machine or systemd's SIGKILL would."""
         self.root = root
+        self.own_group = own_group
         self.config = root / "maild.toml"
         self.config.write_text(config_text)
         self.log_path = root / "maild.log"
@@ -207,7 +210,8 @@ class MaildProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115  (kept open for the child's lifetime)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "maild", "--config", str(self.config), "run"],
-            stdout=log, stderr=log, env=self.env, cwd=self.root)
+            stdout=log, stderr=log, env=self.env, cwd=self.root,
+            start_new_session=self.own_group)
         log.close()
         if wait_for is not None:
             wait_port(wait_for)
@@ -226,6 +230,29 @@ class MaildProcess:
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
+
+    def kill_group(self) -> None:
+        """SIGKILL to the intake and its worker at once (needs `own_group=True`)."""
+        assert self.process is not None and self.own_group
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.process = None
+
+    def worker_pid(self, timeout: float = 30.0) -> int:
+        """The pid of the worker process (the intake's child that is not multiprocessing's
+        resource tracker)."""
+        assert self.process is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for child in _children(self.process.pid):
+                try:
+                    command = Path(f"/proc/{child}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"resource_tracker" not in command:
+                    return child
+            time.sleep(0.05)
+        raise TimeoutError(f"maild run (pid {self.process.pid}) started no worker")
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
