@@ -229,7 +229,8 @@ def maild(root: Path, args: argparse.Namespace) -> dict[str, Any]:
 def _profile(pid: int, path: str) -> subprocess.Popen[bytes]:
     """py-spy sampling the worker until SIGINT, its collapsed stacks written to `path`
     (`bench/profile_top.py` turns them into the table in bench/README.md)."""
-    return subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--rate", "250",
+    py_spy = str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "250",
                              "--format", "raw", "--output", path, "--nonblocking", "--gil"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

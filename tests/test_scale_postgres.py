@@ -13,7 +13,7 @@ of a machine that stays down; a restarted instance would only be one more surviv
 behave as an MTA does: mail that got no 250 from the killed listener is sent again to another.
 
 What must hold afterwards: every mail stored exactly once (inbound rows by Message-ID), every
-inbound row done, one ticket per mail with numbers unique and without gaps, and exactly one
+inbound row done, one ticket per mail with numbers unique (gaps allowed), and exactly one
 acknowledgement per mail in the outbox Maildir — no Message-ID, ticket number or recipient
 twice. Every wait is on a condition with a generous deadline; nothing is timed.
 
@@ -279,14 +279,16 @@ def test_three_workers_one_killed_mid_burst_store_thread_and_answer_every_mail_o
                          "GROUP BY state") == [("done", total, total)]
     assert query(pg_url, "SELECT max(attempts) FROM inbound")[0][0] <= 2
 
-    # One ticket per mail; numbers unique, and per day without gaps (a transaction the kill
-    # cut off gave its number back with its rollback).
+    # One ticket per mail; numbers unique, each from its day's counter. On PostgreSQL a number
+    # is taken in a transaction of its own (maild.numbers), so a batch the kill cut off leaves
+    # gaps — never a number given twice.
     numbers = [row[0] for row in query(pg_url, "SELECT number FROM ticket")]
     assert len(numbers) == len(set(numbers)) == total
     days: dict[str, list[int]] = defaultdict(list)
     for number in numbers:
         days[number[:8]].append(int(number[8:]))
-    assert all(sorted(c) == list(range(1, len(c) + 1)) for c in days.values()), days
+    counters = dict(query(pg_url, "SELECT day, value FROM ticket_counter"))
+    assert all(max(c) <= counters[day] for day, c in days.items()), (days, counters)
 
     # Exactly one acknowledgement per mail, in the database and in the Maildir.
     assert query(pg_url, "SELECT kind, state, count(*), count(DISTINCT ticket_id), "
