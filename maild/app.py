@@ -1,25 +1,31 @@
-"""The composition root for commands: settings, engine, templates, clock and transport.
+"""The composition root for commands: settings, engine, reader, templates, clock and transport.
 
 Only this module (and the CLI that calls it) builds real engines and transports; the stages
-receive them as arguments.
+receive them as arguments. Each is built when first asked for, and so is what it imports: a
+command that only reads (`maild ticket list`) gets a DB-API `reader` and never imports
+SQLAlchemy, Jinja2 or the transports; `--help` and `--version` build nothing at all.
 """
 
 from __future__ import annotations
 
 import os
-import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
-
+from maild import dbapi
 from maild.clock import Clock, SystemClock
-from maild.compose import Templates
 from maild.config import OutboundSettings, Settings
-from maild.db import make_engine, sqlite_file
 from maild.errors import ConfigError
-from maild.ingest.spool import Spool, spool_path
-from maild.outbound import Deliverer, MaildirTransport, SmtpTransport, Transport
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from maild.compose import Templates
+    from maild.ingest.spool import Spool
+    from maild.outbound import Deliverer, Transport
 
 
 @dataclass
@@ -28,43 +34,79 @@ class App:
     clock: Clock = field(default_factory=SystemClock)
     checkpoints: bool = True  # see maild.db.make_engine
     _engine: Engine | None = None
+    _reader: dbapi.Reader | None = None
     _templates: Templates | None = None
 
     @property
     def engine(self) -> Engine:
+        """SQLAlchemy, for commands that write (and the daemon)."""
         if self._engine is None:
+            from maild.db import make_engine
+
             self._engine = make_engine(self.settings.database, checkpoints=self.checkpoints)
         return self._engine
 
     @property
+    def reader(self) -> dbapi.Reader:
+        """A DB-API connection of its own, for the read models (`maild.views`): no ORM."""
+        if self._reader is None:
+            self._reader = dbapi.connect(self.settings.database)
+        return self._reader
+
+    @contextmanager
+    def reading(self) -> Iterator[dbapi.Reader]:
+        """One read transaction on `reader`."""
+        with self.reader.snapshot() as reader:
+            yield reader
+
+    def schema_problem(self) -> str | None:
+        """`maild.dbapi.schema_problem`, on the connection later reads will use."""
+        return dbapi.schema_problem(self.settings.database, lambda: self.reader)
+
+    @property
     def templates(self) -> Templates:
         if self._templates is None:
+            from maild.compose import Templates
+
             self._templates = Templates(self.settings)
         return self._templates
 
     def deliverer(self) -> Deliverer:
+        from maild.outbound import Deliverer
+
         return Deliverer(self.engine, make_transport(self.settings.outbound),
                          self.settings.outbound)
 
     def spool_path(self) -> Path | None:
         """The intake spool of `maild run`, beside a SQLite database file; None on PostgreSQL."""
-        database = sqlite_file(self.engine)
+        from maild.ingest.backlog import spool_path
+
+        database = dbapi.sqlite_path(self.settings.database.url)
         return spool_path(database) if database else None
 
     def spool(self, *, mover: bool = False) -> Spool | None:
+        from maild.ingest.spool import Spool
+
         path = self.spool_path()
         if path is None:
             return None
         return Spool(path, self.settings.database.busy_timeout.total_seconds(), mover=mover)
 
     def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._engine is not None:
             self._engine.dispose()
 
 
 def make_transport(settings: OutboundSettings) -> Transport:
+    from maild.outbound import MaildirTransport, SmtpTransport
+
     if settings.transport == "maildir":
         return MaildirTransport(settings.maildir)
+    import ssl
+
     return SmtpTransport(
         settings.smtp_host, settings.smtp_port, security=settings.smtp_security,
         username=settings.smtp_username, password=secret(

@@ -48,8 +48,9 @@ from maild import config
 from maild.app import App, secret
 from maild.db import init as init_database
 from maild.db import transaction
+from maild.dbapi import reader_of
 from maild.errors import StorageUnavailable
-from maild.ingest import Accepted, accept
+from maild.ingest.accept import Accepted, accept
 from maild.ingest.imap import ImapPoller
 from maild.ingest.smtp import SmtpListener, StoringHandler
 from maild.ingest.spool import Spool, SpoolBacklog, backlog_at
@@ -329,7 +330,7 @@ class Worker:
         journal of a daemon nobody watches still says what is wrong, every 10 minutes."""
         spool = backlog_at(self.spool.path) if self.spool else SpoolBacklog()
         with transaction(self.app.engine, readonly=True) as session:
-            report = status(session, self.app.clock.now(), spool,
+            report = status(reader_of(session), self.app.clock.now(), spool,
                             self.app.settings.sla.zone)
         log.info("queues: spool %s; inbound %s; outbox %s", spool.waiting,
                  _nonzero(report["inbound"], InboundState), _nonzero(report["outbox"], OutboxState))

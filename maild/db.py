@@ -24,15 +24,15 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
-    inspect,
     text,
 )
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.sql.selectable import GenerativeSelect
 from sqlmodel import Session, SQLModel, select
 
 from maild.config import DatabaseSettings, Settings
+from maild.dbapi import SCHEMA_REVISION as SCHEMA_REVISION  # checked without SQLAlchemy
 from maild.errors import StorageUnavailable
 from maild.links import create_key
 from maild.models import Queue, Staff
@@ -44,7 +44,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def make_engine(settings: DatabaseSettings, *, checkpoints: bool = True) -> Engine:
     """An engine for the configured URL. Creates nothing by itself: connecting to a SQLite
-    file that does not exist would create it, so commands check `schema_problem` first and
+    file that does not exist would create it, so commands check `dbapi.schema_problem` first and
     only `init` makes the file (SPEC §3).
 
     `checkpoints=False` leaves SQLite's WAL checkpoints to other connections: the daemon's
@@ -83,13 +83,9 @@ def is_sqlite(engine: Engine) -> bool:
 
 
 def sqlite_file(engine: Engine) -> Path | None:
-    """The database file of a SQLite engine; None for PostgreSQL or an in-memory database."""
-    return sqlite_path(engine.url)
-
-
-def sqlite_path(url: str | URL) -> Path | None:
-    """The database file a SQLite URL names; None for PostgreSQL or an in-memory database."""
-    url = make_url(url)
+    """The database file of a SQLite engine; None for PostgreSQL or an in-memory database
+    (`maild.dbapi.sqlite_path` reads the same from a URL, without an engine)."""
+    url = engine.url
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return None
     return Path(url.database)
@@ -166,35 +162,6 @@ def claim(statement: _Query, engine: Engine) -> _Query:
     if is_sqlite(engine):
         return statement  # BEGIN IMMEDIATE already serialises writers
     return statement.with_for_update(skip_locked=True)
-
-
-SCHEMA_REVISION = "0005"
-"""The Alembic revision this maild works with (tests/test_schema.py checks it is the head)."""
-
-
-def schema_problem(engine: Engine) -> str | None:
-    """Why the commands cannot use this database yet, in one line that names it and says to
-    run `maild init` — or None when it is there with the schema this maild expects.
-
-    Creates nothing: a missing SQLite file is reported before anything connects to it."""
-    name = engine.url.render_as_string(hide_password=True)
-    database = sqlite_file(engine)
-    if database is not None:
-        name = str(database)
-        if not database.is_file():
-            return f"database {name} does not exist; run `maild init` to create it"
-    try:
-        with engine.execution_options(maild_readonly=True).connect() as connection:
-            if "alembic_version" not in inspect(connection).get_table_names():
-                return f"database {name} has no maild schema; run `maild init` to create it"
-            revision = connection.execute(text("SELECT version_num FROM alembic_version")) \
-                .scalar()
-    except DBAPIError as exc:
-        return f"cannot open database {name}: {_short(exc)}"
-    if revision != SCHEMA_REVISION:
-        return (f"database {name} has schema {revision}, this maild needs {SCHEMA_REVISION}; "
-                "run `maild init` to upgrade it")
-    return None
 
 
 def lock(statement: _Query, engine: Engine) -> _Query:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from maild.models import MessageKind
+from maild.states import MessageKind
 
 
 class Audience(StrEnum):

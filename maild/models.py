@@ -1,4 +1,4 @@
-"""The tables of maild and their state enums — the only module that defines tables.
+"""The tables of maild — the only module that defines tables.
 
 The stages meet here and nowhere else:
 
@@ -13,19 +13,31 @@ The stages meet here and nowhere else:
 - `ticket_counter`  the per-day counter behind date-based ticket numbers;
 - `imap_cursor`     per polled IMAP folder: UIDVALIDITY and the highest UID already stored.
 
-Instants are stored as UTC and come back timezone-aware (`UTCDateTime`).
+Instants are stored as UTC and come back timezone-aware (`UTCDateTime`). The state enums are
+in `maild.states` (re-exported here), so that reading needs no ORM.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from enum import StrEnum
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import BigInteger, Column, DateTime, Index, LargeBinary, Text, UniqueConstraint
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+from maild.dbapi import instant, stored_utc
+from maild.states import (
+    Actor,
+    Channel,
+    Direction,
+    EventType,
+    InboundState,
+    MessageKind,
+    OutboxState,
+    TicketStatus,
+)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -35,101 +47,14 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("maild stores only timezone-aware datetimes")
-        return value.astimezone(UTC).replace(tzinfo=None)
+        return None if value is None else stored_utc(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if isinstance(value, str):  # raw SQL on SQLite hands back text
-            value = datetime.fromisoformat(value)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return instant(value)  # raw SQL on SQLite hands back text
 
 
 def _utc(**kwargs: Any) -> Any:
     return Field(sa_type=UTCDateTime, **kwargs)
-
-
-class InboundState(StrEnum):
-    NEW = "new"          # stored, not yet threaded
-    DONE = "done"        # on a ticket
-    FAILED = "failed"    # kept with a reason; `maild inbound retry` runs it again
-
-
-class OutboxState(StrEnum):
-    PENDING = "pending"    # due at next_attempt_at
-    SENDING = "sending"    # claimed by a worker; a stale claim is taken back after its lease
-    SENT = "sent"
-    DEFERRED = "deferred"  # a temporary failure; due again at next_attempt_at
-    DEAD = "dead"          # permanent failure or lifetime exceeded; recorded on the ticket
-
-
-class TicketStatus(StrEnum):
-    NEW = "new"          # in a queue, no owner
-    OPEN = "open"        # has an owner, being worked
-    WAITING = "waiting"  # staff answered; waiting for the customer
-    CLOSED = "closed"
-
-
-class Direction(StrEnum):
-    IN = "in"
-    OUT = "out"
-
-
-class MessageKind(StrEnum):
-    CUSTOMER = "customer"
-    STAFF = "staff"
-    NOTE = "note"
-    SYSTEM = "system"
-
-
-class Channel(StrEnum):
-    EMAIL = "email"
-    PHONE = "phone"
-    WEB = "web"
-
-
-class EventType(StrEnum):
-    """Every kind of entry in a ticket's history (`event.type`)."""
-
-    CREATED = "created"
-    MESSAGE_RECEIVED = "message_received"
-    CLAIMED_TICKET = "claimed_ticket"              # a stranger named this ticket's number
-    FOLLOWS_CLOSED = "follows_closed"              # new ticket for a closed one (no reopening)
-    FORWARDED = "forwarded"                        # opened from a staff member's forward
-    MESSAGE_ID_REUSED = "message_id_reused"
-    NO_ACKNOWLEDGEMENT = "no_acknowledgement"
-    NO_NOTICE = "no_notice"                        # staff not told (automatic mail, switched off)
-    NOT_REOPENED = "not_reopened"                  # automatic mail on a closed ticket
-    REOPENED = "reopened"
-    STATUS = "status"
-    ASSIGNED = "assigned"
-    QUEUE = "queue"
-    PRIORITY = "priority"
-    ANSWERED = "answered"
-    NOTE = "note"
-    CC_ADDED = "cc_added"
-    CC_REMOVED = "cc_removed"
-    CLOSE_REQUESTED = "close_requested"
-    ESCALATED = "escalated"
-    BREACHED = "breached"
-    COMMANDS_REFUSED = "commands_refused"
-    ATTACHMENTS_REFUSED = "attachments_refused"
-    STAFF_UNVERIFIED = "staff_unverified"
-    NOT_SENT = "not_sent"
-    AUTO_REPLY_SUPPRESSED = "auto_reply_suppressed"
-    DELIVERY_FAILED = "delivery_failed"
-    DELIVERY_RETRIED = "delivery_retried"
-
-
-class Actor(StrEnum):
-    """Who acted, when it was not a person (a person is their address)."""
-
-    SYSTEM = "maild"        # what maild does by itself: timers, notices, delivery
-    OPERATOR = "operator"   # a command run without --staff
 
 
 class Queue(SQLModel, table=True):

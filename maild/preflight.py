@@ -16,7 +16,7 @@ from pathlib import Path
 
 from maild.compose import LANGUAGES, Templates
 from maild.config import Settings
-from maild.db import sqlite_path
+from maild.dbapi import sqlite_path
 
 
 def problems(settings: Settings, environ: Mapping[str, str] | None = None) -> list[str]:

@@ -1,8 +1,9 @@
 """`maild status`: the queues at a glance, and what needs an operator's attention.
 
-Counts come from the indexed state columns, so this is cheap enough for a monitoring check every
-minute. "Attention" lists only what means maild is not doing its work, or lost a fight with the
-outside world recently — never old history an operator cannot clear:
+Counts come from the indexed state columns (SQL over a `maild.dbapi.Reader`: the command needs
+no ORM), so this is cheap enough for a monitoring check every minute. "Attention" lists only
+what means maild is not doing its work, or lost a fight with the outside world recently —
+never old history an operator cannot clear:
 
 - mail stored but not threaded for more than `STUCK_AFTER` (the worker is down or stuck),
   in the intake spool or in `inbound`;
@@ -19,18 +20,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
-from sqlalchemy import func
-from sqlmodel import Session, col, select
-
 from maild.clock import duration_for_people, iso, time_for_people
-from maild.models import (
-    Inbound,
-    InboundState,
-    Outbox,
-    OutboxState,
-    Ticket,
-    TicketStatus,
-)
+from maild.dbapi import Reader, instant
+from maild.states import InboundState, OutboxState, TicketStatus
 
 STUCK_AFTER = timedelta(minutes=5)
 RECENT = timedelta(hours=24)
@@ -46,31 +38,36 @@ class Backlog(Protocol):
     def oldest(self) -> datetime | None: ...
 
 
-def counts(session: Session, column: Any) -> dict[str, int]:
-    """Rows per value of a state column, e.g. `counts(session, Inbound.state)`."""
-    return {str(state): int(n) for state, n in
-            session.exec(select(column, func.count()).group_by(column)).all()}
+def counts(reader: Reader, table: str, column: str) -> dict[str, int]:
+    """Rows per value of a state column, e.g. `counts(reader, "inbound", "state")`."""
+    return {str(row["value"]): int(row["n"]) for row in reader.rows(
+        f"SELECT {column} AS value, count(*) AS n FROM {table} GROUP BY {column}")}
 
 
-def status(session: Session, now: datetime, spool: Backlog,
+def status(reader: Reader, now: datetime, spool: Backlog,
            zone: tzinfo) -> dict[str, Any]:
-    inbound = counts(session, Inbound.state)
-    outbox = counts(session, Outbox.state)
-    tickets = counts(session, Ticket.status)
-    oldest_new = session.exec(select(func.min(Inbound.received_at)).where(
-        Inbound.state == InboundState.NEW)).one()
-    failed_recently = session.exec(select(func.count()).where(
-        Inbound.state == InboundState.FAILED, col(Inbound.processed_at) > now - RECENT)).one()
-    overdue = session.exec(select(func.count()).where(
-        col(Outbox.state).in_((OutboxState.PENDING, OutboxState.DEFERRED)),
-        col(Outbox.next_attempt_at) < now - STUCK_AFTER)).one()
+    inbound = counts(reader, "inbound", "state")
+    outbox = counts(reader, "outbox", "state")
+    tickets = counts(reader, "ticket", "status")
+    oldest_new = instant(reader.value(
+        "SELECT min(received_at) FROM inbound WHERE state = :new", new=InboundState.NEW.value))
+    failed_recently = reader.value(
+        "SELECT count(*) FROM inbound WHERE state = :failed AND processed_at > :since",
+        failed=InboundState.FAILED.value, since=now - RECENT)
+    overdue = reader.value(
+        "SELECT count(*) FROM outbox WHERE state IN (:pending, :deferred) "
+        "AND next_attempt_at < :before", pending=OutboxState.PENDING.value,
+        deferred=OutboxState.DEFERRED.value, before=now - STUCK_AFTER)
     # A dead row's next_attempt_at is the attempt that gave up.
-    dead_recently = session.exec(select(func.count()).where(
-        Outbox.state == OutboxState.DEAD, col(Outbox.next_attempt_at) > now - RECENT)).one()
-    last_error = session.exec(select(Outbox.last_error).where(
-        Outbox.state == OutboxState.DEFERRED).order_by(col(Outbox.id).desc()).limit(1)).first()
-    breached = session.exec(select(func.count()).where(
-        col(Ticket.breached).is_(True), Ticket.status != TicketStatus.CLOSED)).one()
+    dead_recently = reader.value(
+        "SELECT count(*) FROM outbox WHERE state = :dead AND next_attempt_at > :since",
+        dead=OutboxState.DEAD.value, since=now - RECENT)
+    last_error = reader.value(
+        "SELECT last_error FROM outbox WHERE state = :deferred ORDER BY id DESC LIMIT 1",
+        deferred=OutboxState.DEFERRED.value)
+    breached = reader.value(
+        "SELECT count(*) FROM ticket WHERE breached = :yes AND status != :closed",
+        yes=True, closed=TicketStatus.CLOSED.value)
 
     attention: list[str] = []
     if spool.oldest is not None and spool.oldest < now - STUCK_AFTER:

@@ -26,14 +26,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, or_
 from sqlmodel import Session, col, select
 
-from maild import mailkinds
+from maild import conversation, mailkinds
 from maild.clock import duration_for_people
 from maild.compose import OutgoingFile, Templates
 from maild.config import Settings, priority_name, priority_value
 from maild.db import add_row
+from maild.dbapi import reader_of
 from maild.errors import NotFound, UsageError
 from maild.headers import MAX_SUBJECT, single_line
 from maild.links import status_url
@@ -46,7 +46,6 @@ from maild.models import (
     EventType,
     Message,
     MessageKind,
-    Outbox,
     Participant,
     Queue,
     StatusChange,
@@ -118,24 +117,10 @@ def customer_address(ctx: Context, ticket: Ticket) -> str:
     return _address_of(ticket, _latest_from_customer(ctx.session, ticket))
 
 
-def public_messages(session: Session, ticket: Ticket) -> list[Message]:
-    """The customer's conversation on the ticket, oldest first: their own messages and maild's
-    mail to them — never internal notes, staff members' own mail or staff-only notices."""
-    return list(session.exec(
-        select(Message).join(Outbox, col(Message.outbox_id) == col(Outbox.id), isouter=True)
-        .where(Message.ticket_id == ticket.id,
-               or_(and_(col(Message.direction) == Direction.IN,
-                        col(Message.kind) == MessageKind.CUSTOMER),
-                   and_(col(Message.direction) == Direction.OUT,
-                        col(Outbox.kind).in_(mailkinds.TO_CUSTOMERS))))
-        .order_by(col(Message.id))))
-
-
 def cc_of(session: Session, ticket: Ticket) -> list[str]:
-    """The ticket's active Cc participants, in the order they joined."""
-    return list(session.exec(select(Participant.address).where(
-        Participant.ticket_id == ticket.id, col(Participant.active).is_(True))
-        .order_by(col(Participant.id))))
+    """The ticket's active Cc participants, in the order they joined (`maild.conversation`)."""
+    assert ticket.id is not None
+    return conversation.cc_addresses(reader_of(session), ticket.id)
 
 
 def language_for(settings: Settings, *texts: str) -> str:
@@ -563,9 +548,10 @@ def _customer_thread(ctx: Context, ticket: Ticket, answering: Message | None, *,
     Message-IDs of the customer's conversation so far (their mail and maild's to them), so
     their mail client keeps it in one thread. `opened`: `answering` opened the ticket, so it is
     all the conversation there is."""
-    conversation = [answering] if opened and answering is not None \
-        else public_messages(ctx.session, ticket)
-    thread = [m.message_id for m in conversation if m.message_id]
+    assert ticket.id is not None
+    said = [answering.message_id] if opened and answering is not None else \
+        [m["message_id"] for m in conversation.public_messages(reader_of(ctx.session), ticket.id)]
+    thread: list[str] = [mid for mid in said if mid]
     in_reply_to = answering.message_id if answering is not None else None
     if in_reply_to:
         thread = [mid for mid in thread if mid != in_reply_to] + [in_reply_to]

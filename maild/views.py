@@ -1,38 +1,97 @@
-"""Read models: tickets and inbound rows as the plain dicts `--json` prints (SPEC §3), and a
-ticket as its customer sees it on the web (SPEC §10)."""
+"""Read models: tickets, inbound and outgoing mail as the plain dicts `--json` prints (SPEC §3),
+and a ticket as its customer sees it on the web (SPEC §10).
+
+Every query is SQL over a `maild.dbapi.Reader`, written once here and shared: the commands run
+it on a DB-API connection of their own (no ORM imported, so `maild ticket show` starts in tens
+of milliseconds), the web pages and the writers inside their ORM session (`reader_of`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlmodel import Session, col, select
-
+from maild import conversation
 from maild.clock import iso
 from maild.config import priority_name
-from maild.errors import UnparseableMessage
-from maild.models import (
-    Attachment,
-    Direction,
-    Event,
-    Inbound,
-    Message,
-    Outbox,
-    Queue,
-    Ticket,
-)
-from maild.parsing import parse_message
-from maild.tickets import cc_of, public_messages
+from maild.dbapi import Reader, Row, instant
+from maild.errors import NotFound, UnparseableMessage
+from maild.states import Direction, InboundState, OutboxState
 
 
-def ticket_summary(ticket: Ticket, queue_names: dict[int, str],
-                   sla: dict[str, Any]) -> dict[str, Any]:
+@dataclass(slots=True)
+class TicketRow:
+    """A ticket as the read models show it (its queue by name). Not frozen: `ticket list`
+    makes thousands, and a frozen dataclass is three times slower to make."""
+
+    id: int
+    number: str
+    subject: str
+    status: str
+    priority: int
+    queue: str
+    owner: str | None
+    customer: str
+    customer_name: str
+    channel: str
+    language: str
+    created_at: datetime
+    updated_at: datetime
+    breached: bool
+
+    @classmethod
+    def of(cls, row: Row) -> TicketRow:
+        created, updated = instant(row["created_at"]), instant(row["updated_at"])
+        assert created is not None and updated is not None
+        return cls(id=int(row["id"]), number=row["number"], subject=row["subject"],
+                   status=row["status"], priority=int(row["priority"]), queue=row["queue"],
+                   owner=row["owner"], customer=row["customer"],
+                   customer_name=row["customer_name"], channel=row["channel"],
+                   language=row["language"], created_at=created, updated_at=updated,
+                   breached=bool(row["breached"]))
+
+
+_TICKETS = ("SELECT t.id, t.number, t.subject, t.status, t.priority, "
+            "COALESCE(q.name, '') AS queue, t.owner, t.customer, t.customer_name, t.channel, "
+            "t.language, t.created_at, t.updated_at, t.breached "
+            "FROM ticket t LEFT JOIN queue q ON q.id = t.queue_id")
+
+
+def tickets(reader: Reader, *, status: str | None = None, queue: str | None = None,
+            owner: str | None = None) -> list[TicketRow]:
+    """`ticket list`: every ticket, oldest first, or those with this status, queue (by its
+    exact name; NotFound when there is none) and owner."""
+    where, params = [], {}
+    if status:
+        where.append("t.status = :status")
+        params["status"] = status
+    if owner:
+        where.append("t.owner = :owner")
+        params["owner"] = owner.lower()
+    if queue:
+        queue_id = reader.value("SELECT id FROM queue WHERE name = :name", name=queue)
+        if queue_id is None:
+            raise NotFound(f"no queue named {queue!r}")
+        where.append("t.queue_id = :queue")
+        params["queue"] = queue_id
+    sql = _TICKETS + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY t.id"
+    return [TicketRow.of(row) for row in reader.rows(sql, **params)]
+
+
+def ticket(reader: Reader, number: str) -> TicketRow | None:
+    """The ticket with this number."""
+    row = reader.first(_TICKETS + " WHERE t.number = :number", number=number.strip())
+    return TicketRow.of(row) if row else None
+
+
+def ticket_summary(ticket: TicketRow, sla: dict[str, Any]) -> dict[str, Any]:
     return {
         "number": ticket.number,
         "subject": ticket.subject,
         "status": ticket.status,
         "priority": priority_name(ticket.priority),
-        "queue": queue_names.get(ticket.queue_id, ""),
+        "queue": ticket.queue,
         "owner": ticket.owner,
         "customer": ticket.customer,
         "customer_name": ticket.customer_name,
@@ -43,69 +102,142 @@ def ticket_summary(ticket: Ticket, queue_names: dict[int, str],
     }
 
 
-def ticket_detail(session: Session, ticket: Ticket, sla: dict[str, Any]) -> dict[str, Any]:
-    data = ticket_summary(ticket, queue_names(session), sla)
-    messages = list(session.exec(select(Message).where(Message.ticket_id == ticket.id)
-                                 .order_by(col(Message.id))))
+def ticket_detail(reader: Reader, ticket: TicketRow, sla: dict[str, Any]) -> dict[str, Any]:
+    data = ticket_summary(ticket, sla)
     attachments: dict[int, list[dict[str, Any]]] = {}
-    if messages:
-        query = select(Attachment).where(col(Attachment.message_id).in_([m.id for m in messages]))
-        for a in session.exec(query):
-            attachments.setdefault(a.message_id, []).append(
-                {"filename": a.filename, "content_type": a.content_type, "size": a.size})
+    for a in reader.rows("SELECT message_id, filename, content_type, size FROM attachment "
+                         "WHERE message_id IN (SELECT id FROM message WHERE ticket_id = :t) "
+                         "ORDER BY id", t=ticket.id):
+        attachments.setdefault(a["message_id"], []).append(
+            {"filename": a["filename"], "content_type": a["content_type"], "size": a["size"]})
     data["messages"] = [{
-        "direction": m.direction,
-        "kind": m.kind,
-        "from": m.sender,
-        "to": [r for r in m.recipients.split(",") if r],
-        "subject": m.subject,
-        "body": m.body,
-        "message_id": m.message_id,
-        "created_at": iso(m.created_at),
-        "automatic": m.automatic,
-        "attachments": attachments.get(m.id or 0, []),
-    } for m in messages]
-    data["cc"] = cc_of(session, ticket)
-    data["events"] = [{"at": iso(e.at), "type": e.type, "actor": e.actor, "detail": e.detail}
-                      for e in session.exec(select(Event).where(Event.ticket_id == ticket.id)
-                                            .order_by(col(Event.id)))]
+        "direction": m["direction"],
+        "kind": m["kind"],
+        "from": m["sender"],
+        "to": [r for r in m["recipients"].split(",") if r],
+        "subject": m["subject"],
+        "body": m["body"],
+        "message_id": m["message_id"],
+        "created_at": iso(instant(m["created_at"])),
+        "automatic": bool(m["automatic"]),
+        "attachments": attachments.get(m["id"], []),
+    } for m in reader.rows("SELECT id, direction, kind, sender, recipients, subject, body, "
+                           "message_id, created_at, automatic FROM message "
+                           "WHERE ticket_id = :t ORDER BY id", t=ticket.id)]
+    data["cc"] = conversation.cc_addresses(reader, ticket.id)
+    data["events"] = [{"at": iso(instant(e["at"])), "type": e["type"], "actor": e["actor"],
+                       "detail": e["detail"]}
+                      for e in reader.rows("SELECT at, type, actor, detail FROM event "
+                                           "WHERE ticket_id = :t ORDER BY id", t=ticket.id)]
     return data
 
 
-def queue_names(session: Session) -> dict[int, str]:
-    return {q.id: q.name for q in session.exec(select(Queue)) if q.id is not None}
+def first_raw(reader: Reader, ticket_id: int) -> bytes | None:
+    """The stored bytes of the first mail of the ticket (`ticket show --raw`); None when it did
+    not arrive by mail."""
+    raw = reader.value("SELECT raw FROM inbound WHERE ticket_id = :t ORDER BY id LIMIT 1",
+                       t=ticket_id)
+    return None if raw is None else bytes(raw)
 
 
-def inbound_summary(row: Inbound) -> dict[str, Any]:
+def failed_inbound(reader: Reader) -> int:
+    """How many stored messages failed to thread and wait for attention."""
+    return int(reader.value("SELECT count(*) FROM inbound WHERE state = :failed",
+                            failed=InboundState.FAILED.value))
+
+
+# --- stored mail: `maild inbound`, `maild outbox` -------------------------------------------
+
+_INBOUND = ("SELECT id, state, source, dedupe_key, message_id, size, received_at, "
+            "processed_at, attempts, reason, ticket_id FROM inbound")
+
+
+def inbound_summary(row: Row) -> dict[str, Any]:
     return {
-        "id": row.id,
-        "state": row.state,
-        "source": row.source,
-        "dedupe_key": row.dedupe_key,
-        "message_id": row.message_id or None,
-        "size": row.size,
-        "received_at": iso(row.received_at),
-        "processed_at": iso(row.processed_at),
-        "attempts": row.attempts,
-        "reason": row.reason,
-        "ticket_id": row.ticket_id,
+        "id": row["id"],
+        "state": row["state"],
+        "source": row["source"],
+        "dedupe_key": row["dedupe_key"],
+        "message_id": row["message_id"] or None,
+        "size": row["size"],
+        "received_at": iso(instant(row["received_at"])),
+        "processed_at": iso(instant(row["processed_at"])),
+        "attempts": row["attempts"],
+        "reason": row["reason"],
+        "ticket_id": row["ticket_id"],
     }
 
 
-def outbox_summary(row: Outbox, ticket_number: str | None) -> dict[str, Any]:
+def inbound_list(reader: Reader, *, state: str | None = None,
+                 limit: int = 100) -> list[dict[str, Any]]:
+    """Stored inbound messages, newest first."""
+    where = " WHERE state = :state" if state else ""
+    return [inbound_summary(row) for row in reader.rows(
+        f"{_INBOUND}{where} ORDER BY id DESC LIMIT :limit", state=state, limit=limit)]
+
+
+def inbound_one(reader: Reader, inbound_id: int) -> dict[str, Any]:
+    row = reader.first(f"{_INBOUND} WHERE id = :id", id=inbound_id)
+    if row is None:
+        raise NotFound(f"no inbound message {inbound_id}")
+    return inbound_summary(row)
+
+
+def inbound_raw(reader: Reader, inbound_id: int) -> bytes:
+    raw = reader.value("SELECT raw FROM inbound WHERE id = :id", id=inbound_id)
+    if raw is None:
+        raise NotFound(f"no inbound message {inbound_id}")
+    return bytes(raw)
+
+
+_OUTBOX = ("SELECT o.id, o.state, o.kind, t.number, o.rcpt_to, o.message_id, o.created_at, "
+           "o.attempts, o.next_attempt_at, o.sent_at, o.last_error "
+           "FROM outbox o LEFT JOIN ticket t ON t.id = o.ticket_id")
+
+
+def outbox_summary(row: Row) -> dict[str, Any]:
     return {
-        "id": row.id,
-        "state": row.state,
-        "kind": row.kind,
-        "ticket": ticket_number,
-        "to": row.rcpt_to,
-        "message_id": row.message_id,
-        "created_at": iso(row.created_at),
-        "attempts": row.attempts,
-        "next_attempt_at": iso(row.next_attempt_at),
-        "sent_at": iso(row.sent_at),
-        "last_error": row.last_error,
+        "id": row["id"],
+        "state": row["state"],
+        "kind": row["kind"],
+        "ticket": row["number"],
+        "to": row["rcpt_to"],
+        "message_id": row["message_id"],
+        "created_at": iso(instant(row["created_at"])),
+        "attempts": row["attempts"],
+        "next_attempt_at": iso(instant(row["next_attempt_at"])),
+        "sent_at": iso(instant(row["sent_at"])),
+        "last_error": row["last_error"],
     }
+
+
+def outbox_list(reader: Reader, *, state: str | None = None,
+                limit: int = 100) -> list[dict[str, Any]]:
+    """Outgoing mail, newest first, with its ticket's number."""
+    where = " WHERE o.state = :state" if state else ""
+    return [outbox_summary(row) for row in reader.rows(
+        f"{_OUTBOX}{where} ORDER BY o.id DESC LIMIT :limit", state=state, limit=limit)]
+
+
+def outbox_of(reader: Reader, ids: list[int]) -> list[dict[str, Any]]:
+    """These outgoing mails (those that exist), in the order of their ids."""
+    found = {row["id"]: outbox_summary(row) for row in reader.rows(
+        f"{_OUTBOX} WHERE o.id IN ({', '.join(str(int(i)) for i in ids) or 'NULL'})")}
+    return [found[i] for i in sorted(found)]
+
+
+def outbox_raw(reader: Reader, outbox_id: int) -> bytes:
+    raw = reader.value("SELECT raw FROM outbox WHERE id = :id", id=outbox_id)
+    if raw is None:
+        raise NotFound(f"no outgoing mail {outbox_id}")
+    return bytes(raw)
+
+
+def pending_since(reader: Reader, since: datetime) -> list[int]:
+    """Outgoing mail queued since `since` and not yet sent: what a command just owed."""
+    return [int(i) for i in reader.column(
+        "SELECT id FROM outbox WHERE state = :pending AND created_at >= :since ORDER BY id",
+        pending=OutboxState.PENDING.value, since=since)]
 
 
 # --- the customer's view (the web channel's status page, SPEC §10) --------------------------
@@ -117,49 +249,55 @@ class File:
     data: bytes
 
 
-def public_view(session: Session, ticket: Ticket) -> dict[str, Any]:
+def public_view(reader: Reader, ticket: TicketRow) -> dict[str, Any]:
     """A ticket as its customer sees it: status, priority, queue and the public correspondence
-    — the customer's messages and maild's mail to them. Never internal notes, staff members'
-    own mail or staff-only notices."""
-    public = public_messages(session, ticket)
+    (`maild.conversation.public_messages`): never internal notes, staff members' own mail or
+    staff-only notices."""
+    public = conversation.public_messages(reader, ticket.id)
     files: dict[int, list[dict[str, Any]]] = {}
     if public:
-        query = select(Attachment).where(col(Attachment.message_id).in_([m.id for m in public]))
-        for a in session.exec(query.order_by(col(Attachment.id))):
-            files.setdefault(a.message_id, []).append(
-                {"id": a.id, "filename": a.filename, "size": a.size})
-    queue = session.get(Queue, ticket.queue_id)
+        shown = {m["id"] for m in public}
+        for a in reader.rows("SELECT id, message_id, filename, size FROM attachment "
+                             "WHERE message_id IN (SELECT id FROM message WHERE ticket_id = :t) "
+                             "ORDER BY id", t=ticket.id):
+            if a["message_id"] in shown:
+                files.setdefault(a["message_id"], []).append(
+                    {"id": a["id"], "filename": a["filename"], "size": a["size"]})
     return {
         "number": ticket.number, "subject": ticket.subject, "status": ticket.status,
-        "priority": priority_name(ticket.priority), "queue": queue.name if queue else "",
+        "priority": priority_name(ticket.priority), "queue": ticket.queue,
         "language": ticket.language, "created_at": ticket.created_at,
         "messages": [{
-            "id": m.id, "from_us": m.direction == Direction.OUT, "sender": m.sender,
-            "created_at": m.created_at, "body": m.body,
-            "attachments": files.get(m.id or 0, [])} for m in public],
+            "id": m["id"], "from_us": m["direction"] == Direction.OUT, "sender": m["sender"],
+            "created_at": m["created_at"], "body": m["body"],
+            "attachments": files.get(m["id"], [])} for m in public],
     }
 
 
-def public_file(session: Session, ticket: Ticket, attachment_id: int) -> File | None:
+def public_file(reader: Reader, ticket: TicketRow, attachment_id: int) -> File | None:
     """The bytes of a file on the ticket's public correspondence, from the stored message it
     came with (inbound or outbox); None when it is not one."""
-    attachment = session.get(Attachment, attachment_id)
-    public = {m.id: m for m in public_messages(session, ticket)}
-    if attachment is None or attachment.message_id not in public:
+    from maild.parsing import parse_message  # the status page's downloads only: not at start-up
+
+    attachment = reader.first("SELECT message_id, filename, content_type FROM attachment "
+                              "WHERE id = :id", id=attachment_id)
+    public = {m["id"]: m for m in conversation.public_messages(reader, ticket.id)}
+    if attachment is None or attachment["message_id"] not in public:
         return None
-    message = public[attachment.message_id]
-    stored = session.get(Inbound, message.inbound_id) if message.inbound_id else \
-        session.get(Outbox, message.outbox_id) if message.outbox_id else None
+    message = public[attachment["message_id"]]
+    stored = reader.value("SELECT raw FROM inbound WHERE id = :id", id=message["inbound_id"]) \
+        if message["inbound_id"] else \
+        reader.value("SELECT raw FROM outbox WHERE id = :id", id=message["outbox_id"]) \
+        if message["outbox_id"] else None
     if stored is None:
         return None
-    siblings = list(session.exec(select(Attachment.id).where(
-        Attachment.message_id == message.id).order_by(col(Attachment.id))))
+    siblings = [int(i) for i in reader.column(
+        "SELECT id FROM attachment WHERE message_id = :m ORDER BY id", m=message["id"])]
     try:
-        parsed = parse_message(stored.raw).attachments
+        parsed = parse_message(bytes(stored)).attachments
     except UnparseableMessage:
         return None
     index = siblings.index(attachment_id)
     if index >= len(parsed):
         return None
-    return File(attachment.filename, attachment.content_type, parsed[index].data)
-
+    return File(attachment["filename"], attachment["content_type"], parsed[index].data)

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from maild import config
 from maild.app import App
 from maild.clock import FixedClock
-from maild.ingest import accept
+from maild.ingest.accept import accept
 from maild.threading import process_inbound
 from tests.conftest import Helpdesk, mail
 

@@ -34,7 +34,7 @@ def test_stages_do_not_import_each_other(stage: str) -> None:
 
 def test_the_kernel_imports_no_stage() -> None:
     kernel = [p for p in PACKAGE.glob("*.py")
-              if p.name not in ("cli.py", "daemon.py", "app.py", "__main__.py")]
+              if p.name not in ("daemon.py", "app.py", "__main__.py")]  # and the cli package
     for path in kernel:
         for module in _imports(path):
             assert not any(module.startswith(f"maild.{s}") for s in STAGES), \
@@ -64,3 +64,13 @@ def test_every_module_says_what_it_owns() -> None:
         if "versions" in path.parts or path.stat().st_size == 0:
             continue
         assert ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))), path
+
+
+def test_the_command_line_has_no_queries_of_its_own() -> None:
+    """`maild/cli/` parses arguments and prints; what it reads is asked of the read models
+    (`maild.views`, `maild.status`, `maild.sla`) and what it changes of the domain, where the
+    daemon and the web pages share the same queries."""
+    for path in (PACKAGE / "cli").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for query in ("select(", "SELECT ", "session.exec", "session.get(", ".rows(", ".value("):
+            assert query not in text, f"{path.relative_to(PACKAGE)} has {query!r}"

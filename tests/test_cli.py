@@ -7,8 +7,10 @@ other than the one holding the config, so relative paths and the files left behi
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -102,6 +104,23 @@ def test_an_empty_database_file_is_reported_as_not_initialised(
     assert maild(config, "ticket", "list", cwd=elsewhere).returncode == 0
 
 
+def test_a_database_of_another_schema_is_named_with_both_revisions(
+    site: tuple[Path, Path],
+) -> None:
+    """The reading commands check the schema without the ORM, as every other command does."""
+    config, elsewhere = site
+    assert maild(config, "init", cwd=elsewhere).returncode == 0
+    with closing(sqlite3.connect(config.parent / "state" / "maild.db")) as db, db:
+        db.execute("UPDATE alembic_version SET version_num = '0004'")
+    for command in (("ticket", "list"), ("ticket", "show", "2026120100001", "--json"),
+                    ("status",), ("ticket", "close", "2026120100001")):
+        done = maild(config, *command, cwd=elsewhere)
+        assert done.returncode == 1, command
+        [line] = done.stderr.splitlines()
+        assert "has schema 0004, this maild needs 0005; run `maild init`" in line, line
+    assert maild(config, "ingest", cwd=elsewhere, stdin=mail().as_bytes()).returncode == 75
+
+
 def test_a_closed_pipe_is_not_an_error(site: tuple[Path, Path]) -> None:
     """`maild ticket show N --json | head -1`: exit 0, nothing on stderr."""
     config, elsewhere = site
@@ -114,3 +133,68 @@ def test_a_closed_pipe_is_not_an_error(site: tuple[Path, Path]) -> None:
                           timeout=60)
     assert done.stdout == "{\n"
     assert done.stderr == "status 0\n"
+
+
+# --- start-up: what each kind of command imports ------------------------------------------------
+# Every command is a new process (an operator's shell, an MTA's pipe), so what it imports is
+# what it costs before it does anything: SQLAlchemy and SQLModel alone take over half a second
+# (bench/cli_bench.py has the numbers). Which packages are loaded is checked here, in a fresh
+# interpreter; how long that takes is measured by the benchmark, never asserted.
+
+HEAVY = ("sqlalchemy", "sqlmodel", "pydantic", "jinja2", "alembic", "starlette", "uvicorn",
+         "aiosmtpd", "imapclient", "itsdangerous", "schedule", "psycopg")
+_LOADED = f"""
+import json, runpy, sys
+report, sys.argv = sys.argv[1], ["maild", *sys.argv[2:]]
+code = 0
+try:
+    runpy.run_module("maild", run_name="__main__", alter_sys=True)
+except SystemExit as exit:
+    code = exit.code
+heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
+with open(report, "w") as out:
+    json.dump({{"code": code, "heavy": heavy}}, out)
+"""
+
+
+def loaded(config: Path, *args: str, cwd: Path, stdin: bytes = b"") -> list[str]:
+    """The heavy packages `maild ARGS` leaves in sys.modules, run in a fresh interpreter."""
+    report = cwd.parent / "loaded.json"
+    done = subprocess.run([sys.executable, "-c", _LOADED, str(report), "--config", str(config),
+                           *args], input=stdin, capture_output=True, cwd=cwd, timeout=60)
+    found = json.loads(report.read_text())
+    report.unlink()
+    assert found["code"] == 0, done.stderr.decode()
+    return list(found["heavy"])
+
+
+def test_version_and_help_build_nothing_and_import_nothing_heavy(
+    site: tuple[Path, Path],
+) -> None:
+    config, elsewhere = site
+    assert loaded(config, "--version", cwd=elsewhere) == []
+    assert loaded(config, "--help", cwd=elsewhere) == []
+    assert loaded(config, "ticket", "--help", cwd=elsewhere) == []
+    assert sorted(p.name for p in config.parent.iterdir()) == ["maild.toml"]  # no database
+
+
+def test_reading_commands_import_no_orm_templates_or_servers(site: tuple[Path, Path]) -> None:
+    """`ticket show`, `ticket list`, `status` and the other reads run on plain DB-API."""
+    config, elsewhere = site
+    assert maild(config, "init", cwd=elsewhere).returncode == 0
+    number = maild(config, "ingest", cwd=elsewhere, stdin=mail().as_bytes()).stdout.strip()
+    for command in (("ticket", "show", number, "--json"), ("ticket", "show", number),
+                    ("ticket", "list"), ("ticket", "list", "--json"), ("status",),
+                    ("sla", "report"), ("inbound", "list"), ("outbox", "show", "1")):
+        assert loaded(config, *command, cwd=elsewhere) == [], command
+
+
+def test_ingest_imports_no_web_channel_listeners_or_migrations(site: tuple[Path, Path]) -> None:
+    """The MTA pipe writes, so it has the ORM and renders the acknowledgement (Jinja2), but
+    nothing of the daemon: no web channel, SMTP listener, IMAP client, timers or Alembic."""
+    config, elsewhere = site
+    assert maild(config, "init", cwd=elsewhere).returncode == 0
+    heavy = loaded(config, "ingest", cwd=elsewhere, stdin=mail().as_bytes())
+    assert {"sqlalchemy", "jinja2"} <= set(heavy)
+    assert not set(heavy) & {"starlette", "uvicorn", "aiosmtpd", "imapclient", "schedule",
+                             "alembic"}, heavy

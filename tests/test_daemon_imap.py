@@ -28,7 +28,8 @@ from maild import config
 from maild.config import ImapSettings
 from maild.db import make_engine
 from maild.dedupe import identify
-from maild.ingest import Accepted, imap
+from maild.ingest import imap
+from maild.ingest.accept import Accepted
 from maild.ingest.imap import ImapPoller
 from maild.ingest.spool import spool_path
 from tests.conftest import Helpdesk, mail

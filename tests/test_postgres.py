@@ -33,7 +33,7 @@ from maild.clock import Clock, FixedClock
 from maild.compose import Templates
 from maild.config import DatabaseSettings, Settings
 from maild.db import make_engine, transaction
-from maild.ingest import accept
+from maild.ingest.accept import accept
 from maild.numbers import next_number
 from maild.outbound import Deliverer, MaildirTransport
 from maild.sla.duties import run_duties

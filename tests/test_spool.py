@@ -18,7 +18,7 @@ from maild import config
 from maild.db import make_engine, transaction
 from maild.dedupe import identify
 from maild.errors import StorageUnavailable
-from maild.ingest import accept
+from maild.ingest.accept import accept
 from maild.ingest.spool import Spool, SpoolBacklog, backlog_at, spool_path
 from maild.models import Inbound, InboundState
 from tests.conftest import Helpdesk, mail

@@ -10,7 +10,7 @@ import pytest
 
 from maild import config
 from maild.db import make_engine
-from maild.ingest import accept
+from maild.ingest.accept import accept
 from maild.ingest.spool import Spool, spool_path
 from tests.conftest import Helpdesk, mail
 from tests.smtp_sink import free_port

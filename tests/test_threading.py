@@ -466,7 +466,7 @@ def test_mails_settled_in_one_transaction_fail_alone_and_thread_onto_each_other(
 
     from maild import config
     from maild.db import make_engine
-    from maild.ingest import accept
+    from maild.ingest.accept import accept
 
     batch = [
         mail(message_id="<opening@example.org>"),

@@ -22,8 +22,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from contextlib import closing
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -34,6 +32,9 @@ from maild.db import core_transaction, storage_errors
 from maild.dedupe import identify
 from maild.errors import StorageUnavailable
 from maild.ingest.accept import Accepted
+from maild.ingest.backlog import SpoolBacklog as SpoolBacklog  # re-exported: the daemon's
+from maild.ingest.backlog import backlog_at as backlog_at
+from maild.ingest.backlog import spool_path as spool_path
 from maild.models import Inbound, InboundState
 
 _SCHEMA = """
@@ -50,30 +51,6 @@ CREATE TABLE IF NOT EXISTS spool (
 _MOVE = insert(Inbound).prefix_with("OR IGNORE")
 MOVE_BYTES = 64 << 20  # what one move holds in memory at most (unless one message is bigger)
 log = logging.getLogger("maild.spool")
-
-
-@dataclass(frozen=True)
-class SpoolBacklog:
-    """What waits in the spool: how many messages, and since when the oldest."""
-
-    waiting: int = 0
-    oldest: datetime | None = None
-
-
-def spool_path(database: Path) -> Path:
-    return Path(f"{database}.spool")
-
-
-def backlog_at(path: Path) -> SpoolBacklog:
-    """What waits in the spool at `path`, read-only; nothing when there is no spool."""
-    if not path.exists():
-        return SpoolBacklog()
-    try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
-            waiting, oldest = db.execute("SELECT count(*), min(received_at) FROM spool").fetchone()
-    except sqlite3.Error as exc:
-        raise StorageUnavailable(f"cannot read the intake spool {path}: {exc}") from exc
-    return SpoolBacklog(int(waiting), datetime.fromisoformat(oldest) if oldest else None)
 
 
 class Spool:

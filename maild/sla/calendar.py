@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from zoneinfo import ZoneInfo
 
 from maild.config import SlaSettings, WeeklyHours, parse_business_hours
@@ -79,7 +79,7 @@ class BusinessCalendar:
         return cls(ZoneInfo(timezone), parse_business_hours(business_hours),
                    frozenset(holidays))
 
-    @property
+    @cached_property
     def always_open(self) -> bool:
         """24x7 without holidays: business time is plain elapsed time."""
         return not self.holidays and all(day == (_WHOLE_DAY,) for day in self.week)

@@ -12,8 +12,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from maild.models import TicketStatus
 from maild.sla.calendar import BusinessCalendar
+from maild.states import TicketStatus
 
 RUNNING = (TicketStatus.NEW, TicketStatus.OPEN)
 

@@ -27,6 +27,7 @@ from maild.clock import Clock, duration_for_people, time_for_people
 from maild.compose import Templates
 from maild.config import PrioritySla, Settings, priority_name
 from maild.db import claim, transaction
+from maild.dbapi import reader_of
 from maild.models import Actor, Duty, EventType, Queue, Ticket, TicketStatus
 from maild.outbox import queue_mail
 from maild.sla.calendar import BusinessCalendar
@@ -96,7 +97,8 @@ def _run(ctx: Context, calendar: BusinessCalendar, ticket: Ticket,
             report.escalations.append(ticket.number)
 
     if not ticket.breached and ticket.status in RUNNING:
-        state = sla_state(calendar, status_history(ctx.session, ticket), ctx.now,
+        assert ticket.id is not None
+        state = sla_state(calendar, status_history(reader_of(ctx.session), ticket.id), ctx.now,
                           policy.resolve_within)
         if state.breached:
             # A breached state's resolve_by is the past instant the target was reached: never

@@ -9,38 +9,42 @@ from __future__ import annotations
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlmodel import Session, col, select
-
 from maild.clock import duration_for_people, iso, parse_instant, time_for_people
 from maild.config import PRIORITIES, Settings, priority_name
-from maild.models import Event, Ticket, TicketStatus
-from maild.sla.state import ticket_sla
+from maild.dbapi import Reader, instant
+from maild.sla.state import status_histories, ticket_sla
+from maild.states import EventType, TicketStatus
 
 
-def sla_report(session: Session, settings: Settings, now: datetime,
+def sla_report(reader: Reader, settings: Settings, now: datetime,
                days: int = 7) -> dict[str, Any]:
-    open_tickets = session.exec(select(Ticket).where(Ticket.status != TicketStatus.CLOSED)
-                                .order_by(col(Ticket.priority).desc(), col(Ticket.id)))
+    open_tickets = reader.rows(
+        "SELECT id, number, subject, status, priority, owner, breached FROM ticket "
+        "WHERE status != :closed ORDER BY priority DESC, id", closed=TicketStatus.CLOSED.value)
+    histories = status_histories(reader, [t["id"] for t in open_tickets])
     by_priority: dict[str, list[dict[str, Any]]] = {name: [] for name in reversed(PRIORITIES)}
     for ticket in open_tickets:
-        sla = ticket_sla(session, settings, ticket, now)
+        sla = ticket_sla(settings, histories.get(ticket["id"], []), now,
+                         status=ticket["status"], priority=ticket["priority"],
+                         breached=ticket["breached"])
         net, target = int(sla.state.net.total_seconds()), int(sla.state.target.total_seconds())
-        by_priority[priority_name(ticket.priority)].append({
-            "number": ticket.number, "subject": ticket.subject, "status": ticket.status,
-            "owner": ticket.owner, "net_seconds": net, "target_seconds": target,
-            "left_seconds": max(0, target - net),
+        by_priority[priority_name(ticket["priority"])].append({
+            "number": ticket["number"], "subject": ticket["subject"],
+            "status": ticket["status"], "owner": ticket["owner"], "net_seconds": net,
+            "target_seconds": target, "left_seconds": max(0, target - net),
             "resolve_by": iso(sla.state.resolve_by), "breached": sla.breached})
-    since = now - timedelta(days=days)
-    escalations = session.exec(select(Event, Ticket.number).join(
-        Ticket, col(Ticket.id) == col(Event.ticket_id)).where(
-        col(Event.type).in_(["escalated", "breached"]), col(Event.at) >= since)
-        .order_by(col(Event.at)))
+    escalations = reader.rows(
+        "SELECT e.at, t.number, e.type, e.detail FROM event e "
+        "JOIN ticket t ON t.id = e.ticket_id "
+        "WHERE e.type IN (:escalated, :breached) AND e.at >= :since ORDER BY e.at, e.id",
+        escalated=EventType.ESCALATED.value, breached=EventType.BREACHED.value,
+        since=now - timedelta(days=days))
     return {
         "at": iso(now),
         "open": by_priority,
         "breached": sum(t["breached"] is True for ts in by_priority.values() for t in ts),
-        "escalations": [{"at": iso(e.at), "ticket": number, "type": e.type,
-                         "detail": e.detail} for e, number in escalations],
+        "escalations": [{"at": iso(instant(e["at"])), "ticket": e["number"], "type": e["type"],
+                         "detail": e["detail"]} for e in escalations],
         "days": days,
     }
 

@@ -1,23 +1,24 @@
 """A stored ticket's SLA at one instant, and how it is shown.
 
-Reads the ticket's status history and its priority's target from the database, lets `clock`
-compute the state, and renders that state twice: as the `sla` block of `--json` (SPEC §3,
-ISO 8601 instants) and as the text people read in the plain output of `ticket show` and
-`ticket list` (SPEC §6: in `sla.timezone`, to the minute).
+Reads the ticket's status history (SQL over a `maild.dbapi.Reader`, so the read commands need
+no ORM) and its priority's target, lets `clock` compute the state, and renders that state
+twice: as the `sla` block of `--json` (SPEC §3, ISO 8601 instants) and as the text people read
+in the plain output of `ticket show` and `ticket list` (SPEC §6: in `sla.timezone`, to the
+minute).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
-from sqlmodel import Session, col, select
-
 from maild.clock import duration_for_people, iso, time_for_people
 from maild.config import Settings, priority_name
-from maild.models import StatusChange, Ticket, TicketStatus
+from maild.dbapi import Reader, instant
 from maild.sla.calendar import BusinessCalendar
 from maild.sla.clock import SlaState, sla_state
+from maild.states import TicketStatus
 
 
 @dataclass(frozen=True)
@@ -64,21 +65,50 @@ class TicketSla:
         return time_for_people(self.state.resolve_by, zone)
 
 
-def ticket_sla(session: Session, settings: Settings, ticket: Ticket,
-               now: datetime) -> TicketSla:
+def ticket_sla(settings: Settings, history: Sequence[tuple[datetime, str]], now: datetime, *,
+               status: str, priority: int, breached: bool) -> TicketSla:
+    """The SLA of a ticket with this status, priority and `ticket.breached`, from its status
+    history (`status_history`, `status_histories`): plain values, so that a command reading
+    rows over DB-API and a writer holding an ORM ticket compute it alike."""
     calendar = BusinessCalendar.from_settings(settings.sla)
-    state = sla_state(calendar, status_history(session, ticket), now,
-                      resolve_target(settings, ticket))
-    return TicketSla(state, ticket.status, ticket.breached)
+    state = sla_state(calendar, history, now, resolve_target(settings, priority))
+    return TicketSla(state, status, bool(breached))
 
 
-def status_history(session: Session, ticket: Ticket) -> list[tuple[datetime, str]]:
+_HISTORY = "SELECT ticket_id, at, status FROM status_change WHERE ticket_id {} ORDER BY at, id"
+
+
+def status_history(reader: Reader, ticket_id: int) -> list[tuple[datetime, str]]:
     """The ticket's (instant, status) rows in order, as `clock` reads them."""
-    rows = session.exec(select(StatusChange).where(StatusChange.ticket_id == ticket.id)
-                        .order_by(col(StatusChange.at), col(StatusChange.id)))
-    return [(row.at, row.status) for row in rows]
+    return status_histories(reader, [ticket_id]).get(ticket_id, [])
 
 
-def resolve_target(settings: Settings, ticket: Ticket) -> timedelta:
-    """The net working time the ticket's priority allows to resolution."""
-    return settings.sla.priorities[priority_name(ticket.priority)].resolve_within
+def status_histories(reader: Reader,
+                     ticket_ids: Sequence[int]) -> dict[int, list[tuple[datetime, str]]]:
+    """`status_history` of many tickets at once, in one query or a few, not one per ticket
+    (`ticket list` and `sla report` show thousands): the range of their ids when they fill
+    most of it, as an unfiltered list does, else the ids themselves, 500 at a time."""
+    found: dict[int, list[tuple[datetime, str]]] = {}
+    if not ticket_ids:
+        return found
+    wanted = set(ticket_ids)
+    low, high = min(wanted), max(wanted)
+    if 2 * len(wanted) >= high - low + 1:
+        batches = [reader.rows(_HISTORY.format("BETWEEN :low AND :high"), low=low, high=high)]
+    else:
+        ids = sorted(wanted)
+        batches = [reader.rows(_HISTORY.format(
+            f"IN ({', '.join(str(int(t)) for t in ids[i:i + 500])})"))
+            for i in range(0, len(ids), 500)]
+    for rows in batches:
+        for row in rows:
+            if row["ticket_id"] in wanted:
+                at = instant(row["at"])
+                assert at is not None
+                found.setdefault(int(row["ticket_id"]), []).append((at, str(row["status"])))
+    return found
+
+
+def resolve_target(settings: Settings, priority: int) -> timedelta:
+    """The net working time a priority (1-5) allows to resolution."""
+    return settings.sla.priorities[priority_name(priority)].resolve_within

@@ -33,16 +33,17 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Scope
 
-from maild import links
+from maild import links, views
 from maild.clock import time_for_people
 from maild.compose import BUILTIN_TEMPLATES, OutgoingFile, size_for_people
 from maild.config import PRIORITIES, Settings, WebSettings
 from maild.db import transaction
+from maild.dbapi import reader_of
 from maild.errors import StorageUnavailable
 from maild.headers import deliverable, single_line
 from maild.models import Inbound, InboundState, Ticket
 from maild.subject import tagged_subject
-from maild.views import public_file, public_view
+from maild.views import TicketRow
 from maild.web.guard import Guard, RateLimit
 from maild.web.submission import build, message_id
 
@@ -232,14 +233,14 @@ class _Pages:
 
     # --- a ticket's status page --------------------------------------------------------
 
-    def ticket(self, token: str) -> tuple[Ticket, dict[str, Any]]:
+    def ticket(self, token: str) -> tuple[TicketRow, dict[str, Any]]:
         number = links.ticket_of(self.web, token)
         with transaction(self.engine, readonly=True) as session:
-            found = session.exec(select(Ticket).where(Ticket.number == number)).first() \
-                if number else None
+            reader = reader_of(session)
+            found = views.ticket(reader, number) if number else None
             if found is None:  # forged, revoked, or no such ticket: all look the same
                 raise HTTPException(404)
-            return found, public_view(session, found)
+            return found, views.public_view(reader, found)
 
     async def status(self, request: Request) -> Response:
         token = request.path_params["token"]
@@ -282,7 +283,8 @@ class _Pages:
 
         def read() -> Any:
             with transaction(self.engine, readonly=True) as session:
-                return public_file(session, found, request.path_params["file"])
+                return views.public_file(reader_of(session), found,
+                                         request.path_params["file"])
 
         file = await run_in_threadpool(read)
         if file is None:
@@ -300,7 +302,7 @@ class _Pages:
                         headers={"Cache-Control": "public, max-age=3600"})
 
 
-def _language_of(ticket: Ticket) -> str:
+def _language_of(ticket: TicketRow) -> str:
     return ticket.language if ticket.language in LANGUAGES else "en"
 
 
