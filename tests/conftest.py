@@ -26,31 +26,36 @@ from typing import Any
 import pytest
 
 from maild.cli import main
+from tests.pg import PostgresCluster
 from tests.smtp_sink import SmtpSink
 
 ON_POSTGRES = os.environ.get("MAILD_TEST_DATABASE", "sqlite") == "postgresql"
-_cluster: Any = None  # the session's PostgreSQL cluster, started by the first Helpdesk
+_cluster: Any = None  # the session's PostgreSQL cluster, started when first asked for
+
+
+def postgres() -> PostgresCluster:
+    """The session's private PostgreSQL cluster (tests/pg.py), started on first use and
+    stopped when the session ends. Its absence is a failure, never a skip."""
+    global _cluster
+    if _cluster is None:
+        _cluster = PostgresCluster()
+        _cluster.start()
+    return _cluster
 
 
 def default_database_url(root: Path) -> str:
     """The database of a test installation: a SQLite file under `root`, or on PostgreSQL a
     fresh database of the session's cluster."""
-    global _cluster
     if not ON_POSTGRES:
         return f"sqlite:///{root}/var/maild.db"
-    if _cluster is None:
-        from tests.pg import PostgresCluster
-
-        _cluster = PostgresCluster()
-        _cluster.start()
-    return str(_cluster.create_database())
+    return str(postgres().create_database())
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The PostgreSQL pass runs the tests that use a `Helpdesk` (the fixture, or the class in
-    their module), except those about SQLite itself (marked `sqlite`) and the modules that
-    start a cluster of their own (they ran on the first pass). Nothing is skipped: the rest is
-    deselected, and it ran on the SQLite pass."""
+    their module), except those about SQLite itself (marked `sqlite`) and those that ask for a
+    PostgreSQL database themselves (`pg_url`, `cluster`: they ran on the first pass). Nothing
+    is skipped: the rest is deselected, and it ran on the SQLite pass."""
     if not ON_POSTGRES:
         return
     kept = [item for item in items if _on_postgres_pass(item)]
@@ -60,9 +65,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _on_postgres_pass(item: pytest.Item) -> bool:
     module = vars(getattr(item, "module", None) or object())
-    uses_helpdesk = "helpdesk" in getattr(item, "fixturenames", ()) or "Helpdesk" in module
-    return uses_helpdesk and "PostgresCluster" not in module \
-        and item.get_closest_marker("sqlite") is None
+    fixtures = getattr(item, "fixturenames", ())
+    uses_helpdesk = "helpdesk" in fixtures or "Helpdesk" in module
+    on_postgres_already = "pg_url" in fixtures or "cluster" in fixtures
+    return uses_helpdesk and not on_postgres_already and item.get_closest_marker("sqlite") is None
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -70,6 +76,21 @@ def _postgres_cluster() -> Iterator[None]:
     yield
     if _cluster is not None:
         _cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def cluster() -> PostgresCluster:
+    """The session's PostgreSQL cluster, for tests about PostgreSQL itself."""
+    return postgres()
+
+
+@pytest.fixture
+def pg_url(cluster: PostgresCluster) -> Iterator[str]:
+    """A fresh database of the session's cluster, dropped after the test."""
+    url = cluster.create_database()
+    yield url
+    cluster.drop_database(url)
+
 
 BASE_CONFIG = """
 [database]

@@ -1,9 +1,10 @@
 """maild on a real PostgreSQL server: schema, threading, timer duties, and parallel workers.
 
-A private cluster (tests/pg.py) runs for this module on a free loopback port; every test gets a
-fresh database. The parallel tests run several workers against one database at once — the
-situation `FOR UPDATE SKIP LOCKED` (maild.db.claim), the duty rows and the ticket-counter upsert
-exist for — and check that every message is threaded once and every mail is sent once.
+The session's private cluster (tests/pg.py; the `cluster` fixture of tests/conftest.py) runs on a
+free loopback port; every test gets a fresh database. The parallel tests run several workers
+against one database at once — the situation `FOR UPDATE SKIP LOCKED` (maild.db.claim), the duty
+rows and the ticket-counter upsert exist for — and check that every message is threaded once
+and every mail is sent once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,23 +47,6 @@ from tests.smtp_sink import SmtpSink, free_port
 
 WORKERS = 4
 T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PostgresCluster]:
-    server = PostgresCluster()  # raises when PostgreSQL is missing: a failure, never a skip
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def pg_url(cluster: PostgresCluster) -> Iterator[str]:
-    url = cluster.create_database()
-    yield url
-    cluster.drop_database(url)
 
 
 @pytest.fixture

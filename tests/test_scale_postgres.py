@@ -31,7 +31,6 @@ import sys
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from email import policy
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,6 @@ from maild import config, links
 from maild.config import DatabaseSettings, Settings
 from maild.db import make_engine
 from tests.conftest import BASE_CONFIG, mail
-from tests.pg import PostgresCluster
 from tests.servers import MaildProcess, wait_port, wait_until
 from tests.smtp_sink import free_port
 
@@ -54,23 +52,6 @@ AFTER_KILL = 15        # mails each sender still sends once it has seen the kill
 MOST = 3000            # the burst's bound, should no kill ever come
 PACE_SECONDS = 0.1     # between two mails of one sender: 60 mails/s from all six
 SETTLE_TIMEOUT = 420.0  # past the claim leases (3 and 5 minutes), should a pid be reused
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[PostgresCluster]:
-    server = PostgresCluster()  # raises when PostgreSQL is missing: a failure, never a skip
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def pg_url(cluster: PostgresCluster) -> Iterator[str]:
-    url = cluster.create_database()
-    yield url
-    cluster.drop_database(url)
 
 
 def query(url: str, sql: str, **params: Any) -> list[Any]:
