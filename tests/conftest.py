@@ -253,3 +253,16 @@ def mail(
         msg[name] = value
     msg.set_content(body)
     return msg
+
+
+def recipient(message: EmailMessage) -> str:
+    """The one address in a mail's To."""
+    [address] = message["To"].addresses
+    return str(address.addr_spec)
+
+
+def plain_text(message: EmailMessage) -> str:
+    """A mail's plain-text body, as its recipient's client shows it."""
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return str(part.get_content())

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Helpdesk, mail
+from tests.conftest import Helpdesk, mail, plain_text, recipient
 
 CUSTOMER = "ivan@example.org"
 
@@ -21,14 +21,6 @@ def desk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Helpdesk:
     return Helpdesk(tmp_path, capsys, notify="true", cap=50)
 
 
-def to(message: EmailMessage) -> str:
-    return str(message["To"].addresses[0].addr_spec)
-
-
-def text(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
-    assert part is not None
-    return str(part.get_content())
 
 
 def new(desk: Helpdesk, message: EmailMessage | None = None) -> str:
@@ -53,7 +45,7 @@ def events(desk: Helpdesk, number: str, type_: str) -> list[dict[str, Any]]:
 
 def test_every_staff_member_is_told_of_a_new_ticket(desk: Helpdesk) -> None:
     new(desk)
-    assert sorted(to(m) for m in desk.outbox()) == \
+    assert sorted(recipient(m) for m in desk.outbox()) == \
         ["alice@example.com", "bob@example.com", CUSTOMER]
 
 
@@ -65,10 +57,10 @@ def test_each_kind_of_notice_can_be_switched_off(
     desk.config.write_text(desk.config.read_text().replace(f"{switch} = true",
                                                            f"{switch} = false"))
     number = new(desk)
-    assert any(to(m) == "alice@example.com" for m in desk.outbox()) is told_of_new
+    assert any(recipient(m) == "alice@example.com" for m in desk.outbox()) is told_of_new
     before = len(desk.outbox())
     desk.ingest(mail(subject=f"Re: [Ticket#{number}] Printer", body="More details.\n"))
-    assert any(to(m) == "alice@example.com"
+    assert any(recipient(m) == "alice@example.com"
                for m in sent_since(desk, before)) is told_of_follow_up
 
 
@@ -78,8 +70,8 @@ def test_notices_never_count_against_the_customers_hourly_cap(
     desk = Helpdesk(tmp_path, capsys, notify="true", cap=1)
     new(desk)
     second = new(desk, mail(subject="Another problem"))
-    assert [to(m) for m in desk.outbox()].count(CUSTOMER) == 1  # the second ack is capped
-    assert [to(m) for m in desk.outbox()].count("alice@example.com") == 2
+    assert [recipient(m) for m in desk.outbox()].count(CUSTOMER) == 1  # the second ack is capped
+    assert [recipient(m) for m in desk.outbox()].count("alice@example.com") == 2
     assert events(desk, second, "auto_reply_suppressed")
 
 
@@ -100,17 +92,17 @@ def test_a_follow_up_on_an_ownerless_ticket_goes_to_its_queues_staff(desk: Helpd
         '[[queues]]\nname = "Billing"\n\n[tickets]'))
     assert desk.run("init").code == 0
     number = new(desk)
-    assert sorted(to(m) for m in desk.outbox()) == ["bob@example.com", CUSTOMER]
+    assert sorted(recipient(m) for m in desk.outbox()) == ["bob@example.com", CUSTOMER]
     before = len(desk.outbox())
     desk.run("ticket", "queue", number, "Billing")  # a queue without a staff list: everyone
     desk.ingest(mail(subject=f"Re: [Ticket#{number}] Printer", body="Any news?\n"))
-    assert sorted(to(m) for m in sent_since(desk, before)) == \
+    assert sorted(recipient(m) for m in sent_since(desk, before)) == \
         ["alice@example.com", "bob@example.com"]
 
 
 def test_a_reply_to_a_notice_with_note_stays_internal(desk: Helpdesk) -> None:
     number = new(desk)
-    notice = next(m for m in desk.outbox() if to(m) == "alice@example.com")
+    notice = next(m for m in desk.outbox() if recipient(m) == "alice@example.com")
     before = len(desk.outbox())
     desk.ingest(answering(notice, "Alice <alice@example.com>", "#note\nLooks like the driver."))
     assert sent_since(desk, before) == []
@@ -137,7 +129,7 @@ def test_cc_participants_get_answers_and_staff_can_add_or_drop_them(desk: Helpde
     desk.ingest(mail(subject=f"Re: [Ticket#{number}] Printer", sender="alice@example.com",
                      body="#cc boss@example.org\nWe are on it.\n"))
     answers = sent_since(desk, before)
-    assert sorted(to(m) for m in answers) == [CUSTOMER] * 3  # To the customer, three copies
+    assert sorted(recipient(m) for m in answers) == [CUSTOMER] * 3  # To the customer, three copies
     assert {str(m["Cc"]) for m in answers} == {"olga@example.org, boss@example.org"}
     assert len({m["Message-ID"] for m in answers}) == 3
     before = len(desk.outbox())
@@ -171,8 +163,8 @@ def test_staff_attachments_over_the_limit_are_refused_and_nothing_is_sent(
                        filename="драйвер.zip")
     desk.ingest(big)
     [refusal] = sent_since(desk, before)
-    assert to(refusal) == "alice@example.com"
-    assert "not sent" in refusal["Subject"] and "драйвер.zip (5 KB)" in text(refusal)
+    assert recipient(refusal) == "alice@example.com"
+    assert "not sent" in refusal["Subject"] and "драйвер.zip (5 KB)" in plain_text(refusal)
     ticket = desk.ticket(number)
     assert ticket["status"] == "new" and events(desk, number, "attachments_refused")
 
@@ -185,9 +177,9 @@ def test_a_notice_names_the_customers_files_it_cannot_carry(desk: Helpdesk) -> N
     message.add_attachment(b"y" * 300, maintype="image", subtype="png", filename="small.png")
     message.add_attachment(b"z" * 3000, maintype="image", subtype="png", filename="big.png")
     new(desk, message)
-    notice = next(m for m in desk.outbox() if to(m) == "alice@example.com")
+    notice = next(m for m in desk.outbox() if recipient(m) == "alice@example.com")
     assert [p.get_filename() for p in notice.iter_attachments()] == ["small.png"]
-    assert "big.png (3 KB), not attached (over 1000 bytes)" in text(notice)
+    assert "big.png (3 KB), not attached (over 1000 bytes)" in plain_text(notice)
 
 
 def test_a_reopened_ticket_tells_the_customer_in_their_thread_and_the_owner(
@@ -201,10 +193,10 @@ def test_a_reopened_ticket_tells_the_customer_in_their_thread_and_the_owner(
                  message_id="<again@example.org>")
     desk.ingest(again)
     reopened, owner = sent_since(desk, before)
-    assert to(reopened) == CUSTOMER and reopened["In-Reply-To"] == "<again@example.org>"
+    assert recipient(reopened) == CUSTOMER and reopened["In-Reply-To"] == "<again@example.org>"
     assert "<again@example.org>" in reopened["References"]
     assert len(reopened["References"].split()) >= 3  # the conversation so far
-    assert to(owner) == "bob@example.com" and "Broken again." in text(owner)
+    assert recipient(owner) == "bob@example.com" and "Broken again." in plain_text(owner)
 
 
 @pytest.mark.parametrize("command", ["#cc ivan@example.org", "#uncc nobody@example.org"])
@@ -217,7 +209,7 @@ def test_a_cc_command_that_cannot_apply_is_refused_and_nothing_runs(
                               body=f"#priority high\n{command}\nWe are on it.\n"))
     assert result.code == 0, result.err
     [refusal] = sent_since(desk, before)
-    assert to(refusal) == "alice@example.com" and command in text(refusal)
+    assert recipient(refusal) == "alice@example.com" and command in plain_text(refusal)
     ticket = desk.ticket(number)
     assert ticket["priority"] != "high" and ticket["status"] == "new"
     assert [e["detail"] for e in events(desk, number, "commands_refused")] != []

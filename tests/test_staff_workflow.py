@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Helpdesk, Run, mail
+from tests.conftest import Helpdesk, Run, mail, plain_text, recipient
 from tests.smtp_sink import SmtpSink
 
 CUSTOMER = "ivan@example.org"
@@ -79,15 +79,6 @@ def ok(result: Run) -> Run:
     return result
 
 
-def to(message: EmailMessage) -> str:
-    [address] = message["To"].addresses
-    return str(address.addr_spec)
-
-
-def body(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
-    assert part is not None
-    return str(part.get_content())
 
 
 def new_ticket(desk: Helpdesk, **kwargs: Any) -> str:
@@ -104,7 +95,7 @@ def when(event: dict[str, Any]) -> datetime:
 
 
 def mails_to(desk: Helpdesk, address: str) -> list[EmailMessage]:
-    return [m for m in desk.outbox() if to(m) == address]
+    return [m for m in desk.outbox() if recipient(m) == address]
 
 
 def staff_mail(number: str, text: str, *, sender: str = "Alice <alice@example.com>",
@@ -145,12 +136,12 @@ def test_the_whole_story_through_real_mail(desk_and_post: tuple[Helpdesk, Post])
     first = mail(body=QUESTION, message_id="<question@example.org>")
     number = ok(desk.ingest(first)).out.strip()
     [ack] = post.new()
-    assert to(ack) == CUSTOMER
+    assert recipient(ack) == CUSTOMER
     assert ack["From"].addresses[0].addr_spec == "support@example.com"
     assert ack["Subject"] == f"[Ticket#{number}] Printer does not print"
     assert ack["In-Reply-To"] == "<question@example.org>"
     assert ack["Auto-Submitted"] == "auto-replied"
-    assert number in body(ack)
+    assert number in plain_text(ack)
     if smtp:
         assert post.sink is not None
         received = post.sink.messages[-1]
@@ -174,10 +165,10 @@ def test_the_whole_story_through_real_mail(desk_and_post: tuple[Helpdesk, Post])
     # Assigned: the new owner is told.
     ok(desk.run("ticket", "assign", number, "alice@example.com"))
     [assigned] = post.new()
-    assert to(assigned) == "alice@example.com"
+    assert recipient(assigned) == "alice@example.com"
     assert assigned["Subject"].startswith(f"[Ticket#{number}] ")
-    assert "Compatibility problems" in body(assigned)
-    assert "HP LaserJet 1010" in body(assigned)  # what the customer wrote
+    assert "Compatibility problems" in plain_text(assigned)
+    assert "HP LaserJet 1010" in plain_text(assigned)  # what the customer wrote
     ticket = desk.ticket(number)
     assert (ticket["status"], ticket["owner"]) == ("open", "alice@example.com")
     [assignment] = events(ticket, "assigned")
@@ -197,8 +188,8 @@ def test_the_whole_story_through_real_mail(desk_and_post: tuple[Helpdesk, Post])
                        references=replied_to)
     assert ok(desk.ingest(staff)).out.strip() == number
     [relayed] = post.new()
-    assert to(relayed) == CUSTOMER
-    text = body(relayed)
+    assert recipient(relayed) == CUSTOMER
+    text = plain_text(relayed)
     assert "please install driver version 5.2" in text and "Best regards" in text
     for hidden in ("wrote:", "HP LaserJet", "Sales department", "ACME support"):
         assert hidden not in text, hidden
@@ -224,9 +215,9 @@ def test_the_whole_story_through_real_mail(desk_and_post: tuple[Helpdesk, Post])
     asked_at = later(days=3, hours=1)
     assert tick(desk, asked_at)["close_requested"] == [number]
     [close_request] = post.new()
-    assert to(close_request) == CUSTOMER
+    assert recipient(close_request) == CUSTOMER
     assert close_request["Subject"] == f"[Ticket#{number}] Printer does not print"
-    assert "May we close this ticket?" in body(close_request)
+    assert "May we close this ticket?" in plain_text(close_request)
     assert close_request["In-Reply-To"] == "<question@example.org>"
     ticket = desk.ticket(number)
     [requested] = events(ticket, "close_requested")
@@ -258,13 +249,13 @@ def test_the_whole_story_through_real_mail(desk_and_post: tuple[Helpdesk, Post])
                         body="It broke again after the Windows update.\n",
                         message_id="<again@example.org>")))
     notices = post.new()
-    assert sorted(to(n) for n in notices) == ["alice@example.com", CUSTOMER]
-    [reopened] = [n for n in notices if to(n) == CUSTOMER]
-    [owner_notice] = [n for n in notices if to(n) == "alice@example.com"]
+    assert sorted(recipient(n) for n in notices) == ["alice@example.com", CUSTOMER]
+    [reopened] = [n for n in notices if recipient(n) == CUSTOMER]
+    [owner_notice] = [n for n in notices if recipient(n) == "alice@example.com"]
     assert all(n["Subject"].startswith(f"[Ticket#{number}] ") for n in notices)
-    assert "reopened" in body(reopened)
+    assert "reopened" in plain_text(reopened)
     assert reopened["In-Reply-To"] == "<again@example.org>"
-    assert "It broke again after the Windows update." in body(owner_notice)
+    assert "It broke again after the Windows update." in plain_text(owner_notice)
     ticket = desk.ticket(number)
     assert (ticket["status"], ticket["owner"]) == ("open", "alice@example.com")
     [reopening] = events(ticket, "reopened")
@@ -289,7 +280,7 @@ def test_the_whole_story_through_real_mail(desk_and_post: tuple[Helpdesk, Post])
     if post.sink is not None:  # the SMTP envelope matches the headers, mail after mail
         for received, message in zip(post.sink.messages, post.all(), strict=True):
             assert received.mail_from == "support@example.com"
-            assert received.rcpt_tos == [to(message)]
+            assert received.rcpt_tos == [recipient(message)]
 
 
 # --- 2. staff commands by mail ----------------------------------------------------------------
@@ -314,11 +305,11 @@ def test_commands_on_top_of_an_answer_are_applied_and_never_sent(desk: Helpdesk)
         assert found["actor"] == "alice@example.com"
         assert detail is None or found["detail"] == detail
     [to_bob] = mails_to(desk, "bob@example.com")
-    assert "assigned by alice@example.com" in body(to_bob)
+    assert "assigned by alice@example.com" in plain_text(to_bob)
     [_, answer] = mails_to(desk, CUSTOMER)
-    assert "which driver version do you use?" in body(answer)
+    assert "which driver version do you use?" in plain_text(answer)
     for command in ("#assign", "#queue", "#priority", "bob@example.com"):
-        assert command not in body(answer)
+        assert command not in plain_text(answer)
     assert "Alice" in answer["From"].addresses[0].display_name
 
 
@@ -333,7 +324,7 @@ def test_an_answer_by_mail_makes_the_sender_owner_of_an_unowned_ticket(
     [took] = events(ticket, "assigned")
     assert took["actor"] == "bob@example.com"
     [_, answer] = desk.outbox()
-    assert to(answer) == CUSTOMER and "please restart it." in body(answer)
+    assert recipient(answer) == CUSTOMER and "please restart it." in plain_text(answer)
     assert answer["From"].addresses[0].display_name == "Bob (Support)"
 
 
@@ -370,9 +361,9 @@ def test_close_request_by_mail_asks_the_customer(desk: Helpdesk) -> None:
     [requested] = events(ticket, "close_requested")
     assert requested["actor"] == "alice@example.com"
     [_, question] = mails_to(desk, CUSTOMER)
-    assert "May we close this ticket?" in body(question)
-    assert "Alice" in body(question)
-    assert "#close-request" not in body(question)
+    assert "May we close this ticket?" in plain_text(question)
+    assert "Alice" in plain_text(question)
+    assert "#close-request" not in plain_text(question)
     assert len(desk.outbox()) == 2
 
 
@@ -388,8 +379,8 @@ def test_close_by_mail_closes_and_an_answer_above_it_is_still_sent(desk: Helpdes
     assert closing["detail"] == "new -> closed: closed by staff mail"
     to_customer = mails_to(desk, CUSTOMER)
     assert len(to_customer) == 3  # two acknowledgements and the answer
-    assert "Glad it works now. Closing." in body(to_customer[-1])
-    assert "#close" not in body(to_customer[-1])
+    assert "Glad it works now. Closing." in plain_text(to_customer[-1])
+    assert "#close" not in plain_text(to_customer[-1])
 
 
 @pytest.mark.parametrize(("command", "complaint"), [
@@ -413,12 +404,12 @@ def test_a_bad_command_is_explained_to_the_staff_member_and_nothing_is_done(
     [refused] = events(ticket, "commands_refused")
     assert refused["actor"] == "alice@example.com" and complaint in refused["detail"]
     [error] = mails_to(desk, "alice@example.com")
-    assert complaint in body(error)
+    assert complaint in plain_text(error)
     assert error["Subject"].startswith(f"[Ticket#{number}] ")
     assert error["In-Reply-To"] == "<bad@example.com>"
     assert mails_to(desk, "bob@example.com") == []
     assert len(mails_to(desk, CUSTOMER)) == 1  # the acknowledgement only
-    assert "please try again" not in "".join(body(m) for m in mails_to(desk, CUSTOMER))
+    assert "please try again" not in "".join(plain_text(m) for m in mails_to(desk, CUSTOMER))
 
 
 # --- 3. notes never reach the customer --------------------------------------------------------
@@ -474,10 +465,10 @@ def test_a_staff_forward_opens_a_ticket_for_the_customer(desk: Helpdesk) -> None
     assert forwarded["actor"] == "alice@example.com" and "olga@example.org" in \
         forwarded["detail"]
     [ack] = desk.outbox()
-    assert to(ack) == "olga@example.org"
+    assert recipient(ack) == "olga@example.org"
     assert ack["Subject"] == f"[Ticket#{number}] Scanner does not scan"
-    assert number in body(ack)
-    assert "take care" not in body(ack)  # Alice's words to colleagues stay inside
+    assert number in plain_text(ack)
+    assert "take care" not in plain_text(ack)  # Alice's words to colleagues stay inside
 
     # Olga's answer to the acknowledgement lands on her ticket.
     assert ok(desk.ingest(mail(subject=f"Re: {ack['Subject']}", sender="olga@example.org",
@@ -491,10 +482,10 @@ def test_a_staff_mail_about_nothing_is_refused(desk: Helpdesk) -> None:
     assert result.out == ""
     assert desk.tickets() == []
     [refusal] = desk.outbox()
-    assert to(refusal) == "bob@example.com"
+    assert recipient(refusal) == "bob@example.com"
     assert refusal["Subject"] == "maild: not about a ticket: Lunch?"
     assert refusal["In-Reply-To"] == "<lunch@example.com>"
-    assert "did not open a ticket" in " ".join(body(refusal).split())
+    assert "did not open a ticket" in " ".join(plain_text(refusal).split())
 
 
 # --- 5. phone tickets -------------------------------------------------------------------------
@@ -510,9 +501,9 @@ def test_a_phone_ticket_with_an_address_is_acknowledged_by_mail(desk: Helpdesk) 
         ("phone", "x@example.org", "new")
     assert ticket["messages"][0]["body"] == "Called: her password reset mail never arrives."
     [ack] = desk.outbox()
-    assert to(ack) == "x@example.org" and ack["To"].addresses[0].display_name == "Xenia"
+    assert recipient(ack) == "x@example.org" and ack["To"].addresses[0].display_name == "Xenia"
     assert ack["Subject"] == f"[Ticket#{number}] Cannot log in"
-    assert number in body(ack) and "Hello Xenia" in body(ack)
+    assert number in plain_text(ack) and "Hello Xenia" in plain_text(ack)
 
 
 def test_a_phone_ticket_without_an_address_records_the_missing_acknowledgement(
@@ -547,9 +538,9 @@ def test_reply_from_the_command_line(desk: Helpdesk) -> None:
     [took] = events(ticket, "assigned")
     assert took["actor"] == "bob@example.com"
     [_, answer] = desk.outbox()
-    assert to(answer) == CUSTOMER
-    assert "Please send us a photo of the display." in body(answer)
-    assert "Bob" in body(answer)
+    assert recipient(answer) == CUSTOMER
+    assert "Please send us a photo of the display." in plain_text(answer)
+    assert "Bob" in plain_text(answer)
     assert answer["From"].addresses[0].display_name == "Bob (Support)"
     assert answer["From"].addresses[0].addr_spec == "support@example.com"
     assert answer["In-Reply-To"] == "<q@example.org>"
@@ -599,10 +590,10 @@ def test_automatic_language_follows_the_customer(tmp_path: Path,
     english = new_ticket(desk, subject="Printer does not print")
     [ru_ack] = mails_to(desk, "olga@example.org")
     [en_ack] = mails_to(desk, CUSTOMER)
-    assert "Спасибо за обращение" in body(ru_ack) and russian in body(ru_ack)
+    assert "Спасибо за обращение" in plain_text(ru_ack) and russian in plain_text(ru_ack)
     assert ru_ack["Subject"] == f"[Ticket#{russian}] Принтер не печатает"
-    assert "thank you for contacting us" in body(en_ack) and english in body(en_ack)
-    assert "Спасибо" not in body(en_ack)
+    assert "thank you for contacting us" in plain_text(en_ack) and english in plain_text(en_ack)
+    assert "Спасибо" not in plain_text(en_ack)
 
 
 # --- 8. HTML ----------------------------------------------------------------------------------
@@ -641,8 +632,8 @@ def test_silence_after_the_close_request_closes_the_ticket_once(desk: Helpdesk) 
     assert tick(desk, asked.isoformat())["close_requested"] == [number]
     assert tick(desk, asked.isoformat())["close_requested"] == []  # the same instant again
     [question] = desk.outbox()[sent:]
-    assert "May we close this ticket?" in body(question)
-    assert "7 days" in body(question)  # close.close_after
+    assert "May we close this ticket?" in plain_text(question)
+    assert "7 days" in plain_text(question)  # close.close_after
 
     assert tick(desk, (asked + timedelta(days=6)).isoformat())["closed"] == []
     assert desk.ticket(number)["status"] == "waiting"

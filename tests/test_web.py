@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import mail
+from tests.conftest import mail, plain_text, recipient
 from tests.servers import MaildProcess, wait_until
 from tests.smtp_sink import free_port
 
@@ -95,9 +95,9 @@ class Site:
     def link_in_ack(self, number: str) -> str:
         assert wait_until(lambda: any(m["X-Maild-Ticket"] == number for m in self.outbox()))
         [ack] = [m for m in self.outbox() if m["X-Maild-Ticket"] == number
-                 and to(m) == self.ticket(number)["customer"]][:1]
-        found = LINK.search(text(ack))
-        assert found, text(ack)
+                 and recipient(m) == self.ticket(number)["customer"]][:1]
+        found = LINK.search(plain_text(ack))
+        assert found, plain_text(ack)
         return found.group(0)
 
 
@@ -109,14 +109,6 @@ def site(tmp_path: Path) -> Iterator[Site]:
         site.daemon.stop()
 
 
-def to(message: EmailMessage) -> str:
-    return str(message["To"].addresses[0].addr_spec)
-
-
-def text(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain",))
-    assert part is not None
-    return str(part.get_content())
 
 
 def csrf(page: httpx.Response) -> str:
@@ -380,7 +372,7 @@ def test_kill_9_while_forms_are_sent_loses_nothing_and_leaves_nothing_half(site:
     assert set(tickets) <= {s for s, _, _ in outcomes}  # nothing stored that was not sent
 
     def acks() -> list[EmailMessage]:
-        return [m for m in site.outbox() if to(m).endswith("@customer.example")]
+        return [m for m in site.outbox() if recipient(m).endswith("@customer.example")]
 
     assert wait_until(lambda: len(acks()) >= len(tickets), timeout=30)
     assert {m["X-Maild-Ticket"] for m in acks()} == {t["number"] for t in tickets.values()}
