@@ -33,6 +33,7 @@ from sqlmodel import Session, SQLModel, select
 
 from maild.config import DatabaseSettings, Settings
 from maild.dbapi import SCHEMA_REVISION as SCHEMA_REVISION  # checked without SQLAlchemy
+from maild.dbapi import first_line
 from maild.errors import StorageUnavailable
 from maild.links import create_key
 from maild.models import Queue, Staff
@@ -227,5 +228,5 @@ def _one_init_at_a_time(connection: Connection) -> None:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc)
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The driver's own error (SQLAlchemy wraps it), in one line."""
+    return first_line(getattr(exc, "orig", None) or exc)

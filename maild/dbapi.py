@@ -171,7 +171,7 @@ class Reader:
             yield
         except Exception as exc:
             if _driver_error(exc, operational=True):
-                raise StorageUnavailable(_first_line(exc)) from exc
+                raise StorageUnavailable(first_line(exc)) from exc
             raise
 
 
@@ -192,7 +192,8 @@ def _driver_error(exc: BaseException, *, operational: bool = False) -> bool:
     return isinstance(exc, psycopg.OperationalError if operational else psycopg.Error)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """What an error says, in one line (a database error's first line names its cause)."""
     text = str(exc)
     return text.splitlines()[0] if text else type(exc).__name__
 
@@ -209,7 +210,7 @@ def connect(settings: DatabaseSettings) -> Reader:
                                          isolation_level=None)
             connection.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
         except sqlite3.Error as exc:
-            raise StorageUnavailable(_first_line(exc)) from exc
+            raise StorageUnavailable(first_line(exc)) from exc
         return Reader(connection, "sqlite", owned=True)
     try:
         import psycopg
@@ -220,7 +221,7 @@ def connect(settings: DatabaseSettings) -> Reader:
     try:
         server = psycopg.connect(conninfo, connect_timeout=10, autocommit=True)
     except psycopg.Error as exc:
-        raise StorageUnavailable(_first_line(exc)) from exc
+        raise StorageUnavailable(first_line(exc)) from exc
     return Reader(server, "postgresql", owned=True)
 
 
@@ -263,7 +264,7 @@ def schema_problem(settings: DatabaseSettings,
     except Exception as exc:
         if not isinstance(exc, StorageUnavailable) and not _driver_error(exc):
             raise
-        return f"cannot open database {name}: {_first_line(exc)}"
+        return f"cannot open database {name}: {first_line(exc)}"
     if not known:
         return f"database {name} has no maild schema; run `maild init` to create it"
     if revision != SCHEMA_REVISION:
