@@ -96,6 +96,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime + stime
 
 
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(current, peak) resident set size of `pid` in MiB, from /proc (VmRSS, VmHWM)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    kib = {key: int(value.split()[0]) for key, value in
+           (line.split(":", 1) for line in status.splitlines()) if key in ("VmRSS", "VmHWM")}
+    return kib["VmRSS"] / 1024, kib["VmHWM"] / 1024
+
+
 def worker_pid(intake: int) -> int:
     """The worker process `maild run` starts (its child that is not multiprocessing's
     resource tracker)."""
@@ -218,12 +226,20 @@ def maild(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         fast["cpu_ms_per_message"] = 1000 * (cpu_seconds(server.pid) - cpu0) / args.count
         fast["worker_cpu_ms_per_message"] = \
             1000 * (cpu_seconds(worker) - worker_cpu0) / args.count
+        after_fast = [rss_mib(server.pid), rss_mib(worker)]
         paced = send_all(port, make_mails(args.paced, "m-paced"), args.clients, args.rate)
+        time.sleep(2)  # the worker threads the paced mail's tail
+        after_paced = [rss_mib(server.pid), rss_mib(worker)]
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
         log.close()
-    return {"fast": fast, "paced": paced}
+    # Flat means: the paced run, after the fast one, did not grow what the processes hold.
+    memory = {"intake_rss_mib": after_paced[0][0], "worker_rss_mib": after_paced[1][0],
+              "rss_after_fast_mib": sum(rss for rss, _ in after_fast),
+              "rss_after_paced_mib": sum(rss for rss, _ in after_paced),
+              "peak_rss_sum_mib": sum(peak for _, peak in after_paced)}
+    return {"fast": fast, "paced": paced, "memory": memory}
 
 
 def _profile(pid: int, path: str) -> subprocess.Popen[bytes]:
@@ -266,6 +282,12 @@ def main() -> int:
               + (f", errors {fast['errors']}" if fast["errors"] else ""))
         print(f"{name:8} paced at {args.rate:.0f}/s: achieved {paced['per_second']:6.1f} msg/s, "
               f"DATA->250 p50 {paced['p50_ms']:6.2f} ms p99 {paced['p99_ms']:6.2f} ms")
+    memory = results["maild"]["memory"]
+    print(f"maild RSS: intake {memory['intake_rss_mib']:.0f} MiB + worker "
+          f"{memory['worker_rss_mib']:.0f} MiB; both after the fast run "
+          f"{memory['rss_after_fast_mib']:.0f} MiB, after the paced run "
+          f"{memory['rss_after_paced_mib']:.0f} MiB; sum of the peaks "
+          f"{memory['peak_rss_sum_mib']:.0f} MiB")
     print(f"maild / ceiling (accepted msg/s, fast run): {100 * results['ratio']:.0f} %")
     return 0
 
