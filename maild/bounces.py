@@ -24,10 +24,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email.header import decode_header, make_header
 from email.message import Message
 from email.parser import BytesParser
-from email.policy import compat32
-from email.utils import parseaddr
+from email.policy import Compat32
 
 from flufl.bounce import all_failures
 
@@ -48,6 +48,7 @@ _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _REPLY_CODE = re.compile(r"^\s*([245]\d\d)(?:[\s-]|$)")
 _QUOTED_MESSAGE_ID = re.compile(r"^[ \t>]*Message-ID:\s*<([^<>\s]+@[^<>\s]+)>",
                                 re.IGNORECASE | re.MULTILINE)
+_ADDRESS = re.compile(r"[^\s@<>()\[\],;:\"']+@[a-z0-9-]+(?:\.[a-z0-9-]+)+", re.IGNORECASE)
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)\s*:\s?(.*)$")
 
 
@@ -116,29 +117,54 @@ def detect_message(msg: Message) -> Verdict:
     if report_type == "feedback-report" or types & _FEEDBACK_TYPES:
         return Verdict(False, why="feedback report")
     returned = _returned_message_id(msg, parts)
-    reports = [p for p in parts if _content_type(p) in _DSN_TYPES]
-    if reports:
-        failures, delivered = _dsn_failures(reports)
+    blocks = [b for p in parts if _content_type(p) in _DSN_TYPES for b in _field_blocks(p)]
+    if not any(_names_recipient(b) for b in blocks):
+        # A report whose MIME structure is broken (a boundary with a leading space), or that
+        # has no MIME headers at all, still carries its per-recipient fields in its text.
+        blocks += [b for b in _text_blocks(_all_text(msg, parts)) if _names_recipient(b)]
+    if blocks:
+        failures, delivered = _dsn_failures(blocks)
         if failures:
             return Verdict(True, _with_text_status(failures, msg, parts), returned, "dsn")
         if delivered:
             return Verdict(False, why="delivery report: delivered")
     if report_type == "disposition-notification" or types & _RECEIPT_TYPES:
         return Verdict(False, why="read receipt")
+    if not _from_mail_system(msg):
+        # flufl.bounce was made for a list's bounce address, where only machines write; a
+        # support address gets people's replies, whose quoted "To:" lines its loosest
+        # heuristics take for failed recipients. Only mail a mail system sent is asked.
+        return Verdict(False)
     failures = _flufl_failures(msg, parts)
     if failures:
         return Verdict(True, tuple(failures), returned, "flufl.bounce")
+    failures = _notice_failures(msg, parts)
+    if failures:
+        return Verdict(True, tuple(failures), returned, "notice")
     return Verdict(False)
 
 
 # --- the message ------------------------------------------------------------------------------
 
 
+class _TextHeaders(Compat32):
+    """compat32 whose header values are always str: compat32 hands a header with 8-bit bytes
+    back as a `Header` object, on which flufl.bounce's detectors call str methods."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        if isinstance(value, str):
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        return str(value)
+
+
+_POLICY = _TextHeaders()
+
+
 def _parse(raw: bytes) -> Message | None:
     # The stdlib parser wants one kind of line ending; real bounces have CR-only and mixed ones.
     data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
     try:
-        return BytesParser(policy=compat32).parsebytes(data)
+        return BytesParser(policy=_POLICY).parsebytes(data)
     except Exception:  # the feedparser is built never to raise; a report must not crash us
         return None
 
@@ -200,34 +226,40 @@ def _all_text(msg: Message, parts: list[Message]) -> str:
 # --- RFC 3464 ---------------------------------------------------------------------------------
 
 
-def _dsn_failures(reports: list[Message]) -> tuple[list[Failure], bool]:
-    """The failed and delayed recipients of the reports; and whether any recipient was
-    delivered (a report that names only those is a success notice)."""
+def _names_recipient(block: dict[str, str]) -> bool:
+    return bool({"final-recipient", "original-recipient"} & block.keys()
+                and {"action", "status"} & block.keys())
+
+
+def _dsn_failures(blocks: list[dict[str, str]]) -> tuple[list[Failure], bool]:
+    """The failed and delayed recipients of a report's field blocks; and whether any recipient
+    was delivered (a report that names only those is a success notice)."""
     failures: list[Failure] = []
     delivered = False
-    for report in reports:
-        for block in _field_blocks(report):
-            recipient = _address(block.get("final-recipient", "")) \
-                or _address(block.get("original-recipient", "")) \
-                or _address(block.get("x-actual-recipient", ""))
-            action = block.get("action", "").strip().lower()
-            status = _status(block.get("status", ""))
-            diagnostic = _diagnostic(block.get("diagnostic-code", ""))
-            reply_code = _reply_code(diagnostic)
-            if not (action or status or recipient):
-                continue  # the per-message block (Reporting-MTA, Arrival-Date ...)
-            if action.startswith(_DELIVERED_ACTIONS) or (not action and status[:1] == "2"):
-                delivered = True
-                continue
-            # opensmtpd writes "Action: error"; some MTAs comment the action ("failed (...)").
-            failed = action.startswith(("fail", "error"))
-            if not (failed or action.startswith("delay") or status[:1] in ("4", "5")):
-                continue
-            if not status:
-                status = _status(diagnostic)
-            permanent = _permanent(status, reply_code, failed)
-            failures.append(Failure(recipient, permanent, status, reply_code, diagnostic,
-                                    action.split()[0] if action else ""))
+    for block in blocks:
+        recipient = _address(block.get("final-recipient", "")) \
+            or _address(block.get("original-recipient", "")) \
+            or _address(block.get("x-actual-recipient", ""))
+        action = block.get("action", "").strip().lower()
+        status = _status(block.get("status", ""))
+        diagnostic = _diagnostic(block.get("diagnostic-code", ""))
+        reply_code = _reply_code(diagnostic)
+        if not (action or status) or not (recipient or _names_recipient(block)):
+            continue  # the per-message block (Reporting-MTA, Arrival-Date ...)
+        if action.startswith(_DELIVERED_ACTIONS) or (not action and status[:1] == "2"):
+            delivered = True
+            continue
+        # opensmtpd writes "Action: error"; some MTAs comment the action ("failed (...)"), or
+        # say "expired" for a delivery given up when its retry time ran out (4.4.7).
+        failed = action.startswith(("fail", "error"))
+        if not (failed or action.startswith(("delay", "expired"))
+                or status[:1] in ("4", "5")):
+            continue
+        if not status:
+            status = _status(diagnostic)
+        permanent = _permanent(status, reply_code, failed)
+        failures.append(Failure(recipient, permanent, status, reply_code, diagnostic,
+                                action.split()[0] if action else ""))
     return failures, delivered
 
 
@@ -270,17 +302,17 @@ def _text_blocks(text: str) -> list[dict[str, str]]:
 
 
 def _address(value: str) -> str:
-    """The address of a recipient field (`rfc822; user@example.org`), lower-case; "" when it
-    is not an Internet address."""
+    """The address of a recipient field (`rfc822; user@example.org`, `Name <user@host>`),
+    lower-case; "" when it is not one Internet address."""
     kind, _, address = value.partition(";")
     if not address:
         address, kind = kind, "rfc822"
     if kind.strip().lower() not in ("rfc822", "utf-8", "utf8", "x400", "unknown", ""):
         return ""
-    address = parseaddr(address.strip())[1] or address.strip().strip("<>")
-    address = address.strip().strip("<>").lower()
-    local, at, domain = address.rpartition("@")
-    return address if at and local and "." in domain and " " not in address else ""
+    address = address.strip()
+    bracketed = re.search(r"<([^<>]*)>", address)
+    address = (bracketed.group(1) if bracketed else address).strip().strip("'\"").lower()
+    return address if _ADDRESS.fullmatch(address) else ""
 
 
 def _status(value: str) -> str:
@@ -364,6 +396,8 @@ def _flufl_failures(msg: Message, parts: list[Message]) -> list[Failure]:
     for address, is_permanent in [(a, False) for a in sorted(temporary)] + \
             [(a, True) for a in sorted(permanent - temporary)]:
         recipient = _address(address.decode("ascii", "replace"))
+        if not recipient:
+            continue  # a heuristic matched something that is not an address (JSON, prose)
         # flufl.bounce cannot always tell (it then says permanent); a 4.x.x in the text can.
         if status[:1] == "4":
             is_permanent = False
@@ -394,3 +428,86 @@ def _with_text_status(failures: list[Failure], msg: Message,
     return tuple(f if f.status or f.reply_code or not text_status else
                  Failure(f.recipient, text_status[:1] == "5", text_status, f.reply_code,
                          f.diagnostic, f.action) for f in failures)
+
+
+# --- a non-delivery notice in prose -----------------------------------------------------------
+
+# What the subject of a non-delivery notice says, in the words of the MTAs of the corpus.
+_NOTICE_SUBJECT = re.compile(
+    r"undeliver|undelivered|non[- ]?deliver|delivery (?:status notification|fail|has failed|"
+    r"problem|error)|delivery[_ ]status|failure notice|returned mail|mail delivery failed|"
+    r"mail failure|could not be delivered|returned to sender|mail system error|"
+    r"error sending your mail|delivery notification|メールエラー|エラーメール|配信エラー|"
+    r"unzustellbar|non remis|non recapitabile|no entregado|недостав",
+    re.IGNORECASE)
+# What its text says about the mail (or an SMTP reply, or an RFC 3463 status code).
+_NOTICE_TEXT = re.compile(
+    r"could not be delivered|couldn't be delivered|was not delivered|cannot be delivered|"
+    r"can't be delivered|undeliverable|delivery (?:to the following|has failed|failed)|"
+    r"error (?:delivering|sending)|permanent(?:ly)? (?:fatal )?error|failed permanently|"
+    r"did not reach|not be delivered|unable to deliver|user unknown|no such user|"
+    r"mailbox (?:is )?(?:full|unavailable)|over quota|rejected|delivery problems|"
+    r"giving up|delivery temporarily suspended|delayed|retry timeout|attempting to deliver|"
+    r"failed to deliver|unsent message|^\s*[45]\d\d[ -]|[45]\.\d{1,3}\.\d{1,3}",
+    re.IGNORECASE | re.MULTILINE)
+_DAEMONS = ("mailer-daemon", "mailer_daemon", "postmaster", "post_master", "mmsc",
+            "mail delivery", "mailer daemon", "no-reply", "noreply", "sysadmin")
+_TEMPORARY_TEXT = re.compile(
+    r"delayed|will (?:be )?retr|still trying|not yet been delivered|deferred|warning",
+    re.IGNORECASE)
+_ANY_ADDRESS = re.compile(r"[\w.+'=-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+", re.IGNORECASE)
+# Where a prose notice starts quoting the mail it returns: its header lines.
+_RETURNED_HEADERS = re.compile(
+    r"^[ \t>]*(?:Received|Return-Path|Message-ID|DKIM-Signature|Delivered-To|X-Mailer):",
+    re.IGNORECASE | re.MULTILINE)
+
+
+def _notice_failures(msg: Message, parts: list[Message]) -> list[Failure]:
+    """A non-delivery notice that is neither a DSN nor a format flufl.bounce knows: it comes
+    from a mailer daemon, its subject says the mail was not delivered, its text says so too and
+    names the addresses. Those named in the notice — not in the returned mail, not the notice's
+    own From/To — are the failed recipients; the first status code, or the first SMTP reply,
+    says whether for good."""
+    if not (_from_daemon(msg) and _NOTICE_SUBJECT.search(_subject(msg))):
+        return []
+    text = _all_text(msg, parts)
+    cut = _RETURNED_HEADERS.search(text)
+    notice = text[:cut.start()] if cut else text
+    if not _NOTICE_TEXT.search(notice):
+        return []
+    own = {a.lower() for h in ("from", "to", "cc", "sender", "return-path", "reply-to")
+           for a in _ANY_ADDRESS.findall(str(msg.get(h, "")))}
+    recipients = [a for a in dict.fromkeys(_address(a) for a in _ANY_ADDRESS.findall(notice))
+                  if a and a not in own and a.partition("@")[0] not in _DAEMONS]
+    if not recipients:
+        return []
+    status = _status(notice)
+    reply = re.search(r"(?<![\d.])([45]\d\d)(?=[\s-])", notice)
+    reply_code = reply.group(1) if reply else ""
+    if status or reply_code:
+        permanent = (status or reply_code)[:1] == "5"
+    else:
+        permanent = not _TEMPORARY_TEXT.search(notice)
+    return [Failure(r, permanent, status, reply_code, _diagnostic_near(notice, r))
+            for r in recipients[:10]]
+
+
+def _from_mail_system(msg: Message) -> bool:
+    """Sent by a mail system, not a person: a mailer daemon's (or the null) sender, an
+    RFC 3834 Auto-Submitted mark, or the subject of a non-delivery notice."""
+    auto = str(msg.get("auto-submitted", "")).strip().lower()
+    return _from_daemon(msg) or (bool(auto) and not auto.startswith("no")) \
+        or bool(_NOTICE_SUBJECT.search(_subject(msg)))
+
+
+def _from_daemon(msg: Message) -> bool:
+    sender = " ".join(str(msg.get(h, "")) for h in ("from", "sender", "return-path")).lower()
+    return "<>" in sender or any(d in sender for d in _DAEMONS)
+
+
+def _subject(msg: Message) -> str:
+    value = str(msg.get("subject", ""))
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:
+        return value
