@@ -35,7 +35,7 @@ from maild.errors import StorageUnavailable
 
 Row = dict[str, Any]
 
-SCHEMA_REVISION = "0005"
+SCHEMA_REVISION = "0006"
 """The Alembic revision this maild works with (tests/test_schema.py checks it is the head)."""
 
 _SQLITE_STORED = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy's SQLite DateTime stores an instant

@@ -61,9 +61,11 @@ ASSIGNED = MailKind("assigned", Audience.STAFF, "auto-generated")
 STAFF_ERROR = MailKind("staff_error", Audience.STAFF, "auto-replied")      # commands refused
 STAFF_REFUSED = MailKind("staff_refused", Audience.STAFF, "auto-replied")  # about no ticket
 ATTACHMENTS_REFUSED = MailKind("attachments_refused", Audience.STAFF, "auto-replied")
+BOUNCE_NOTICE = MailKind("bounce_notice", Audience.STAFF, "auto-generated")  # SPEC §9
 
 ALL = (ACK, ANSWER, REOPENED, CLOSE_REQUEST, CLOSE_REQUEST_AUTO, NEW_TICKET, FOLLOW_UP,
-       REOPENED_OWNER, ESCALATION, ASSIGNED, STAFF_ERROR, STAFF_REFUSED, ATTACHMENTS_REFUSED)
+       REOPENED_OWNER, ESCALATION, ASSIGNED, STAFF_ERROR, STAFF_REFUSED, ATTACHMENTS_REFUSED,
+       BOUNCE_NOTICE)
 _BY_NAME = {kind.name: kind for kind in ALL}
 TEMPLATES = tuple(sorted({kind.template_name for kind in ALL}))
 TO_CUSTOMERS = tuple(kind.name for kind in ALL if not kind.internal)  # outbox.kind values

@@ -11,7 +11,9 @@ The stages meet here and nowhere else:
 - `status_change`   every status a ticket entered, for the SLA clock;
 - `duty`            timer duties done (escalations, close requests), unique per period;
 - `ticket_counter`  the per-day counter behind date-based ticket numbers;
-- `imap_cursor`     per polled IMAP folder: UIDVALIDITY and the highest UID already stored.
+- `imap_cursor`     per polled IMAP folder: UIDVALIDITY and the highest UID already stored;
+- `undeliverable`   addresses a bounce showed to fail for good: no automatic mail goes to them
+                    until they write again (SPEC §9, `maild.undeliverable`).
 
 Instants are stored as UTC and come back timezone-aware (`UTCDateTime`). The state enums are
 in `maild.states` (re-exported here), so that reading needs no ORM.
@@ -235,6 +237,17 @@ class ImapCursor(SQLModel, table=True):
     last_uid: int = Field(default=0, sa_type=BigInteger)
 
 
+class Undeliverable(SQLModel, table=True):
+    """An address that a permanent bounce showed not to work, until it writes to maild again."""
+
+    address: str = Field(primary_key=True)  # lower-case
+    since: datetime = _utc()                # when the bounce came
+    status: str = ""                        # RFC 3463 code, e.g. 5.1.1
+    diagnostic: str = ""                    # what the remote server said
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id")  # where it landed
+    inbound_id: int | None = Field(default=None, foreign_key="inbound.id")  # the bounce
+
+
 class TicketCounter(SQLModel, table=True):
     __tablename__ = "ticket_counter"
 
@@ -265,4 +278,5 @@ __all__ = [
     "TicketCounter",
     "TicketStatus",
     "UTCDateTime",
+    "Undeliverable",
 ]

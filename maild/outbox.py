@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import bindparam, func
 from sqlmodel import Session, col, select
 
-from maild import mailkinds
+from maild import mailkinds, undeliverable
 from maild.compose import Envelope, OutgoingFile, Templates, build_message
 from maild.config import Settings
 from maild.db import add_row
@@ -133,13 +133,16 @@ def _normal(address: str) -> str:
 def _usable(session: Session, settings: Settings, now: datetime, kind: MailKind,
             ticket: Ticket | None, address: str) -> str | None:
     """The address as it can be sent to, or None — recorded on the ticket — when it cannot:
-    none at all, maild's own (it would answer itself, SPEC §5), or capped (SPEC §6)."""
+    none at all, maild's own (it would answer itself, SPEC §5), undeliverable for automatic mail
+    (it bounced, SPEC §9), or capped (SPEC §6)."""
     usable = deliverable(address.lower()) or ""
     why = ""
     if not usable:
         why = "no usable address"
     elif settings.is_own(usable):
         why = "maild's own address"
+    elif kind.auto_submitted is not None and (bounced := undeliverable.marked(session, usable)):
+        why = bounced  # SPEC §9: automatic mail waits until the address writes again
     elif kind.capped and auto_replies_last_hour(session, usable, now) \
             >= settings.mail.auto_reply_limit_per_hour:
         if ticket is not None:

@@ -80,6 +80,9 @@ class EventType(StrEnum):
     AUTO_REPLY_SUPPRESSED = "auto_reply_suppressed"
     DELIVERY_FAILED = "delivery_failed"
     DELIVERY_RETRIED = "delivery_retried"
+    BOUNCE_RECEIVED = "bounce_received"              # a bounce of mail maild sent (SPEC §9)
+    ADDRESS_UNDELIVERABLE = "address_undeliverable"  # marked: no automatic mail goes to it
+    ADDRESS_DELIVERABLE = "address_deliverable"      # it wrote again: the mark is gone
 
 
 class Actor(StrEnum):

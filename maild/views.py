@@ -125,6 +125,14 @@ def ticket_detail(reader: Reader, ticket: TicketRow, sla: dict[str, Any]) -> dic
                            "message_id, created_at, automatic FROM message "
                            "WHERE ticket_id = :t ORDER BY id", t=ticket.id)]
     data["cc"] = conversation.cc_addresses(reader, ticket.id)
+    # Its addresses that get no automatic mail: a permanent bounce marked them (SPEC §9).
+    data["undeliverable"] = [{
+        "address": u["address"], "since": iso(instant(u["since"])), "status": u["status"],
+        "diagnostic": u["diagnostic"]}
+        for u in reader.rows("SELECT address, since, status, diagnostic FROM undeliverable "
+                             "WHERE address = :c OR ticket_id = :t OR address IN "
+                             "(SELECT address FROM participant WHERE ticket_id = :t) "
+                             "ORDER BY address", c=ticket.customer, t=ticket.id)]
     data["events"] = [{"at": iso(instant(e["at"])), "type": e["type"], "actor": e["actor"],
                        "detail": e["detail"]}
                       for e in reader.rows("SELECT at, type, actor, detail FROM event "

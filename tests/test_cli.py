@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from maild.dbapi import SCHEMA_REVISION
 from tests.conftest import mail
 
 CONFIG = """
@@ -117,7 +118,8 @@ def test_a_database_of_another_schema_is_named_with_both_revisions(
         done = maild(config, *command, cwd=elsewhere)
         assert done.returncode == 1, command
         [line] = done.stderr.splitlines()
-        assert "has schema 0004, this maild needs 0005; run `maild init`" in line, line
+        assert f"has schema 0004, this maild needs {SCHEMA_REVISION}; run `maild init`" \
+            in line, line
     assert maild(config, "ingest", cwd=elsewhere, stdin=mail().as_bytes()).returncode == 75
 
 

@@ -46,6 +46,8 @@ def context(breached: bool) -> dict[str, object]:
         "attachments": [{"filename": "Снимок экрана.png", "size": 48_213, "attached": True},
                         {"filename": "logs.zip", "size": 31_000_000, "attached": False}],
         "files": [{"filename": "драйвер.zip", "size": 31_000_000}],
+        "failures": [{"recipient": "ivan@example.org", "status": "5.1.1",
+                      "diagnostic": "550 5.1.1 <ivan@example.org>: user unknown"}],
         "limit": 10_485_760,
         "status_url": "https://support.example.com/t/MjAyNjEyMDEwMDA0Mg.S0m3s1gnatur3",
     }

@@ -154,6 +154,9 @@ def ticket_show(app: App, args: argparse.Namespace) -> int:
     print(f"  customer {data['customer'] or '-'} via {data['channel']}, "
           f"created {for_people(app, data['created_at'])}")
     print(f"  SLA: {sla.for_people(app.settings.sla.zone)}")
+    for u in data["undeliverable"]:
+        print(f"  undeliverable since {for_people(app, u['since'])}: {u['address']} "
+              f"{u['status']} {u['diagnostic']}".rstrip())
     for m in data["messages"]:
         arrow = "<-" if m["direction"] == "in" else "->"
         print(f"\n{arrow} {for_people(app, m['created_at'])} {m['kind']} from {m['from']} to "

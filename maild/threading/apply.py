@@ -41,6 +41,7 @@ from maild.models import (
 from maild.outbox import queue_mail
 from maild.parsing import ParsedMail
 from maild.subject import strip_prefixes
+from maild.threading import bounced
 from maild.threading.resolve import resolve
 from maild.threading.staffauth import verified_staff
 from maild.threading.staffmail import (
@@ -64,14 +65,20 @@ class Applied:
 
 def apply_message(ctx: Context, inbound: Inbound, mail: ParsedMail) -> Applied:
     customers = _from_the_customer(ctx, mail)
+    deliverable = bounced.wrote_again(ctx, mail)  # first: its own acknowledgement goes (§9)
     applied = _apply(ctx, inbound, customers, on_behalf=customers is not mail)
     if applied.ticket is not None and inbound.message_id:
         _note_reused_message_id(ctx, applied.ticket, inbound)
+    if deliverable and applied.ticket is not None:
+        bounced.deliverable_again(ctx, applied.ticket, deliverable)
     return applied
 
 
 def _apply(ctx: Context, inbound: Inbound, mail: ParsedMail, *, on_behalf: bool) -> Applied:
     found = resolve(ctx.session, ctx.settings, mail)
+    bounce = bounced.read(ctx, inbound, mail, found)
+    if bounce is not None:  # SPEC §9: on the ticket of the mail it returns, never answered
+        return _bounce(ctx, inbound, mail, bounce)
     ticket = found.ticket
     # Mail written on someone's behalf (From maild's own address) is never staff mail, whatever
     # its Reply-To says: a web form must not let a visitor act as staff.
@@ -163,6 +170,14 @@ def _append(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedMail, vi
     tickets.customer_wrote(ctx, ticket, mail.sender)
     tickets.notify_staff(ctx, ticket, message, _contact(mail), new=False)
     return Applied(ticket)
+
+
+def _bounce(ctx: Context, inbound: Inbound, mail: ParsedMail, bounce: bounced.Bounce) -> Applied:
+    """Stored like any automatic mail on its ticket, closed or not (never reopened, never
+    answered), then marked and told (`maild.threading.bounced`)."""
+    applied = _append(ctx, bounce.ticket, inbound, mail, via=bounce.via)
+    bounced.record(ctx, bounce, inbound)
+    return applied
 
 
 def _priority(requested: str) -> str | None:

@@ -1,0 +1,130 @@
+"""A bounce of mail maild sent, on the tickets (SPEC §9): which ticket it lands on, which address
+it marks undeliverable, who is told — and an address that writes again losing its mark.
+
+`maild.bounces.detect` gives the verdict (only automatic mail is asked: a person's mail is never
+a bounce); this module decides what it does. The bounce lands on the ticket of the mail it
+returns: the one resolution found (its References, or the maild Message-ID quoted in its
+returned headers), else the returned mail's Message-ID as the detector read it, else the ticket
+of the newest mail maild sent to the failed address — a bounce comes minutes after the mail it
+returns, so that is the mail it most likely returns, whether the address is a customer's, a Cc
+participant's or a staff member's, and whether that ticket is open or closed (a bounce reopens
+nothing). A bounce that names no mail or address of maild's is left to the usual path (a ticket
+of its own, never answered).
+
+The caller stores it like any automatic mail (never reopened, never answered); `record` adds
+the event `bounce_received`, marks each permanently failed recipient that maild really sent
+mail to (event `address_undeliverable`) and tells the ticket's owner — or the staff of its queue
+when it has none, as for a follow-up, and like it switched by `[notify] follow_up` — in an
+internal notice. A temporary failure (4.x.x, delayed) is recorded and
+marks nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Executable, bindparam
+from sqlmodel import col, select
+
+from maild import mailkinds, tickets, undeliverable
+from maild.bounces import Failure, Verdict, detect
+from maild.models import Actor, EventType, Inbound, Outbox, Queue, Ticket
+from maild.outbox import queue_mail
+from maild.parsing import ParsedMail
+from maild.threading.resolve import Resolution
+from maild.tickets import Context
+
+_TICKET_OF_SENT = select(col(Outbox.ticket_id)).where(
+    col(Outbox.message_id) == bindparam("message_id"), col(Outbox.ticket_id).is_not(None)
+).limit(1)
+_TICKET_OF_NEWEST_TO = select(col(Outbox.ticket_id)).where(
+    col(Outbox.rcpt_to) == bindparam("address"), col(Outbox.ticket_id).is_not(None)
+).order_by(col(Outbox.id).desc()).limit(1)
+
+
+@dataclass(frozen=True)
+class Bounce:
+    ticket: Ticket
+    via: str          # how it found its ticket, for the `message_received` event
+    verdict: Verdict
+
+
+def read(ctx: Context, inbound: Inbound, mail: ParsedMail, found: Resolution) -> Bounce | None:
+    """The bounce this automatic message is, with the ticket it lands on; None when it is no
+    bounce, or returns nothing maild sent."""
+    if not mail.automatic:
+        return None
+    verdict = detect(inbound.raw)
+    if not verdict.bounce:
+        return None
+    if found.ticket is not None:
+        return Bounce(found.ticket, found.via, verdict)
+    if verdict.original_message_id:
+        ticket = _ticket(ctx, _TICKET_OF_SENT, message_id=verdict.original_message_id)
+        if ticket is not None:
+            return Bounce(ticket, "returned message", verdict)
+    for address in verdict.recipients:
+        ticket = _ticket(ctx, _TICKET_OF_NEWEST_TO, address=address)
+        if ticket is not None:
+            return Bounce(ticket, f"failed recipient {address}", verdict)
+    return None
+
+
+def record(ctx: Context, bounce: Bounce, inbound: Inbound) -> None:
+    """What the bounce stored on `bounce.ticket` does: the event, the marks, the notice."""
+    ticket, verdict = bounce.ticket, bounce.verdict
+    kind = "permanent" if verdict.permanent else "temporary"
+    tickets.event(ctx, ticket, EventType.BOUNCE_RECEIVED, Actor.SYSTEM,
+                  f"{kind} delivery failure ({verdict.detector}): {verdict.summary()}")
+    failures: list[Failure] = []
+    for failure in verdict.failures:
+        if not (failure.permanent and failure.recipient) or failure.recipient in \
+                {f.recipient for f in failures}:
+            continue
+        if not undeliverable.sent_to(ctx.session, failure.recipient):
+            continue  # not an address of maild's mail: nothing of ours to hold back
+        undeliverable.mark(ctx.session, ctx.now, failure, ticket.id, inbound.id)
+        code = " ".join(c for c in (failure.status, failure.diagnostic) if c)
+        tickets.event(ctx, ticket, EventType.ADDRESS_UNDELIVERABLE, Actor.SYSTEM,
+                      f"{failure.recipient}{': ' + code if code else ''}; no automatic mail "
+                      "goes to it until it writes again")
+        failures.append(failure)
+    if failures:
+        _tell_staff(ctx, ticket, [{"recipient": f.recipient, "status": f.status,
+                                   "diagnostic": f.diagnostic} for f in failures])
+
+
+def wrote_again(ctx: Context, mail: ParsedMail) -> str:
+    """A person's mail: its From address is deliverable again. Returns that address when it
+    was marked ("" else), for `deliverable_again` once the mail is on its ticket."""
+    if mail.automatic or not undeliverable.clear(ctx.session, mail.sender):
+        return ""
+    return mail.sender
+
+
+def deliverable_again(ctx: Context, ticket: Ticket, address: str) -> None:
+    tickets.event(ctx, ticket, EventType.ADDRESS_DELIVERABLE, address,
+                  f"{address} wrote again: automatic mail goes to it again")
+
+
+def _tell_staff(ctx: Context, ticket: Ticket, failures: list[dict[str, str]]) -> None:
+    """The owner — or, without one, the staff of the ticket's queue — learns of it, as of any
+    mail on the ticket (`[notify] follow_up` switches both off); internal mail only, never to
+    the customer."""
+    if not ctx.settings.notify.follow_up:
+        return
+    if ticket.owner:
+        recipients = [(ticket.owner, tickets.staff_name(ctx.settings, ticket.owner))]
+    else:
+        queue = ctx.session.get(Queue, ticket.queue_id)
+        recipients = [(m.email.lower(), m.name)
+                      for m in ctx.settings.queue_staff(queue.name if queue else "")]
+    for address, name in recipients:
+        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.BOUNCE_NOTICE,
+                   ticket=ticket, to=address, to_name=name,
+                   context={"staff_name": name, "failures": failures})
+
+
+def _ticket(ctx: Context, query: Executable, **values: str) -> Ticket | None:
+    ticket_id = ctx.session.connection().execute(query, values).scalar()
+    return ctx.session.get(Ticket, ticket_id) if ticket_id is not None else None

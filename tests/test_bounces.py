@@ -1,0 +1,233 @@
+"""Bounces of mail maild sent (SPEC §9): stored on the ticket of the mail they return, never
+answered and never reopening it; a permanent failure marks the address undeliverable, no
+automatic mail goes to it until it writes again, and the owner is told — never the customer.
+
+Real bounces of several MTAs from the corpus (`MAILD_CORPUS`) are made to return a mail maild
+really sent in the test: the returned Message-ID and the failed address are replaced by the
+acknowledgement's and the customer's. The rest are built here, so they run without the corpus.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from maild.bounces import detect
+from tests.conftest import Helpdesk, mail, recipient
+
+CORPUS = Path(os.environ.get("MAILD_CORPUS", "")) if os.environ.get("MAILD_CORPUS") else None
+BOUNCES = "sisimai-set-of-emails/maildir/bsd"
+CUSTOMER = "ivan@example.org"
+
+# One permanent bounce each of MTAs that write them differently: RFC 3464 reports (Postfix,
+# Sendmail, Outlook.com, Exchange 2007), formats only flufl.bounce reads (Exim, qmail, Gmail's
+# old notices), and prose notices (DragonFly, Yahoo).
+MTA_BOUNCES = ["lhost-postfix-03.eml", "lhost-sendmail-05.eml", "lhost-outlook-01.eml",
+               "lhost-exchange2007-02.eml", "lhost-exim-01.eml", "lhost-qmail-03.eml",
+               "lhost-gmail-01.eml", "lhost-dragonfly-01.eml", "lhost-yahoo-01.eml"]
+
+
+@pytest.fixture
+def staffed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Helpdesk:
+    """A helpdesk whose staff are told of mail on tickets (the bounce notice among it)."""
+    return Helpdesk(tmp_path, capsys, notify="true")
+
+
+def _ticket_with_ack(helpdesk: Helpdesk) -> tuple[str, EmailMessage]:
+    number = helpdesk.ingest(mail(sender=f"Ivan <{CUSTOMER}>")).out.strip()
+    acks = [m for m in helpdesk.outbox() if recipient(m) == CUSTOMER]
+    assert len(acks) == 1
+    return number, acks[0]
+
+
+def _returning(raw: bytes, message_id: str, address: str) -> bytes:
+    """A real bounce made to return the mail `message_id` sent to `address`."""
+    verdict = detect(raw)
+    assert verdict.bounce and verdict.original_message_id and verdict.recipients
+    raw = raw.replace(verdict.original_message_id.encode(), message_id.strip("<>").encode())
+    return re.sub(re.escape(verdict.recipients[0]).encode(), address.encode(), raw,
+                  flags=re.IGNORECASE)
+
+
+def dsn(recipient_address: str, *, status: str = "5.1.1", action: str = "failed",
+        returned_message_id: str | None = None) -> bytes:
+    """An RFC 3464 report as Postfix writes it; the returned headers only when asked."""
+    returned = (
+        "--b\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: Support <support@example.com>\r\nMessage-ID: {returned_message_id}\r\n"
+        "Subject: [Ticket#1] Printer\r\n") if returned_message_id else ""
+    return (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example.net>\r\n"
+        "To: support@example.com\r\nSubject: Undelivered Mail Returned to Sender\r\n"
+        "Message-ID: <bounce-1@mx.example.net>\r\nAuto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you that your "
+        "message could not be delivered to one or more recipients.\r\n"
+        "--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient_address}\r\nAction: {action}\r\n"
+        f"Status: {status}\r\nDiagnostic-Code: smtp; {status[0]}50 {status} "
+        f"<{recipient_address}>: Recipient address rejected\r\n"
+        f"{returned}--b--\r\n").encode()
+
+
+def _events(helpdesk: Helpdesk, number: str, type_: str) -> list[dict[str, str]]:
+    return [e for e in helpdesk.ticket(number)["events"] if e["type"] == type_]
+
+
+# --- corpus bounces of several MTAs -----------------------------------------------------------
+
+
+@pytest.mark.skipif(CORPUS is None, reason="MAILD_CORPUS is not set")
+@pytest.mark.parametrize("name", MTA_BOUNCES)
+def test_a_real_bounce_lands_on_the_ticket_of_the_mail_it_returns(
+    helpdesk: Helpdesk, name: str,
+) -> None:
+    assert CORPUS is not None
+    helpdesk.ingest(mail(sender="Olga <olga@example.net>", subject="Another ticket"))
+    number, ack = _ticket_with_ack(helpdesk)
+    sent = len(helpdesk.outbox())
+    bounce = _returning((CORPUS / BOUNCES / name).read_bytes(), ack["Message-ID"], CUSTOMER)
+
+    assert helpdesk.ingest(bounce).out.strip() == number
+    assert len(helpdesk.tickets()) == 2
+    assert len(helpdesk.outbox()) == sent  # nothing answered (notices are off here)
+    shown = helpdesk.ticket(number)
+    assert [u["address"] for u in shown["undeliverable"]] == [CUSTOMER]
+    assert any(e["type"] == "bounce_received" and e["detail"].startswith("permanent")
+               for e in shown["events"])
+    assert any(e["type"] == "address_undeliverable" and CUSTOMER in e["detail"]
+               for e in shown["events"])
+    assert shown["messages"][-1]["automatic"] is True
+
+
+@pytest.mark.skipif(CORPUS is None, reason="MAILD_CORPUS is not set")
+@pytest.mark.parametrize("name", ["rfc3834-01.eml", "arf-02.eml", "lhost-amazonses-12.eml"])
+def test_a_vacation_reply_or_a_feedback_report_is_no_bounce(helpdesk: Helpdesk, name: str) -> None:
+    assert CORPUS is not None
+    number = helpdesk.ingest((CORPUS / BOUNCES / name).read_bytes()).out.strip()
+    shown = helpdesk.ticket(number)
+    assert not {"bounce_received", "address_undeliverable"} & {e["type"] for e in shown["events"]}
+    assert shown["undeliverable"] == []
+
+
+# --- built here -------------------------------------------------------------------------------
+
+
+def test_without_the_returned_mail_the_bounce_lands_by_its_failed_recipient(
+    helpdesk: Helpdesk,
+) -> None:
+    helpdesk.ingest(mail(sender="Olga <olga@example.net>", subject="Olga's ticket"))
+    number, _ = _ticket_with_ack(helpdesk)
+    helpdesk.ingest(mail(sender="Petr <petr@example.net>", subject="Petr's ticket"))
+
+    assert helpdesk.ingest(dsn(CUSTOMER)).out.strip() == number
+    assert any("failed recipient ivan@example.org" in e["detail"]
+               for e in _events(helpdesk, number, "message_received"))
+    assert _events(helpdesk, number, "address_undeliverable")
+
+
+def test_the_marked_address_gets_no_automatic_mail_until_it_writes_again(
+    helpdesk: Helpdesk,
+) -> None:
+    number, ack = _ticket_with_ack(helpdesk)
+    helpdesk.ingest(dsn(CUSTOMER, returned_message_id=ack["Message-ID"]))
+
+    # A contact logged by staff would be acknowledged: not to a marked address.
+    second = helpdesk.run("ticket", "new", "--channel", "phone", "--customer", CUSTOMER,
+                          "--subject", "Called about the printer", "--body", "He called.")
+    assert second.code == 0, second.err
+    logged = second.out.strip()
+    assert [m["Message-ID"] for m in helpdesk.outbox() if recipient(m) == CUSTOMER] \
+        == [ack["Message-ID"]]
+    [refused] = _events(helpdesk, logged, "not_sent")
+    assert CUSTOMER in refused["detail"] and "undeliverable" in refused["detail"]
+
+    # A staff member's answer is not automatic mail: it goes.
+    assert helpdesk.run("ticket", "reply", number, "--staff", "alice@example.com",
+                        "--body", "We are on it.").code == 0
+    assert len([m for m in helpdesk.outbox() if recipient(m) == CUSTOMER]) == 2
+
+    # The customer writes again: the mark is gone and the acknowledgement goes.
+    third = helpdesk.ingest(mail(sender=f"Ivan <{CUSTOMER}>", subject="New printer")).out.strip()
+    assert helpdesk.ticket(third)["undeliverable"] == []
+    assert _events(helpdesk, third, "address_deliverable")
+    assert len([m for m in helpdesk.outbox() if recipient(m) == CUSTOMER]) == 3
+
+
+def test_the_owner_is_told_and_the_customer_is_not(staffed: Helpdesk) -> None:
+    number, ack = _ticket_with_ack(staffed)
+    assert staffed.run("ticket", "assign", number, "bob@example.com").code == 0
+    before = len(staffed.outbox())
+
+    staffed.ingest(dsn(CUSTOMER, returned_message_id=ack["Message-ID"]))
+    new = staffed.outbox()[before:]
+    assert [recipient(m) for m in new] == ["bob@example.com"]
+    [notice] = new
+    assert f"[Ticket#{number}]" in notice["Subject"]
+    assert notice["Auto-Submitted"] == "auto-generated"
+    text = notice.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert CUSTOMER in text and "5.1.1" in text
+
+
+def test_a_bounce_on_a_closed_ticket_does_not_reopen_it(staffed: Helpdesk) -> None:
+    number, ack = _ticket_with_ack(staffed)
+    assert staffed.run("ticket", "close", number, "--staff", "alice@example.com").code == 0
+    to_customer = len([m for m in staffed.outbox() if recipient(m) == CUSTOMER])
+
+    assert staffed.ingest(dsn(CUSTOMER, returned_message_id=ack["Message-ID"])).out.strip() \
+        == number
+    shown = staffed.ticket(number)
+    assert shown["status"] == "closed"
+    assert "not_reopened" in {e["type"] for e in shown["events"]}
+    assert "reopened" not in {e["type"] for e in shown["events"]}
+    assert len([m for m in staffed.outbox() if recipient(m) == CUSTOMER]) == to_customer
+
+
+def test_a_temporary_failure_is_recorded_and_marks_nothing(staffed: Helpdesk) -> None:
+    number, ack = _ticket_with_ack(staffed)
+    before = len(staffed.outbox())
+
+    staffed.ingest(dsn(CUSTOMER, status="4.2.2", action="delayed",
+                       returned_message_id=ack["Message-ID"]))
+    [event] = _events(staffed, number, "bounce_received")
+    assert event["detail"].startswith("temporary") and "4.2.2" in event["detail"]
+    assert staffed.ticket(number)["undeliverable"] == []
+    assert len(staffed.outbox()) == before  # nobody is told, nothing is answered
+
+
+def test_an_address_maild_never_wrote_to_is_not_marked(helpdesk: Helpdesk) -> None:
+    number, ack = _ticket_with_ack(helpdesk)
+    helpdesk.ingest(dsn("someone.else@example.net", returned_message_id=ack["Message-ID"]))
+    assert _events(helpdesk, number, "bounce_received")
+    assert helpdesk.ticket(number)["undeliverable"] == []
+    assert _events(helpdesk, number, "address_undeliverable") == []
+
+
+def test_an_auto_reply_and_a_feedback_report_are_no_bounces(helpdesk: Helpdesk) -> None:
+    number, ack = _ticket_with_ack(helpdesk)
+    vacation = mail(sender=f"Ivan <{CUSTOMER}>", subject="Out of office",
+                    body="I am away until Monday.\nFinal-Recipient: rfc822; x@example.org\n",
+                    in_reply_to=ack["Message-ID"], headers={"Auto-Submitted": "auto-replied"})
+    assert helpdesk.ingest(vacation).out.strip() == number
+    feedback = (
+        "From: Abuse <abuse@mx.example.net>\r\nTo: support@example.com\r\n"
+        "Subject: Complaint\r\nMessage-ID: <arf-1@mx.example.net>\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=feedback-report; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nA complaint about a message.\r\n"
+        "--b\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\n"
+        "User-Agent: Example/1.0\r\nVersion: 1\r\n"
+        "--b\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: support@example.com\r\nTo: {CUSTOMER}\r\nMessage-ID: {ack['Message-ID']}\r\n"
+        "--b--\r\n").encode()
+    helpdesk.ingest(feedback)
+    for ticket in helpdesk.tickets():
+        shown = helpdesk.ticket(ticket["number"])
+        assert not {"bounce_received", "address_undeliverable"} & {
+            e["type"] for e in shown["events"]}
+        assert shown["undeliverable"] == []
