@@ -176,15 +176,6 @@ class Reader:
         with self._errors(), self.connection.transaction():
             yield self
 
-    def execute(self, sql: str, **params: Any) -> None:
-        """A statement that returns no rows."""
-        with self._errors():
-            cursor = self.connection.cursor()
-            try:
-                cursor.execute(self._sql(sql), self._params(params))
-            finally:
-                cursor.close()
-
     def close(self) -> None:
         if self._owned:
             self.connection.close()

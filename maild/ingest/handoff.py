@@ -44,10 +44,10 @@ def knock(path: Path) -> bool:
                 _address(path) as address:
             sock.setblocking(False)  # never wait on a daemon that does not read
             sock.sendto(b"\n", address)
-    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError, PermissionError):
-        return False
     except BlockingIOError:  # its queue is full of wake-ups: it is awake
         return True
+    except OSError:  # no socket, nobody bound to it (ECONNREFUSED), not ours to use: alone
+        return False
     return True
 
 
