@@ -84,6 +84,14 @@ class App:
         database = dbapi.sqlite_path(self.settings.database.url)
         return spool_path(database) if database else None
 
+    def handoff_path(self) -> Path | None:
+        """The socket through which `maild ingest` wakes `maild run` (`maild.ingest.handoff`):
+        `mail.handoff_socket`, else beside a SQLite database file; None: no hand-off."""
+        from maild.ingest.handoff import handoff_path
+
+        return handoff_path(self.settings.mail.handoff_socket,
+                            dbapi.sqlite_path(self.settings.database.url))
+
     def spool(self, *, mover: bool = False) -> Spool | None:
         from maild.ingest.spool import Spool
 

@@ -284,6 +284,7 @@ class MailSettings:
     processing_timeout: timedelta = key(timedelta(minutes=2), convert=_duration)
     staff_auth: str = key("from", choices=("from", "authentication-results"))
     authserv_id: str = key("", convert=_stripped)
+    handoff_socket: str = key("", path=True)  # "" = <database>.handoff on SQLite, none else
 
     @property
     def domain(self) -> str:

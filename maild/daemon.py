@@ -8,7 +8,9 @@ bench/README.md).
 - The **intake** (this process, the one systemd starts) runs the SMTP/LMTP listener on its own
   thread and one poller thread per `[[imap]]` mailbox. They only ever store mail — into the
   intake spool on SQLite (`maild.ingest.spool`: a file of its own, so a 250 never waits for
-  the worker's write lock), straight into `inbound` on PostgreSQL — then wake the worker. The
+  the worker's write lock), straight into `inbound` on PostgreSQL — then wake the worker. It
+  also listens on the hand-off socket (`maild.ingest.handoff`): `maild ingest` stores its mail
+  into `inbound` itself and knocks there, and the worker is woken to thread it at once. The
   intake also supervises: it restarts a worker that dies, and stops (SIGKILL) and restarts one
   that has spent longer than `mail.processing_timeout` on one message. The worker counts each
   attempt before the work (`maild.threading.worker`), so a message that crashes or hangs it
@@ -51,6 +53,7 @@ from maild.db import transaction
 from maild.dbapi import reader_of
 from maild.errors import StorageUnavailable
 from maild.ingest.accept import Accepted, accept
+from maild.ingest.handoff import HandoffListener
 from maild.ingest.imap import ImapPoller
 from maild.ingest.smtp import SmtpListener, StoringHandler
 from maild.ingest.spool import Spool, SpoolBacklog, backlog_at
@@ -96,6 +99,7 @@ class Intake:
         self.worker: Any = None
         self.worker_started = 0.0
         self.spool: Spool | None = None
+        self.handoff: HandoffListener | None = None
 
     def store(self, raw: bytes, source: str, envelope_from: str | None = None) -> Accepted:
         if self.spool is not None:
@@ -117,6 +121,14 @@ class Intake:
         init_database(self.app.engine, settings)
         self.spool = self.app.spool()
         self.start_worker()
+        handoff = self.app.handoff_path()
+        if handoff is not None:
+            listener = HandoffListener(handoff, self.notify)
+            try:
+                listener.start()
+                self.handoff = listener
+            except OSError as exc:  # the pipe then threads its mail itself, as without a daemon
+                log.error("cannot listen on the hand-off socket %s: %s", handoff, exc)
         if settings.smtp is not None:
             handler = StoringHandler(lambda raw, sender: self.store(raw, "smtp", sender),
                                      settings.mail.accept, self.notify)
@@ -204,6 +216,8 @@ class Intake:
 
     def shutdown(self) -> None:
         self.stop.set()
+        if self.handoff is not None:  # first: a pipe from now on threads its mail itself
+            self.handoff.stop()
         if self.listener is not None:
             self.listener.stop()
         if self.web is not None:

@@ -49,6 +49,12 @@ def _all(settings: Settings, environ: Mapping[str, str]) -> Iterator[tuple[str, 
                 os.close(os.open(database, os.O_RDWR))
             except OSError as exc:
                 yield "database.url", f"cannot write {database}: {exc.strerror}"
+    if settings.mail.handoff_socket:  # `maild run` binds it; nothing creates its folder
+        folder = Path(settings.mail.handoff_socket).parent
+        if folder.is_dir():
+            yield from _writable("mail.handoff_socket", folder)
+        else:
+            yield "mail.handoff_socket", f"{folder} is not a folder"
     if settings.web is not None:
         key = Path(settings.web.secret_file)
         if key.exists():

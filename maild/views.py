@@ -191,6 +191,17 @@ def inbound_one(reader: Reader, inbound_id: int) -> dict[str, Any]:
     return inbound_summary(row)
 
 
+def inbound_settled(reader: Reader, inbound_id: int) -> Row:
+    """How an inbound message stands — `state`, `reason` and its ticket's `number` (None
+    without one) — for `maild ingest` waiting on the daemon's worker."""
+    row = reader.first("SELECT i.state, i.reason, t.number FROM inbound i "
+                       "LEFT JOIN ticket t ON t.id = i.ticket_id WHERE i.id = :id",
+                       id=inbound_id)
+    if row is None:
+        raise NotFound(f"no inbound message {inbound_id}")
+    return row
+
+
 def inbound_raw(reader: Reader, inbound_id: int) -> bytes:
     raw = reader.value("SELECT raw FROM inbound WHERE id = :id", id=inbound_id)
     if raw is None:

@@ -56,6 +56,18 @@ def test_what_the_environment_lacks_is_named(
     assert any(line.startswith(f"{config}:{key}: ") and words in line for line in lines), lines
 
 
+def test_the_hand_off_socket_needs_a_folder_that_is_there(
+    config: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    good = config.read_text()
+    config.write_text(good.replace("[mail]\n", f'[mail]\nhandoff_socket = "{tmp_path}/h"\n'))
+    assert check(config, capsys) == (0, [])
+    config.write_text(good.replace("[mail]\n", '[mail]\nhandoff_socket = "nowhere/h"\n'))
+    code, lines = check(config, capsys)
+    assert code == 2
+    assert lines == [f"{config}:mail.handoff_socket: {tmp_path}/nowhere is not a folder"], lines
+
+
 def test_a_relay_password_variable_must_be_set(
     config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:

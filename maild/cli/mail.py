@@ -1,8 +1,10 @@
 """`maild ingest`, `maild inbound ...` and `maild outbox ...`: mail in and mail out.
 
 `ingest` is the MTA pipe (exit 75 whenever the message could not be stored, so the MTA keeps it
-and retries); it writes, so it imports the ORM, threading and — to render the acknowledgement —
-the templates, but not the daemon's listeners, the web channel or Alembic. `list` and `show`
+and retries). It stores over DB-API; with `maild run` on the same database it hands the
+message to that daemon's worker and imports neither the ORM nor the templates; alone it
+threads the message itself, with the ORM, threading and the templates — never the daemon's
+listeners, the web channel or Alembic. `list` and `show`
 read through `maild.views` on the command's DB-API reader; `retry` imports the stage it reruns.
 """
 
@@ -84,7 +86,11 @@ def _stored_mail_commands(command: argparse.ArgumentParser, name: str, what: str
 # --- ingest -----------------------------------------------------------------------------------
 
 def ingest_command(args: argparse.Namespace) -> int:
-    """MTA pipe: store first (else 75), then thread; a stored message always means exit 0."""
+    """MTA pipe: store first (else 75), then thread; a stored message always means exit 0.
+
+    Stored over DB-API. With `maild run` listening on the hand-off socket, its worker threads
+    the message and sends what it owes while this process only waits for the ticket number
+    (`maild.ingest.handoff`); without one, this process does the work itself."""
     try:
         raw = Path(args.file).read_bytes() if args.file else sys.stdin.buffer.read()
     except OSError as exc:
@@ -111,21 +117,53 @@ def ingest_command(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 2
         try:
-            from maild.ingest.accept import accept
+            from maild.ingest.accept import accept_on
 
-            accepted = accept(app.engine, raw, source=args.source, now=app.clock.now(),
-                              envelope_from=args.sender)
+            accepted = accept_on(app.reader, raw, source=args.source, now=app.clock.now(),
+                                 envelope_from=args.sender)
         except Exception as exc:  # nothing was stored: the MTA must keep the mail and retry
             print(f"maild: could not store the message, try again later: {exc}",
                   file=sys.stderr)
             return EX_TEMPFAIL
         try:
+            if _handed_off(app):
+                return _await_daemon(app, accepted.row_id)
             return _settle_ingested(app, accepted.row_id, deliver=not args.no_deliver)
         except Exception:  # stored is stored: the daemon or `maild tick` finishes the work
             log.exception("inbound %s stored; finishing it failed", accepted.row_id)
             return 0
     finally:
         app.close()
+
+
+def _handed_off(app: App) -> bool:
+    """Did a `maild run` on this database take the wake-up? (Then its worker threads the mail.)"""
+    from maild.ingest.handoff import knock
+
+    path = app.handoff_path()
+    return path is not None and knock(path)
+
+
+def _await_daemon(app: App, inbound_id: int) -> int:
+    """Read the row until the daemon's worker has settled it; exit 0 whatever comes."""
+    deadline = time.monotonic() + INGEST_WAIT_SECONDS
+    nap = 0.005
+    while True:
+        try:
+            with app.reading() as reader:
+                row = views.inbound_settled(reader, inbound_id)
+        except StorageUnavailable as exc:
+            print(f"maild: stored as inbound {inbound_id}; `maild run` will thread it ({exc})",
+                  file=sys.stderr)
+            return 0
+        if row["state"] != InboundState.NEW:
+            return _report(inbound_id, row["state"], row["number"], row["reason"])
+        if time.monotonic() >= deadline:
+            print(f"maild: stored as inbound {inbound_id}; `maild run` will thread it",
+                  file=sys.stderr)
+            return 0
+        time.sleep(nap)
+        nap = min(nap * 1.5, 0.1)  # a mail is threaded in milliseconds; a backlog takes longer
 
 
 def _settle_ingested(app: App, inbound_id: int, *, deliver: bool) -> int:
@@ -144,16 +182,21 @@ def _settle_ingested(app: App, inbound_id: int, *, deliver: bool) -> int:
         print(f"maild: stored as inbound {inbound_id}; threading postponed: {exc}",
               file=sys.stderr)
         return 0
-    if settled.state == InboundState.FAILED:
-        print(f"maild: stored as inbound {inbound_id}, but it failed: {settled.reason} "
-              f"(see `maild inbound show {inbound_id}`)", file=sys.stderr)
-        return 0
-    if settled.ticket_number is None:
-        print(f"maild: stored as inbound {inbound_id}: {settled.reason}", file=sys.stderr)
-    else:
-        print(settled.ticket_number)
-    if deliver:
+    _report(inbound_id, settled.state, settled.ticket_number, settled.reason)
+    if deliver and settled.state != InboundState.FAILED:
         deliver_owed(app)
+    return 0
+
+
+def _report(inbound_id: int, state: str, ticket_number: str | None, reason: str) -> int:
+    """What the pipe prints once its message is settled: the ticket number, or why none."""
+    if state == InboundState.FAILED:
+        print(f"maild: stored as inbound {inbound_id}, but it failed: {reason} "
+              f"(see `maild inbound show {inbound_id}`)", file=sys.stderr)
+    elif ticket_number is None:
+        print(f"maild: stored as inbound {inbound_id}: {reason}", file=sys.stderr)
+    else:
+        print(ticket_number)
     return 0
 
 

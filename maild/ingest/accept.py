@@ -1,22 +1,34 @@
 """`accept`: commit a raw message to `inbound`, once per message (`maild.dedupe`), and say
-where it is."""
+where it is.
+
+The rule and the row are written once, in SQL over DB-API (`store`), so that every writer of
+`inbound` stores the same row the same way: the MTA pipe on a connection of its own without
+SQLAlchemy (`accept_on`: importing SQLAlchemy costs the pipe more CPU than all its work), the
+daemon's intake on PostgreSQL and the web channel through an engine (`accept`, inside a Core
+transaction), and the worker moving the SQLite intake spool (`store`, in its own transaction).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, bindparam, insert, select
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col
-
-from maild.db import core_transaction, storage_errors
+from maild.dbapi import Reader, reader_of_connection
 from maild.dedupe import Identity, identify
-from maild.models import Inbound, InboundState
+from maild.states import InboundState
 
-# Built once: constructing a statement costs more CPU than executing it (the SMTP hot path).
-_FIND = select(col(Inbound.id)).where(col(Inbound.dedupe_key) == bindparam("key"))
-_INSERT = insert(Inbound)
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+# ON CONFLICT on the unique key, not a look-up before the insert: two writers storing the same
+# message at once (PostgreSQL; SQLite's writers queue) store it once, and neither fails.
+_INSERT = (
+    "INSERT INTO inbound (dedupe_key, message_id, source, envelope_from, received_at, raw, "
+    "size, state, reason, attempts, claimed_by) "
+    "VALUES (:key, :message_id, :source, :envelope_from, :received_at, :raw, :size, :state, "
+    "'', 0, '') ON CONFLICT (dedupe_key) DO NOTHING RETURNING id")
+_FIND = "SELECT id FROM inbound WHERE dedupe_key = :key"
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,31 @@ class Accepted:
         return f"message-id=<{self.identity.message_id or '-'}> key={self.identity.key[:20]}"
 
 
+def store(writer: Reader, raw: bytes, identity: Identity, *, source: str, now: datetime,
+          envelope_from: str | None = None) -> Accepted:
+    """Insert `raw` as a `new` inbound row in the writer's transaction, unless a row with its
+    dedupe key is there already (then that row's id, `duplicate`)."""
+    inserted = writer.value(_INSERT, key=identity.key, message_id=identity.message_id,
+                            source=source, envelope_from=envelope_from, received_at=now,
+                            raw=raw, size=len(raw), state=InboundState.NEW.value)
+    if inserted is not None:
+        return Accepted(int(inserted), False, "inbound", identity)
+    existing = writer.value(_FIND, key=identity.key)
+    if existing is None:  # ON CONFLICT found the key, so the row is there
+        raise RuntimeError(f"inbound: no row for dedupe key {identity.key}")
+    return Accepted(int(existing), True, "inbound", identity)
+
+
+def accept_on(writer: Reader, raw: bytes, *, source: str, now: datetime,
+              envelope_from: str | None = None) -> Accepted:
+    """Store `raw` durably — committed in a write transaction of its own on the writer's
+    connection (`maild.dbapi.connect`) — unless the same message is stored already; raises
+    StorageUnavailable when it can't."""
+    identity = identify(raw)
+    with writer.writing():
+        return store(writer, raw, identity, source=source, now=now, envelope_from=envelope_from)
+
+
 def accept(
     engine: Engine,
     raw: bytes,
@@ -43,28 +80,11 @@ def accept(
     now: datetime,
     envelope_from: str | None = None,
 ) -> Accepted:
-    """Store `raw` durably unless the same message is stored already (`maild.dedupe`);
-    raises StorageUnavailable when it can't."""
+    """`accept_on`, through an engine: the same insert in a Core transaction of maild.db's
+    (its writer lock and `BEGIN IMMEDIATE` on SQLite); raises StorageUnavailable."""
+    from maild.db import core_transaction, storage_errors  # the engine's: SQLAlchemy is loaded
+
     identity = identify(raw)
-    with storage_errors():
-        try:
-            return _insert(engine, raw, identity, source, now, envelope_from)
-        except IntegrityError:
-            # Another worker stored the same message between our look-up and insert.
-            return _insert(engine, raw, identity, source, now, envelope_from)
-
-
-def _insert(engine: Engine, raw: bytes, identity: Identity, source: str, now: datetime,
-            envelope_from: str | None) -> Accepted:
-    # Core, not the ORM: this is the SMTP listener's hot path.
-    with core_transaction(engine) as connection:
-        existing = connection.execute(_FIND, {"key": identity.key}).scalar()
-        if existing is not None:
-            return Accepted(int(existing), True, "inbound", identity)
-        result = connection.execute(_INSERT, {
-            "dedupe_key": identity.key, "message_id": identity.message_id, "source": source,
-            "envelope_from": envelope_from, "received_at": now, "raw": raw, "size": len(raw),
-            "state": InboundState.NEW, "reason": "", "attempts": 0})
-        inserted = result.inserted_primary_key
-        assert inserted is not None
-        return Accepted(int(inserted[0]), False, "inbound", identity)
+    with storage_errors(), core_transaction(engine) as connection:
+        return store(reader_of_connection(connection), raw, identity, source=source, now=now,
+                     envelope_from=envelope_from)

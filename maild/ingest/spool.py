@@ -9,10 +9,11 @@ moves spooled rows into `inbound` a batch at a time and only then deletes them f
 
 The spool is a queue, not part of the data model (hence plain `sqlite3`, not the models): a row
 lives there for milliseconds while the worker runs, and it carries exactly what `accept` would
-have stored. Moving is idempotent: rows are inserted with `INSERT OR IGNORE` on `inbound`'s
-unique dedupe key, in spool order, and deleted only after that transaction committed, so a crash
-between the two steps re-moves rows that are then ignored — nothing lost, nothing twice. The
-same key is unique in the spool too, so a message sent twice while still spooled is stored once.
+have stored, by the same insert (`maild.ingest.accept.store`). Moving is idempotent: rows are
+inserted with `ON CONFLICT DO NOTHING` on `inbound`'s unique dedupe key, in spool order, and
+deleted only after that transaction committed, so a crash between the two steps re-moves rows
+that are then ignored — nothing lost, nothing twice. The same key is unique in the spool too,
+so a message sent twice while still spooled is stored once.
 
 PostgreSQL has no such writer lock: there the intake calls `accept` directly and no spool exists.
 """
@@ -25,17 +26,16 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, insert, select
-from sqlmodel import col
+from sqlalchemy import Engine
 
 from maild.db import core_transaction, storage_errors
-from maild.dedupe import identify
+from maild.dbapi import reader_of_connection
+from maild.dedupe import Identity, identify
 from maild.errors import StorageUnavailable
-from maild.ingest.accept import Accepted
+from maild.ingest.accept import Accepted, store
 from maild.ingest.backlog import SpoolBacklog as SpoolBacklog  # re-exported: the daemon's
 from maild.ingest.backlog import backlog_at as backlog_at
 from maild.ingest.backlog import spool_path as spool_path
-from maild.models import Inbound, InboundState
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -48,7 +48,6 @@ CREATE TABLE IF NOT EXISTS spool (
     raw BLOB NOT NULL
 )
 """
-_MOVE = insert(Inbound).prefix_with("OR IGNORE")
 MOVE_BYTES = 64 << 20  # what one move holds in memory at most (unless one message is bigger)
 log = logging.getLogger("maild.spool")
 
@@ -158,19 +157,15 @@ class Spool:
         if not rows:
             return 0
         with storage_errors(), core_transaction(engine) as connection:
-            stored = dict(connection.execute(
-                select(col(Inbound.dedupe_key), col(Inbound.id)).where(
-                    col(Inbound.dedupe_key).in_([row[1] for row in rows]))).all())
-            for spool_id, key, message_id, *_ in rows:
-                if key in stored:  # sent again after it had left the spool: stored once
+            writer = reader_of_connection(connection)
+            for spool_id, key, message_id, source, envelope_from, received_at, raw in rows:
+                # The row `accept` would have stored, by the same insert (`maild.ingest.accept`).
+                stored = store(writer, raw, Identity(key, message_id), source=source,
+                               now=datetime.fromisoformat(received_at),
+                               envelope_from=envelope_from)
+                if stored.duplicate:  # sent again after it had left the spool: stored once
                     log.info("spool %s message-id=<%s>: duplicate of inbound %s, dropped",
-                             spool_id, message_id or "-", stored[key])
-            connection.execute(_MOVE, [
-                {"dedupe_key": key, "message_id": message_id, "source": source,
-                 "envelope_from": envelope_from,
-                 "received_at": datetime.fromisoformat(received_at), "raw": raw,
-                 "size": len(raw), "state": InboundState.NEW, "reason": "", "attempts": 0}
-                for _id, key, message_id, source, envelope_from, received_at, raw in rows])
+                             spool_id, message_id or "-", stored.row_id)
         with self._lock:
             try:
                 self._db.execute("DELETE FROM spool WHERE id <= ?", (rows[-1][0],))
