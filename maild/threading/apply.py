@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from sqlalchemy import bindparam
 from sqlmodel import col, select
 
 from maild import mailkinds, tickets
@@ -40,6 +39,7 @@ from maild.models import (
 )
 from maild.outbox import queue_mail
 from maild.parsing import ParsedMail
+from maild.rows import rows_of
 from maild.subject import strip_prefixes
 from maild.threading.resolve import resolve
 from maild.threading.staffauth import verified_staff
@@ -325,20 +325,19 @@ def _tell_staff(ctx: Context, ticket: Ticket | None, mail: ParsedMail, kind: Mai
 # --- storing ----------------------------------------------------------------------------------
 
 
-# Asked of every mail with a Message-ID: built once (see maild.outbox on why).
-_OTHER_UNDER_ID = select(col(Inbound.id), col(Inbound.ticket_id)).where(
-    col(Inbound.message_id) == bindparam("message_id"), col(Inbound.id) != bindparam("inbound")
-).order_by(col(Inbound.id)).limit(1)
+# Asked of every mail with a Message-ID, straight to the driver (`maild.rows`).
+_OTHER_UNDER_ID = ("SELECT id, ticket_id FROM inbound WHERE message_id = :message_id "
+                   "AND id != :inbound ORDER BY id LIMIT 1")
 
 
 def _note_reused_message_id(ctx: Context, ticket: Ticket, inbound: Inbound) -> None:
     """A different message under a Message-ID already seen (SPEC §5): stored and threaded on
     its own merits like any other, and the reuse recorded on its ticket."""
-    earlier = ctx.session.connection().execute(
-        _OTHER_UNDER_ID, {"message_id": inbound.message_id, "inbound": inbound.id}).first()
+    earlier = rows_of(ctx.session).first(_OTHER_UNDER_ID, message_id=inbound.message_id,
+                                         inbound=inbound.id)
     if earlier is None:
         return
-    other_id, other_ticket = earlier
+    other_id, other_ticket = earlier["id"], earlier["ticket_id"]
     where = ""
     if other_ticket is not None:
         other = ctx.session.get(Ticket, other_ticket)

@@ -135,9 +135,11 @@ def _settle_one(session: Session, settings: Settings, templates: Templates, cloc
         try:
             with session.begin_nested():
                 return _apply(session, settings, templates, now, row, item.mail)
+        except StorageUnavailable:
+            raise  # the database, not the message (`maild.rows`): the batch is given back
         except DBAPIError as exc:
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
-                raise  # the database, not the message: the whole batch is given back
+                raise  # the same, through SQLAlchemy
             item.failure = _reason(exc)  # e.g. a constraint this message broke
         except Exception as exc:  # this message's failure: keep it, say why
             item.failure = _reason(exc)
