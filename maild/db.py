@@ -18,6 +18,7 @@ from weakref import WeakKeyDictionary
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.orm import make_transient_to_detached
 from sqlalchemy.sql.selectable import GenerativeSelect
 from sqlmodel import Session, SQLModel, select
 
@@ -115,6 +116,23 @@ def add_row(session: Session, model: type[SQLModel], values: dict[str, Any]) -> 
     SQLModel object and a flush cost about 0.35 ms a row, a Core insert about 33 µs, this about
     6 µs. The row is not in the session's identity map: read it back with a query."""
     return rows_of(session).insert(model, values)
+
+
+_Model = TypeVar("_Model", bound=SQLModel)
+
+
+def add_object(session: Session, model: type[_Model], values: dict[str, Any]) -> _Model:
+    """Insert one row of `model` like `add_row`, and return it as the session's object of that
+    row, as if loaded: what the caller changes on it later is flushed as an UPDATE. For the
+    rows the operations go on to change or read (a new ticket, a stored incoming message): an
+    ORM insert's flush cost about 0.44 ms, this about 0.17 ms (most of it building the
+    SQLModel object)."""
+    rows = rows_of(session)
+    row_id = rows.insert(model, values)
+    found = model(**{**rows.defaults(model), **values, "id": row_id})
+    make_transient_to_detached(found)  # every column set: nothing expired, nothing to load
+    session.add(found)
+    return found
 
 
 _write_locks: WeakKeyDictionary[Engine, AbstractContextManager[object]] = WeakKeyDictionary()

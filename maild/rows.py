@@ -49,6 +49,10 @@ class Rows(Reader):
             finally:
                 cursor.close()
 
+    def defaults(self, model: type[SQLModel]) -> dict[str, Any]:
+        """The value `insert` gives each column of `model` that it is not given."""
+        return _shape(model.__table__, self.dialect).defaults  # type: ignore[attr-defined]
+
     def execute(self, sql: str, **params: Any) -> int:
         """A statement that returns no rows; how many rows it changed."""
         with self._errors():

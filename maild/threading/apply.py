@@ -22,6 +22,7 @@ from sqlmodel import col, select
 from maild import mailkinds, tickets
 from maild.compose import OutgoingFile
 from maild.config import priority_name, priority_value
+from maild.db import add_object, add_row
 from maild.errors import MaildError, UnparseableMessage
 from maild.mailkinds import MailKind
 from maild.models import (
@@ -30,7 +31,6 @@ from maild.models import (
     Channel,
     Direction,
     EventType,
-    Inbound,
     Message,
     MessageKind,
     Outbox,
@@ -52,7 +52,17 @@ from maild.threading.staffmail import (
 )
 from maild.tickets import Contact, Context
 
-__all__ = ["Applied", "Context", "apply_message"]  # Context is re-exported for the worker
+# Context is re-exported for the worker
+__all__ = ["Applied", "Context", "Received", "apply_message"]
+
+
+@dataclass(frozen=True)
+class Received:
+    """What applying a message needs of its stored `inbound` row."""
+
+    id: int
+    source: str      # "web" for the web channel's own submissions (see `_new_ticket`)
+    message_id: str  # "" when it has none
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ class Applied:
     reopened: bool = False
 
 
-def apply_message(ctx: Context, inbound: Inbound, mail: ParsedMail) -> Applied:
+def apply_message(ctx: Context, inbound: Received, mail: ParsedMail) -> Applied:
     customers = _from_the_customer(ctx, mail)
     applied = _apply(ctx, inbound, customers, on_behalf=customers is not mail)
     if applied.ticket is not None and inbound.message_id:
@@ -70,7 +80,7 @@ def apply_message(ctx: Context, inbound: Inbound, mail: ParsedMail) -> Applied:
     return applied
 
 
-def _apply(ctx: Context, inbound: Inbound, mail: ParsedMail, *, on_behalf: bool) -> Applied:
+def _apply(ctx: Context, inbound: Received, mail: ParsedMail, *, on_behalf: bool) -> Applied:
     found = resolve(ctx.session, ctx.settings, mail)
     ticket = found.ticket
     # Mail written on someone's behalf (From maild's own address) is never staff mail, whatever
@@ -117,7 +127,7 @@ def _reply_to(ctx: Context, mail: ParsedMail) -> str:
 
 
 def _new_ticket(
-    ctx: Context, inbound: Inbound, mail: ParsedMail, *, claimed: str | None = None,
+    ctx: Context, inbound: Received, mail: ParsedMail, *, claimed: str | None = None,
     claimed_in: str = "subject", follows: str | None = None,
 ) -> Applied:
     # The web channel stores its submissions with the source "web" (only it can): their
@@ -146,7 +156,7 @@ def _new_ticket(
     return Applied(ticket, created=True)
 
 
-def _append(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedMail, via: str) -> Applied:
+def _append(ctx: Context, ticket: Ticket, inbound: Received, mail: ParsedMail, via: str) -> Applied:
     message = _store_message(ctx, ticket, inbound, mail)
     tickets.event(ctx, ticket, EventType.MESSAGE_RECEIVED, mail.sender, f"threaded by {via}")
     ticket.updated_at = ctx.now
@@ -184,7 +194,7 @@ def _files(mail: ParsedMail) -> list[OutgoingFile]:
 # --- staff ------------------------------------------------------------------------------------
 
 
-def _staff_mail(ctx: Context, inbound: Inbound, mail: ParsedMail,
+def _staff_mail(ctx: Context, inbound: Received, mail: ParsedMail,
                 ticket: Ticket | None) -> Applied:
     staff = mail.sender
     read = read_staff_mail(mail.text)
@@ -225,7 +235,7 @@ def _staff_mail(ctx: Context, inbound: Inbound, mail: ParsedMail,
     return Applied(ticket)
 
 
-def _forwarded(ctx: Context, inbound: Inbound, mail: ParsedMail, read: StaffMail) -> Applied:
+def _forwarded(ctx: Context, inbound: Received, mail: ParsedMail, read: StaffMail) -> Applied:
     """A staff mail about no ticket: it forwards a customer's mail (or names the customer in
     To/Cc) — a new ticket for that customer; with nobody to open one for, it is refused."""
     staff = mail.sender
@@ -330,7 +340,7 @@ _OTHER_UNDER_ID = ("SELECT id, ticket_id FROM inbound WHERE message_id = :messag
                    "AND id != :inbound ORDER BY id LIMIT 1")
 
 
-def _note_reused_message_id(ctx: Context, ticket: Ticket, inbound: Inbound) -> None:
+def _note_reused_message_id(ctx: Context, ticket: Ticket, inbound: Received) -> None:
     """A different message under a Message-ID already seen (SPEC §5): stored and threaded on
     its own merits like any other, and the reuse recorded on its ticket."""
     earlier = rows_of(ctx.session).first(_OTHER_UNDER_ID, message_id=inbound.message_id,
@@ -347,22 +357,19 @@ def _note_reused_message_id(ctx: Context, ticket: Ticket, inbound: Inbound) -> N
                   f"(inbound {other_id}{where}); this one is stored and threaded on its own")
 
 
-def _store_message(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedMail, *,
+def _store_message(ctx: Context, ticket: Ticket, inbound: Received, mail: ParsedMail, *,
                    kind: MessageKind | None = None, body: str | None = None) -> Message:
     assert ticket.id is not None
-    message = Message(
-        ticket_id=ticket.id, direction=Direction.IN, kind=kind or MessageKind.CUSTOMER,
-        sender=mail.sender, recipients=",".join(dict.fromkeys(mail.to + mail.cc)),
-        reply_to=_reply_to(ctx, mail), html=bool(mail.html), subject=mail.subject,
-        body=mail.text if body is None else body,
-        message_id=mail.message_id, inbound_id=inbound.id, automatic=mail.automatic,
-        created_at=ctx.now)
-    ctx.session.add(message)
-    ctx.session.flush()
-    assert message.id is not None
+    message = add_object(ctx.session, Message, {
+        "ticket_id": ticket.id, "direction": Direction.IN, "kind": kind or MessageKind.CUSTOMER,
+        "sender": mail.sender, "recipients": ",".join(dict.fromkeys(mail.to + mail.cc)),
+        "reply_to": _reply_to(ctx, mail), "html": bool(mail.html), "subject": mail.subject,
+        "body": mail.text if body is None else body, "message_id": mail.message_id,
+        "inbound_id": inbound.id, "automatic": mail.automatic, "created_at": ctx.now})
     for attachment in mail.attachments:
-        ctx.session.add(Attachment(message_id=message.id, filename=attachment.filename,
-                                   content_type=attachment.content_type, size=attachment.size))
+        add_row(ctx.session, Attachment, {
+            "message_id": message.id, "filename": attachment.filename,
+            "content_type": attachment.content_type, "size": attachment.size})
     return message
 
 
