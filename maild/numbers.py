@@ -15,22 +15,24 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlmodel import Session
 
+from maild.rows import rows_of
+
 COUNTER_DIGITS = 5
 
 
 def next_number(session: Session, now: datetime, zone: ZoneInfo) -> str:
     """Allocate the next number."""
     day = now.astimezone(zone).strftime("%Y%m%d")
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        value = connection.execute(_ADVANCE, {"day": day}).scalar_one()
+    rows = rows_of(session)
+    if rows.dialect == "sqlite":
+        value = rows.value(_ADVANCE, day=day)  # straight to the driver: once per new ticket
     else:
-        with connection.engine.connect().execution_options(
+        with session.connection().engine.connect().execution_options(
                 isolation_level="AUTOCOMMIT") as own:
-            value = own.execute(_ADVANCE, {"day": day}).scalar_one()
+            value = own.execute(text(_ADVANCE), {"day": day}).scalar_one()
     return f"{day}{value:0{COUNTER_DIGITS}d}"
 
 
-_ADVANCE = text("INSERT INTO ticket_counter (day, value) VALUES (:day, 1) "
-                "ON CONFLICT (day) DO UPDATE SET value = ticket_counter.value + 1 "
-                "RETURNING value")
+_ADVANCE = ("INSERT INTO ticket_counter (day, value) VALUES (:day, 1) "
+            "ON CONFLICT (day) DO UPDATE SET value = ticket_counter.value + 1 "
+            "RETURNING value")

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from maild import mailkinds, undeliverable
 from maild.compose import Envelope, OutgoingFile, Templates, build_message
@@ -33,24 +32,22 @@ from maild.models import (
     Outbox,
     OutboxState,
     Ticket,
-    UTCDateTime,
 )
+from maild.rows import rows_of
 from maild.subject import format_tag, tagged_subject
 
-# The two reads queue_mail makes for every mail, as Core statements built once: an ORM select
-# built per call spent more time on its cache key than SQLite on the (indexed) look-up.
-_AUTO_REPLIES_SINCE = select(func.count(col(Outbox.id))).where(
-    col(Outbox.rcpt_to) == bindparam("address"),
-    col(Outbox.auto_reply).is_(True),
-    col(Outbox.created_at) > bindparam("since", type_=UTCDateTime))
-_LAST_TO_STAFF = select(col(Outbox.message_id)).where(
-    col(Outbox.ticket_id) == bindparam("ticket"), col(Outbox.rcpt_to) == bindparam("address"),
-    col(Outbox.kind).in_(mailkinds.TO_STAFF)).order_by(col(Outbox.id).desc()).limit(1)
+# The two reads queue_mail makes for every mail, straight to the driver (`maild.rows`).
+_AUTO_REPLIES_SINCE = ("SELECT count(*) FROM outbox WHERE rcpt_to = :address "
+                       "AND auto_reply = :yes AND created_at > :since")
+_LAST_TO_STAFF = ("SELECT message_id FROM outbox WHERE ticket_id = :ticket "
+                  "AND rcpt_to = :address AND kind IN ("
+                  + ", ".join(f"'{name}'" for name in mailkinds.TO_STAFF) + ") "
+                  "ORDER BY id DESC LIMIT 1")
 
 
 def auto_replies_last_hour(session: Session, address: str, now: datetime) -> int:
-    return int(session.connection().execute(_AUTO_REPLIES_SINCE, {
-        "address": address.lower(), "since": now - timedelta(hours=1)}).scalar_one())
+    return int(rows_of(session).value(_AUTO_REPLIES_SINCE, address=address.lower(), yes=True,
+                                      since=now - timedelta(hours=1)))
 
 
 def queue_mail(
@@ -168,8 +165,7 @@ def _staff_thread(session: Session, settings: Settings, ticket: Ticket, recipien
     staff member's own mail, for a refusal), so a mail client shows the ticket as one
     conversation."""
     root = f"maild.ticket.{ticket.number}@{settings.mail.domain}"
-    previous = session.connection().execute(
-        _LAST_TO_STAFF, {"ticket": ticket.id, "address": recipient}).scalar()
+    previous = rows_of(session).value(_LAST_TO_STAFF, ticket=ticket.id, address=recipient)
     thread = tuple(dict.fromkeys(m for m in (root, previous, *references) if m))
     return answering or previous or root, thread
 

@@ -32,7 +32,7 @@ from maild import conversation, mailkinds
 from maild.clock import duration_for_people
 from maild.compose import OutgoingFile, Templates
 from maild.config import Settings, priority_name, priority_value
-from maild.db import add_row
+from maild.db import add_object, add_row
 from maild.dbapi import reader_of
 from maild.errors import NotFound, UsageError
 from maild.headers import MAX_SUBJECT, single_line
@@ -154,24 +154,22 @@ def open_ticket(
     settings, session = ctx.settings, ctx.session
     target = queue_named(session, queue or settings.tickets.default_queue)
     assert target.id is not None
-    ticket = Ticket(
-        number=next_number(session, ctx.now, settings.sla.zone),
-        subject=single_line(subject, limit=MAX_SUBJECT) or "(no subject)",
-        status=TicketStatus.NEW,
-        priority=priority_value(priority or settings.tickets.default_priority),
-        queue_id=target.id,
-        customer=customer.lower(),
-        customer_name=single_line(customer_name),
-        channel=channel,
-        language=language,
-        created_at=ctx.now,
-        updated_at=ctx.now,
-        status_since=ctx.now,
-        unattended_since=ctx.now,
-        next_due_at=ctx.now,
-    )
-    session.add(ticket)
-    session.flush()
+    ticket = add_object(session, Ticket, {
+        "number": next_number(session, ctx.now, settings.sla.zone),
+        "subject": single_line(subject, limit=MAX_SUBJECT) or "(no subject)",
+        "status": TicketStatus.NEW,
+        "priority": priority_value(priority or settings.tickets.default_priority),
+        "queue_id": target.id,
+        "customer": customer.lower(),
+        "customer_name": single_line(customer_name),
+        "channel": channel,
+        "language": language,
+        "created_at": ctx.now,
+        "updated_at": ctx.now,
+        "status_since": ctx.now,
+        "unattended_since": ctx.now,
+        "next_due_at": ctx.now,
+    })
     assert ticket.id is not None
     add_row(session, StatusChange, {"ticket_id": ticket.id, "at": ctx.now,
                                     "status": TicketStatus.NEW})

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from sqlalchemy import bindparam
 from sqlmodel import col, select
 
 from maild import mailkinds, tickets
 from maild.compose import OutgoingFile
 from maild.config import priority_name, priority_value
+from maild.db import add_object, add_row
 from maild.errors import MaildError, UnparseableMessage
 from maild.mailkinds import MailKind
 from maild.models import (
@@ -31,7 +31,6 @@ from maild.models import (
     Channel,
     Direction,
     EventType,
-    Inbound,
     Message,
     MessageKind,
     Outbox,
@@ -40,6 +39,7 @@ from maild.models import (
 )
 from maild.outbox import queue_mail
 from maild.parsing import ParsedMail
+from maild.rows import rows_of
 from maild.subject import strip_prefixes
 from maild.threading import bounced
 from maild.threading.resolve import resolve
@@ -53,7 +53,17 @@ from maild.threading.staffmail import (
 )
 from maild.tickets import Contact, Context
 
-__all__ = ["Applied", "Context", "apply_message"]  # Context is re-exported for the worker
+# Context is re-exported for the worker
+__all__ = ["Applied", "Context", "Received", "apply_message"]
+
+
+@dataclass(frozen=True)
+class Received:
+    """What applying a message needs of its stored `inbound` row."""
+
+    id: int
+    source: str      # "web" for the web channel's own submissions (see `_new_ticket`)
+    message_id: str  # "" when it has none
 
 
 @dataclass(frozen=True)
@@ -63,7 +73,7 @@ class Applied:
     reopened: bool = False
 
 
-def apply_message(ctx: Context, inbound: Inbound, mail: ParsedMail) -> Applied:
+def apply_message(ctx: Context, inbound: Received, mail: ParsedMail) -> Applied:
     customers = _from_the_customer(ctx, mail)
     deliverable = bounced.wrote_again(ctx, mail)  # first: its own acknowledgement goes (§9)
     applied = _apply(ctx, inbound, customers, on_behalf=customers is not mail)
@@ -74,7 +84,7 @@ def apply_message(ctx: Context, inbound: Inbound, mail: ParsedMail) -> Applied:
     return applied
 
 
-def _apply(ctx: Context, inbound: Inbound, mail: ParsedMail, *, on_behalf: bool) -> Applied:
+def _apply(ctx: Context, inbound: Received, mail: ParsedMail, *, on_behalf: bool) -> Applied:
     found = resolve(ctx.session, ctx.settings, mail)
     bounce = bounced.read(ctx, inbound, mail, found)
     if bounce is not None:  # SPEC §9: on the ticket of the mail it returns, never answered
@@ -124,7 +134,7 @@ def _reply_to(ctx: Context, mail: ParsedMail) -> str:
 
 
 def _new_ticket(
-    ctx: Context, inbound: Inbound, mail: ParsedMail, *, claimed: str | None = None,
+    ctx: Context, inbound: Received, mail: ParsedMail, *, claimed: str | None = None,
     claimed_in: str = "subject", follows: str | None = None,
 ) -> Applied:
     # The web channel stores its submissions with the source "web" (only it can): their
@@ -153,7 +163,7 @@ def _new_ticket(
     return Applied(ticket, created=True)
 
 
-def _append(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedMail, via: str) -> Applied:
+def _append(ctx: Context, ticket: Ticket, inbound: Received, mail: ParsedMail, via: str) -> Applied:
     message = _store_message(ctx, ticket, inbound, mail)
     tickets.event(ctx, ticket, EventType.MESSAGE_RECEIVED, mail.sender, f"threaded by {via}")
     ticket.updated_at = ctx.now
@@ -199,7 +209,7 @@ def _files(mail: ParsedMail) -> list[OutgoingFile]:
 # --- staff ------------------------------------------------------------------------------------
 
 
-def _staff_mail(ctx: Context, inbound: Inbound, mail: ParsedMail,
+def _staff_mail(ctx: Context, inbound: Received, mail: ParsedMail,
                 ticket: Ticket | None) -> Applied:
     staff = mail.sender
     read = read_staff_mail(mail.text)
@@ -240,7 +250,7 @@ def _staff_mail(ctx: Context, inbound: Inbound, mail: ParsedMail,
     return Applied(ticket)
 
 
-def _forwarded(ctx: Context, inbound: Inbound, mail: ParsedMail, read: StaffMail) -> Applied:
+def _forwarded(ctx: Context, inbound: Received, mail: ParsedMail, read: StaffMail) -> Applied:
     """A staff mail about no ticket: it forwards a customer's mail (or names the customer in
     To/Cc) — a new ticket for that customer; with nobody to open one for, it is refused."""
     staff = mail.sender
@@ -340,20 +350,19 @@ def _tell_staff(ctx: Context, ticket: Ticket | None, mail: ParsedMail, kind: Mai
 # --- storing ----------------------------------------------------------------------------------
 
 
-# Asked of every mail with a Message-ID: built once (see maild.outbox on why).
-_OTHER_UNDER_ID = select(col(Inbound.id), col(Inbound.ticket_id)).where(
-    col(Inbound.message_id) == bindparam("message_id"), col(Inbound.id) != bindparam("inbound")
-).order_by(col(Inbound.id)).limit(1)
+# Asked of every mail with a Message-ID, straight to the driver (`maild.rows`).
+_OTHER_UNDER_ID = ("SELECT id, ticket_id FROM inbound WHERE message_id = :message_id "
+                   "AND id != :inbound ORDER BY id LIMIT 1")
 
 
-def _note_reused_message_id(ctx: Context, ticket: Ticket, inbound: Inbound) -> None:
+def _note_reused_message_id(ctx: Context, ticket: Ticket, inbound: Received) -> None:
     """A different message under a Message-ID already seen (SPEC §5): stored and threaded on
     its own merits like any other, and the reuse recorded on its ticket."""
-    earlier = ctx.session.connection().execute(
-        _OTHER_UNDER_ID, {"message_id": inbound.message_id, "inbound": inbound.id}).first()
+    earlier = rows_of(ctx.session).first(_OTHER_UNDER_ID, message_id=inbound.message_id,
+                                         inbound=inbound.id)
     if earlier is None:
         return
-    other_id, other_ticket = earlier
+    other_id, other_ticket = earlier["id"], earlier["ticket_id"]
     where = ""
     if other_ticket is not None:
         other = ctx.session.get(Ticket, other_ticket)
@@ -363,22 +372,19 @@ def _note_reused_message_id(ctx: Context, ticket: Ticket, inbound: Inbound) -> N
                   f"(inbound {other_id}{where}); this one is stored and threaded on its own")
 
 
-def _store_message(ctx: Context, ticket: Ticket, inbound: Inbound, mail: ParsedMail, *,
+def _store_message(ctx: Context, ticket: Ticket, inbound: Received, mail: ParsedMail, *,
                    kind: MessageKind | None = None, body: str | None = None) -> Message:
     assert ticket.id is not None
-    message = Message(
-        ticket_id=ticket.id, direction=Direction.IN, kind=kind or MessageKind.CUSTOMER,
-        sender=mail.sender, recipients=",".join(dict.fromkeys(mail.to + mail.cc)),
-        reply_to=_reply_to(ctx, mail), html=bool(mail.html), subject=mail.subject,
-        body=mail.text if body is None else body,
-        message_id=mail.message_id, inbound_id=inbound.id, automatic=mail.automatic,
-        created_at=ctx.now)
-    ctx.session.add(message)
-    ctx.session.flush()
-    assert message.id is not None
+    message = add_object(ctx.session, Message, {
+        "ticket_id": ticket.id, "direction": Direction.IN, "kind": kind or MessageKind.CUSTOMER,
+        "sender": mail.sender, "recipients": ",".join(dict.fromkeys(mail.to + mail.cc)),
+        "reply_to": _reply_to(ctx, mail), "html": bool(mail.html), "subject": mail.subject,
+        "body": mail.text if body is None else body, "message_id": mail.message_id,
+        "inbound_id": inbound.id, "automatic": mail.automatic, "created_at": ctx.now})
     for attachment in mail.attachments:
-        ctx.session.add(Attachment(message_id=message.id, filename=attachment.filename,
-                                   content_type=attachment.content_type, size=attachment.size))
+        add_row(ctx.session, Attachment, {
+            "message_id": message.id, "filename": attachment.filename,
+            "content_type": attachment.content_type, "size": attachment.size})
     return message
 
 

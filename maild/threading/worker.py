@@ -29,7 +29,8 @@ from maild.db import claim, lock, storage_errors, transaction
 from maild.errors import StorageUnavailable
 from maild.models import Inbound, InboundState, Ticket
 from maild.parsing import ParsedMail, parse_message
-from maild.threading.apply import Context, apply_message
+from maild.rows import rows_of
+from maild.threading.apply import Context, Received, apply_message
 
 log = logging.getLogger("maild.threading")
 MAX_ATTEMPTS = 3  # SPEC §9: a message that crashes or hangs the worker is taken at most 3 times
@@ -111,10 +112,14 @@ def _settle(engine: Engine, settings: Settings, templates: Templates, clock: Clo
             group: list[_Taken], in_hand: Callable[[int | None], None]) -> list[Settled]:
     results = []
     with storage_errors(), transaction(engine) as session:
-        rows = {row.id: row for row in session.exec(lock(select(Inbound).where(
-            col(Inbound.id).in_([item.inbound_id for item in group]),
-            Inbound.state == InboundState.NEW,
-            Inbound.claimed_by == this_worker()), engine))}
+        # Columns, not objects: the rows are changed with plain UPDATEs (`maild.rows`), and an
+        # object with its bytes in the identity map cost an ORM flush for every message.
+        rows = {row_id: Received(row_id or 0, source, message_id)
+                for row_id, source, message_id in session.exec(lock(select(
+                    col(Inbound.id), col(Inbound.source), col(Inbound.message_id)).where(
+                    col(Inbound.id).in_([item.inbound_id for item in group]),
+                    Inbound.state == InboundState.NEW,
+                    Inbound.claimed_by == this_worker()), engine))}
         for item in group:
             row = rows.get(item.inbound_id)
             if row is None:  # our claim lapsed and another worker took it over
@@ -129,49 +134,57 @@ def _settle(engine: Engine, settings: Settings, templates: Templates, clock: Clo
 
 
 def _settle_one(session: Session, settings: Settings, templates: Templates, clock: Clock,
-                row: Inbound, item: _Taken) -> Settled:
+                row: Received, item: _Taken) -> Settled:
     now = clock.now()
     if item.mail is not None:
         try:
             with session.begin_nested():
                 return _apply(session, settings, templates, now, row, item.mail)
+        except StorageUnavailable:
+            raise  # the database, not the message (`maild.rows`): the batch is given back
         except DBAPIError as exc:
             if isinstance(exc, OperationalError) or exc.connection_invalidated:
-                raise  # the database, not the message: the whole batch is given back
+                raise  # the same, through SQLAlchemy
             item.failure = _reason(exc)  # e.g. a constraint this message broke
         except Exception as exc:  # this message's failure: keep it, say why
             item.failure = _reason(exc)
-    row.state = InboundState.FAILED
-    row.reason = item.failure
-    row.processed_at = now
-    _release(row)
-    return Settled(row.id or 0, InboundState.FAILED, reason=item.failure)
+    _record(session, row.id, InboundState.FAILED, None, item.failure, now)
+    return Settled(row.id, InboundState.FAILED, reason=item.failure)
 
 
 def _apply(session: Session, settings: Settings, templates: Templates, now: datetime,
-           row: Inbound, mail: ParsedMail) -> Settled:
-    inbound_id = row.id or 0
+           row: Received, mail: ParsedMail) -> Settled:
     earlier = _earlier_in_thread(session, row, mail.thread_ids)
     if earlier is not None:
         # The message it answers is still being threaded (by another worker, or later in this
         # pass): thread that first, or this reply would open a ticket of its own. Waiting is no
         # attempt of this message's.
-        row.attempts -= 1
-        _release(row)
-        return Settled(inbound_id, InboundState.NEW,
+        rows_of(session).execute(_WAITING, id=row.id)
+        return Settled(row.id, InboundState.NEW,
                        reason=f"waits for inbound {earlier}, which it answers")
     applied = apply_message(Context(session, settings, templates, now), row, mail)
     ticket = applied.ticket
-    row.state = InboundState.DONE
-    row.ticket_id = ticket.id if ticket else None
-    row.reason = "" if ticket else "staff mail about no ticket: refused, sender told"
-    row.processed_at = now
-    _release(row)
-    log.info("inbound %s message-id=<%s> -> %s%s", inbound_id, mail.message_id or "-",
+    reason = "" if ticket else "staff mail about no ticket: refused, sender told"
+    _record(session, row.id, InboundState.DONE, ticket.id if ticket else None, reason, now)
+    log.info("inbound %s message-id=<%s> -> %s%s", row.id, mail.message_id or "-",
              f"ticket {ticket.number}" if ticket else "no ticket (refused staff mail)",
              " (new)" if applied.created else "")
-    return Settled(inbound_id, InboundState.DONE, ticket.number if ticket else None,
-                   ticket.id if ticket else None, reason=row.reason, created=applied.created)
+    return Settled(row.id, InboundState.DONE, ticket.number if ticket else None,
+                   ticket.id if ticket else None, reason=reason, created=applied.created)
+
+
+# How a message's row ends its attempt: settled (done or failed), or back to waiting uncounted.
+# Both free the claim. Straight to the driver (`maild.rows`): they run for every message.
+_SETTLED = ("UPDATE inbound SET state = :state, ticket_id = :ticket, reason = :reason, "
+            "processed_at = :at, claimed_by = '', claimed_at = NULL WHERE id = :id")
+_WAITING = ("UPDATE inbound SET attempts = attempts - 1, claimed_by = '', claimed_at = NULL "
+            "WHERE id = :id")
+
+
+def _record(session: Session, inbound_id: int, state: InboundState, ticket_id: int | None,
+            reason: str, now: datetime) -> None:
+    rows_of(session).execute(_SETTLED, id=inbound_id, state=state, ticket=ticket_id,
+                             reason=reason[:1000], at=now)
 
 
 def _reason(exc: BaseException) -> str:
@@ -292,7 +305,8 @@ def retry_failed(engine: Engine, inbound_ids: list[int] | None = None) -> list[i
         return [row.id for row in rows if row.id is not None]
 
 
-def _earlier_in_thread(session: Session, row: Inbound, thread_ids: tuple[str, ...]) -> int | None:
+def _earlier_in_thread(session: Session, row: Received,
+                       thread_ids: tuple[str, ...]) -> int | None:
     """An older inbound row, not yet threaded, whose Message-ID this message refers to."""
     if not thread_ids:
         return None
