@@ -64,6 +64,7 @@ class Received:
     id: int
     source: str      # "web" for the web channel's own submissions (see `_new_ticket`)
     message_id: str  # "" when it has none
+    raw: bytes       # the bytes as stored (a bounce is read from them, `maild.bounces`)
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def apply_message(ctx: Context, inbound: Received, mail: ParsedMail) -> Applied:
 
 def _apply(ctx: Context, inbound: Received, mail: ParsedMail, *, on_behalf: bool) -> Applied:
     found = resolve(ctx.session, ctx.settings, mail)
-    bounce = bounced.read(ctx, inbound, mail, found)
+    bounce = bounced.read(ctx, inbound.raw, mail, found)
     if bounce is not None:  # SPEC §9: on the ticket of the mail it returns, never answered
         return _bounce(ctx, inbound, mail, bounce)
     ticket = found.ticket
@@ -182,11 +183,12 @@ def _append(ctx: Context, ticket: Ticket, inbound: Received, mail: ParsedMail, v
     return Applied(ticket)
 
 
-def _bounce(ctx: Context, inbound: Inbound, mail: ParsedMail, bounce: bounced.Bounce) -> Applied:
+def _bounce(ctx: Context, inbound: Received, mail: ParsedMail, bounce: bounced.Bounce
+            ) -> Applied:
     """Stored like any automatic mail on its ticket, closed or not (never reopened, never
     answered), then marked and told (`maild.threading.bounced`)."""
     applied = _append(ctx, bounce.ticket, inbound, mail, via=bounce.via)
-    bounced.record(ctx, bounce, inbound)
+    bounced.record(ctx, bounce, inbound.id)
     return applied
 
 

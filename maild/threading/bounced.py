@@ -28,7 +28,7 @@ from sqlmodel import col, select
 
 from maild import mailkinds, tickets, undeliverable
 from maild.bounces import Failure, Verdict, detect
-from maild.models import Actor, EventType, Inbound, Outbox, Queue, Ticket
+from maild.models import Actor, EventType, Outbox, Queue, Ticket
 from maild.outbox import queue_mail
 from maild.parsing import ParsedMail
 from maild.threading.resolve import Resolution
@@ -49,12 +49,12 @@ class Bounce:
     verdict: Verdict
 
 
-def read(ctx: Context, inbound: Inbound, mail: ParsedMail, found: Resolution) -> Bounce | None:
+def read(ctx: Context, raw: bytes, mail: ParsedMail, found: Resolution) -> Bounce | None:
     """The bounce this automatic message is, with the ticket it lands on; None when it is no
     bounce, or returns nothing maild sent."""
     if not mail.automatic:
         return None
-    verdict = detect(inbound.raw)
+    verdict = detect(raw)
     if not verdict.bounce:
         return None
     if found.ticket is not None:
@@ -70,7 +70,7 @@ def read(ctx: Context, inbound: Inbound, mail: ParsedMail, found: Resolution) ->
     return None
 
 
-def record(ctx: Context, bounce: Bounce, inbound: Inbound) -> None:
+def record(ctx: Context, bounce: Bounce, inbound_id: int) -> None:
     """What the bounce stored on `bounce.ticket` does: the event, the marks, the notice."""
     ticket, verdict = bounce.ticket, bounce.verdict
     kind = "permanent" if verdict.permanent else "temporary"
@@ -83,7 +83,7 @@ def record(ctx: Context, bounce: Bounce, inbound: Inbound) -> None:
             continue
         if not undeliverable.sent_to(ctx.session, failure.recipient):
             continue  # not an address of maild's mail: nothing of ours to hold back
-        undeliverable.mark(ctx.session, ctx.now, failure, ticket.id, inbound.id)
+        undeliverable.mark(ctx.session, ctx.now, failure, ticket.id, inbound_id)
         code = " ".join(c for c in (failure.status, failure.diagnostic) if c)
         tickets.event(ctx, ticket, EventType.ADDRESS_UNDELIVERABLE, Actor.SYSTEM,
                       f"{failure.recipient}{': ' + code if code else ''}; no automatic mail "

@@ -114,19 +114,21 @@ def _settle(engine: Engine, settings: Settings, templates: Templates, clock: Clo
     with storage_errors(), transaction(engine) as session:
         # Columns, not objects: the rows are changed with plain UPDATEs (`maild.rows`), and an
         # object with its bytes in the identity map cost an ORM flush for every message.
-        rows = {row_id: Received(row_id or 0, source, message_id)
+        rows = {row_id: (source, message_id)
                 for row_id, source, message_id in session.exec(lock(select(
                     col(Inbound.id), col(Inbound.source), col(Inbound.message_id)).where(
                     col(Inbound.id).in_([item.inbound_id for item in group]),
                     Inbound.state == InboundState.NEW,
                     Inbound.claimed_by == this_worker()), engine))}
         for item in group:
-            row = rows.get(item.inbound_id)
-            if row is None:  # our claim lapsed and another worker took it over
+            if item.inbound_id not in rows:  # our claim lapsed and another worker took it over
                 results.append(_current(session, item.inbound_id))
                 continue
+            source, message_id = rows[item.inbound_id]
             in_hand(item.inbound_id)
-            results.append(_settle_one(session, settings, templates, clock, row, item))
+            results.append(_settle_one(session, settings, templates, clock,
+                                       Received(item.inbound_id, source, message_id, item.raw),
+                                       item))
     for result in results:
         if result.state == InboundState.FAILED:
             log.warning("inbound %s failed: %s", result.inbound_id, result.reason)
