@@ -68,7 +68,7 @@ def init(app: App, args: argparse.Namespace) -> int:
 
 
 def run(app: App, args: argparse.Namespace) -> int:
-    from maild.daemon import run as run_daemon
+    from maild.daemon.intake import run as run_daemon
 
     return run_daemon(app)
 

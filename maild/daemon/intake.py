@@ -1,0 +1,205 @@
+"""The intake process of `maild run` (see `maild.daemon`): the SMTP/LMTP listener, the IMAP
+pollers, the web channel and the hand-off socket store mail and wake the worker; the intake
+supervises that worker (`maild.daemon.worker`), restarting it when it dies or hangs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any
+
+from maild.app import App, secret
+from maild.daemon.worker import SPAWN, Shared, worker_main
+from maild.db import init as init_database
+from maild.errors import StorageUnavailable
+from maild.ingest.accept import Accepted, accept
+from maild.ingest.handoff import HandoffListener
+from maild.ingest.imap import ImapPoller
+from maild.ingest.smtp import SmtpListener, StoringHandler
+from maild.ingest.spool import Spool
+from maild.threading import interrupted
+from maild.web import WebServer, make_app
+
+log = logging.getLogger("maild.daemon")
+WORKER_RESTART_MAX_SECONDS = 60.0
+
+
+class Intake:
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.shared = Shared()
+        self.stop = threading.Event()
+        self.listener: SmtpListener | None = None
+        self.web: WebServer | None = None
+        self.pollers: list[ImapPoller] = []
+        self.worker: Any = None
+        self.worker_started = 0.0
+        self.spool: Spool | None = None
+        self.handoff: HandoffListener | None = None
+
+    def store(self, raw: bytes, source: str, envelope_from: str | None = None) -> Accepted:
+        if self.spool is not None:
+            return self.spool.store(raw, source=source, now=self.app.clock.now(),
+                                    envelope_from=envelope_from)
+        return accept(self.app.engine, raw, source=source, now=self.app.clock.now(),
+                      envelope_from=envelope_from)
+
+    def notify(self) -> None:
+        self.shared.wake.set()
+
+    def notified(self, accepted: Accepted) -> Accepted:
+        """Stored: the worker has something to do."""
+        self.notify()
+        return accepted
+
+    def start(self) -> None:
+        settings = self.app.settings
+        init_database(self.app.engine, settings)
+        self.spool = self.app.spool()
+        self.start_worker()
+        handoff = self.app.handoff_path()
+        if handoff is not None:
+            listener = HandoffListener(handoff, self.notify)
+            try:
+                listener.start()
+                self.handoff = listener
+            except OSError as exc:  # the pipe then threads its mail itself, as without a daemon
+                log.error("cannot listen on the hand-off socket %s: %s", handoff, exc)
+        if settings.smtp is not None:
+            handler = StoringHandler(lambda raw, sender: self.store(raw, "smtp", sender),
+                                     settings.mail.accept, self.notify)
+            self.listener = SmtpListener(settings.smtp, handler)
+            self.listener.start()
+        if settings.web is not None:
+            self.web = WebServer(settings.web, make_app(
+                settings, self.app.engine, lambda raw, source: self.notified(
+                    self.store(raw, source))))
+            self.web.start()
+            log.info("web channel on %s (%s)", settings.web.listen, settings.web.base_url)
+        for mailbox in settings.imap:
+            password = secret(mailbox.password_env, mailbox.password_file,
+                              f"{mailbox.name}.password")
+            poller = ImapPoller(mailbox, password, self.app.engine,
+                                lambda raw, source: self.store(raw, source), self.notify,
+                                self.stop)
+            poller.start()
+            self.pollers.append(poller)
+            log.info("IMAP poller %s: %s@%s:%s %s (%s)", mailbox.name, mailbox.username,
+                     mailbox.host, mailbox.port, mailbox.folder,
+                     "IDLE" if mailbox.idle else f"every {mailbox.poll_seconds}s")
+        log.info("maild running: database %s, outbound %s", settings.database.url,
+                 settings.outbound.transport)
+
+    def start_worker(self) -> None:
+        self.shared.in_hand.value = 0
+        self.worker = SPAWN.Process(
+            target=worker_main, name="maild-worker",
+            args=(self.app.settings.path, self.shared, os.getpid(),
+                  logging.getLogger().level))
+        self.worker.start()
+        self.worker_started = time.monotonic()
+
+    def supervise(self) -> None:
+        """Wait for a stop request; restart the worker whenever it dies on its own, and stop
+        and restart it when one message holds it longer than `mail.processing_timeout`."""
+        backoff = 1.0
+        while not self.stop.wait(0.5):
+            if self.worker.is_alive():
+                if self.hung():
+                    self.stop_hung_worker()
+                    self.start_worker()  # at once: the message's attempts are counted
+                elif time.monotonic() - self.worker_started > WORKER_RESTART_MAX_SECONDS:
+                    backoff = 1.0  # it has run fine for a while: a new crash starts afresh
+                continue
+            self.worker_died()
+            log.error("worker exited with %s; restarting it in %.0f s",
+                      _exit_status(self.worker.exitcode), backoff)
+            if self.stop.wait(backoff):
+                break
+            backoff = min(backoff * 2, WORKER_RESTART_MAX_SECONDS)
+            self.start_worker()
+
+    def hung(self) -> bool:
+        since = self.shared.in_hand_since.value
+        limit = self.app.settings.mail.processing_timeout.total_seconds()
+        return bool(self.shared.in_hand.value) and time.monotonic() - since > limit
+
+    def stop_hung_worker(self) -> None:
+        """SIGKILL, not SIGTERM: a worker stuck inside one message does not get to the point
+        where it would look at a stop request."""
+        inbound_id = self.shared.in_hand.value
+        limit = f"{self.app.settings.mail.processing_timeout.total_seconds():g}s"
+        log.error("worker has been threading inbound %s for longer than "
+                  "mail.processing_timeout (%s): stopping it", inbound_id, limit)
+        self.worker.kill()
+        self.worker.join()
+        self.record_interruption(inbound_id, f"threading took longer than "
+                                 f"mail.processing_timeout ({limit})")
+
+    def worker_died(self) -> None:
+        inbound_id = self.shared.in_hand.value
+        if inbound_id:
+            self.record_interruption(inbound_id, "the worker died while threading it ("
+                                     f"{_exit_status(self.worker.exitcode)})")
+
+    def record_interruption(self, inbound_id: int, what: str) -> None:
+        self.shared.in_hand.value = 0
+        try:
+            interrupted(self.app.engine, inbound_id, what)
+        except StorageUnavailable as exc:  # the attempt is counted: only the reason is lost
+            log.warning("inbound %s: could not record why threading stopped: %s",
+                        inbound_id, exc)
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        if self.handoff is not None:  # first: a pipe from now on threads its mail itself
+            self.handoff.stop()
+        if self.listener is not None:
+            self.listener.stop()
+        if self.web is not None:
+            self.web.stop()
+        for poller in self.pollers:
+            poller.join(timeout=10)
+        self.shared.stop.set()
+        self.shared.wake.set()
+        if self.worker is not None:
+            self.worker.join(timeout=60)
+            if self.worker.is_alive():
+                log.warning("worker did not stop in time; terminating it")
+                self.worker.terminate()
+                self.worker.join()
+        if self.spool is not None:
+            self.spool.close()
+        log.info("maild stopped")
+
+
+def run(app: App) -> int:
+    app.checkpoints = False  # the worker checkpoints the WAL; the intake only answers clients
+    intake = Intake(app)
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, stopping after the item in hand", signal.Signals(signum).name)
+        intake.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        intake.start()
+        intake.supervise()
+    finally:
+        intake.shutdown()
+    return 0
+
+
+def _exit_status(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"

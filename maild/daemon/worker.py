@@ -1,0 +1,160 @@
+"""The worker process of `maild run` (see `maild.daemon`): moves the intake spool into `inbound`,
+threads stored mail, delivers the outbox and runs the timer duties, in a loop the intake wakes.
+
+It is spawned, so this module is all it imports of the daemon: what the intake shares with it
+(`Shared`) is defined here, and nothing here imports a listener, a poller or the web channel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+import schedule
+from sqlalchemy.exc import OperationalError
+
+from maild import config
+from maild.app import App
+from maild.db import transaction
+from maild.dbapi import reader_of
+from maild.errors import StorageUnavailable
+from maild.ingest.backlog import SpoolBacklog, backlog_at
+from maild.models import InboundState, OutboxState
+from maild.sla.duties import run_duties
+from maild.status import status
+from maild.threading import process_pending
+
+log = logging.getLogger("maild.daemon")
+IDLE_SLEEP_SECONDS = 5.0
+BATCH = 100
+DATABASE_RETRY_SECONDS = 2.0
+STATS_EVERY = timedelta(minutes=10)
+DUTIES_EVERY = timedelta(seconds=30)
+WORKER_NICENESS = 10
+SPAWN = multiprocessing.get_context("spawn")
+
+
+class Shared:
+    """What the intake and the worker share: a wake-up call, a stop flag, and which inbound
+    message the worker is threading since when (the intake's watch for a hang)."""
+
+    def __init__(self) -> None:
+        self.wake = SPAWN.Event()
+        self.stop = SPAWN.Event()
+        self.in_hand = SPAWN.RawValue("q", 0)          # inbound id; 0: none
+        self.in_hand_since = SPAWN.RawValue("d", 0.0)  # time.monotonic() when it was taken
+
+
+def worker_main(config_path: str, shared: Shared, parent: int, level: int) -> None:
+    """Entry point of the worker process."""
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="maild %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    _die_with_parent()
+    # Threading can wait; a client waiting for its 250 cannot. On a busy machine the kernel
+    # should give the intake the CPU first.
+    os.nice(WORKER_NICENESS)
+    # The intake decides when to stop; a Ctrl-C on the terminal reaches it too.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: shared.stop.set())
+    worker = Worker(App(config.load(config_path)), shared, parent)
+    try:
+        worker.loop()
+    finally:
+        worker.close()
+
+
+class Worker:
+    def __init__(self, app: App, shared: Shared, parent: int) -> None:
+        self.app = app
+        self.shared = shared
+        self.parent = parent
+        self.spool = app.spool(mover=True)
+        self.scheduler = schedule.Scheduler()
+        self.scheduler.every(int(STATS_EVERY.total_seconds())).seconds.do(self.log_stats)
+        self.scheduler.every(int(DUTIES_EVERY.total_seconds())).seconds.do(self.run_duties)
+
+    def close(self) -> None:
+        if self.spool is not None:
+            self.spool.close()
+        self.app.close()
+
+    def run_duties(self) -> None:
+        """Escalations, breaches, close requests, auto-close: what `maild tick` does."""
+        report = run_duties(self.app.engine, self.app.settings, self.app.templates,
+                            self.app.clock)
+        if report.examined:
+            log.info("timer duties: %s", report.summary())
+
+    def stopping(self) -> bool:
+        return self.shared.stop.is_set() or os.getppid() != self.parent
+
+    def loop(self) -> None:
+        deliverer = self.app.deliverer()
+        started = False  # the timers run once at start, then on schedule
+        blocked: str | None = None  # the database error of the current outage, logged once
+        while not self.stopping():
+            self.shared.wake.clear()
+            try:
+                moved = self.spool.move_into(self.app.engine, BATCH) if self.spool else 0
+                settled = process_pending(self.app.engine, self.app.settings,
+                                          self.app.templates, self.app.clock, BATCH,
+                                          should_stop=self.stopping, in_hand=self.in_hand)
+                report = deliverer.deliver_due(self.app.clock, limit=BATCH,
+                                               should_stop=self.stopping)
+                if started:
+                    self.scheduler.run_pending()
+                else:
+                    self.scheduler.run_all()
+                    started = True
+            except (StorageUnavailable, OperationalError) as exc:
+                if blocked is None:
+                    log.warning("database unavailable, will retry: %s", exc)
+                blocked = str(exc)
+                self.shared.stop.wait(DATABASE_RETRY_SECONDS)
+                continue
+            if blocked is not None:
+                log.info("database available again")
+                blocked = None
+            # A reply waiting for its original to be threaded is not progress: don't spin on it.
+            progressed = moved or any(s.state != InboundState.NEW for s in settled)
+            if not progressed and not report:
+                self.shared.wake.wait(IDLE_SLEEP_SECONDS if not settled else 0.05)
+
+    def in_hand(self, inbound_id: int | None) -> None:
+        """Tell the intake which message this worker is threading, and since when."""
+        self.shared.in_hand_since.value = time.monotonic()
+        self.shared.in_hand.value = inbound_id or 0
+
+    def log_stats(self) -> None:
+        """The queue sizes, and what `maild status` says needs attention, as warnings: the
+        journal of a daemon nobody watches still says what is wrong, every 10 minutes."""
+        spool = backlog_at(self.spool.path) if self.spool else SpoolBacklog()
+        with transaction(self.app.engine, readonly=True) as session:
+            report = status(reader_of(session), self.app.clock.now(), spool,
+                            self.app.settings.sla.zone)
+        log.info("queues: spool %s; inbound %s; outbox %s", spool.waiting,
+                 _nonzero(report["inbound"], InboundState), _nonzero(report["outbox"], OutboxState))
+        for problem in report["attention"]:
+            log.warning("attention: %s", problem)
+
+
+def _nonzero(counts: dict[str, Any], states: Iterable[str]) -> str:
+    return ", ".join(f"{state} {counts[state]}" for state in states if counts[state]) or "empty"
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send SIGTERM to this process when its parent dies (`kill -9` of the
+    intake); elsewhere the loop notices the new parent pid instead."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
