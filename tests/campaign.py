@@ -171,7 +171,8 @@ class Campaign:
         self.lmtp_delivered: set[int] = set()
         self.retries: Counter[str] = Counter()                 # what a client had to resend
         self.errors: list[str] = []
-        self.progress = 0
+        self.progress = 0  # mails answered (or refused for good) to a client as it goes
+        self.total = self.paced = 0
         self.feeding = threading.Event()
         self.done_feeding = threading.Event()
         self.kills: Counter[str] = Counter()
@@ -223,6 +224,9 @@ class Campaign:
     def _run(self) -> Report:
         planned = self.plan()
         self.total = sum(len(v) for v in planned.values())
+        # What the kills and the LMTP feeder pace themselves by: the mails maild answers to a
+        # client as it goes (SMTP, twins' SMTP copies, the pipe, the web form).
+        self.paced = self.total - len(planned["imap"])
         started = time.monotonic()
         smtp_items = sorted(planned["smtp"] + planned["twin"])
         feeders = [threading.Thread(target=self.feed_smtp, args=(smtp_items[i::SMTP_CONNECTIONS],),
@@ -260,6 +264,12 @@ class Campaign:
 
     # --- the clients ----------------------------------------------------------------------
 
+    def give_up(self, why: str) -> None:
+        """A client's mail refused for good: a breach, and one mail fewer to wait for."""
+        with self.lock:
+            self.errors.append(why)
+            self.progress += 1
+
     def answer(self, channel: str, n: int) -> None:
         with self.lock:
             self.answered[channel].add(n)
@@ -279,7 +289,7 @@ class Campaign:
                 except smtplib.SMTPDataError as exc:
                     self.retries[f"smtp {exc.smtp_code}"] += 1
                     if exc.smtp_code >= 500:
-                        self.errors.append(f"mail {n} refused over SMTP: {exc}")
+                        self.give_up(f"mail {n} refused over SMTP: {exc}")
                         break
                 except (OSError, smtplib.SMTPException):
                     self.retries["smtp no answer"] += 1
@@ -292,8 +302,13 @@ class Campaign:
                 client.quit()
 
     def feed_lmtp(self, items: list[int]) -> None:
-        """Delivery into Dovecot's INBOX; the IMAP answer (the move) is read at the end."""
-        for n in items:
+        """Delivery into Dovecot's INBOX, keeping pace with the other channels (so the poller
+        drains a mailbox that fills while the kills come, not one filled at the start); the
+        IMAP answer, the move, is read from Dovecot at the end."""
+        others = self.paced
+        for index, n in enumerate(items):
+            while self.progress < index * others / len(items):
+                time.sleep(0.02)
             while True:
                 try:
                     self.dovecot.deliver(self.raw(n), sender=f"c{n}@customers.test")
@@ -303,7 +318,6 @@ class Campaign:
                     time.sleep(RETRY_PAUSE)
             with self.lock:
                 self.lmtp_delivered.add(n)
-                self.progress += 1
 
     def feed_pipe(self, items: list[int]) -> None:
         for n in items:
@@ -318,7 +332,7 @@ class Campaign:
                     break
                 self.retries[f"pipe exit {done.returncode}"] += 1
                 if done.returncode != 75:
-                    self.errors.append(f"maild ingest of mail {n} exited {done.returncode}: "
+                    self.give_up(f"maild ingest of mail {n} exited {done.returncode}: "
                                        f"{done.stderr.decode(errors='replace')[-300:]}")
                     break
                 time.sleep(RETRY_PAUSE)
@@ -358,7 +372,7 @@ class Campaign:
                 return
             self.retries[f"web {page.status_code}"] += 1
             if page.status_code < 500:
-                self.errors.append(f"web form {n}: {page.status_code} {page.text[:200]!r}")
+                self.give_up(f"web form {n}: {page.status_code} {page.text[:200]!r}")
                 return
             time.sleep(RETRY_PAUSE)
 
@@ -366,7 +380,7 @@ class Campaign:
 
     def kill_at_random(self) -> None:
         rng = random.Random(self.seed + 1)
-        share = self.total / max(self.kills_wanted, 1)
+        share = self.paced / max(self.kills_wanted, 1)
         points = [rng.uniform(i * share, (i + 1) * share) for i in range(self.kills_wanted)]
         for point in points:
             while self.progress < point and not self.done_feeding.is_set():
