@@ -13,7 +13,7 @@ on Dovecot's INBOX (IDLE, moving what it stored to `Processed`).
 per address), each named by the marker in its subject, `Campaign mail N`. The seed spreads them
 over the channels: SMTP (three connections), IMAP (delivered to Dovecot by LMTP, as an MTA
 does), the pipe (`maild ingest`, one process each, run as an MTA runs it: beside the daemon,
-storing and threading by itself) and the web form (one client, each post from an address of
+storing and threading by itself) and the web form (two clients, each post from an address of
 its own through `X-Forwarded-For`, as behind a proxy: the form's rate limit is per address).
 A share are *twins*: the same message sent over SMTP and delivered to the IMAP mailbox, which
 SPEC §5 says is stored once. Every client behaves as a real one does: what got no answer (a
@@ -32,7 +32,8 @@ once the feeders are through, the relay is up for good and the daemon has settle
 `new` inbound rows empty, no outbox row due or in hand, Dovecot's INBOX empty):
 
 - every mail answered — 250 over SMTP, moved out of the INBOX, `maild ingest` exit 0, the web
-  form's success page — is stored exactly once (one `inbound` row per marker), and nothing is
+  form's success page (the ticket's number, or "received" when the worker took longer than the
+  page waits) — is stored exactly once (one `inbound` row per marker), and nothing is
   stored that was not sent;
 - every stored mail is on exactly one ticket, and a web submission on the ticket its page named
   (a row `failed` with a reason is counted and listed: stored, visible and re-runnable, but a
@@ -82,6 +83,7 @@ LEAST_PER_CHANNEL = 4
 TARGETS = (("worker", 0.4), ("intake", 0.4), ("group", 0.2))
 SINK_MODES = (("up", 0.45), ("4xx", 0.2), ("5xx", 0.1), ("down", 0.25))
 SMTP_CONNECTIONS = 3
+WEB_CLIENTS = 2
 RETRY_PAUSE = 0.2
 MARKER = re.compile(rb"^Subject: Campaign mail (\d+)\r?$", re.MULTILINE)
 
@@ -235,8 +237,9 @@ class Campaign:
             threading.Thread(target=self.feed_lmtp, args=(sorted(planned["imap"]
                                                                  + planned["twin"]),)),
             threading.Thread(target=self.feed_pipe, args=(planned["pipe"],)),
-            threading.Thread(target=self.feed_web, args=(planned["web"],)),
         ]
+        feeders += [threading.Thread(target=self.feed_web, args=(planned["web"][i::WEB_CLIENTS],))
+                    for i in range(WEB_CLIENTS)]
         killer = threading.Thread(target=self.kill_at_random, name="killer")
         flipper = threading.Thread(target=self.flip_the_sink, name="flipper")
         for thread in [*feeders, killer, flipper]:
@@ -368,6 +371,10 @@ class Campaign:
             found = re.search(r'class="number">(\d+)<', page.text)
             if page.status_code == 200 and found:
                 self.web_numbers[n] = found.group(1)
+                self.answer("web", n)
+                return
+            if page.status_code == 202:  # stored; the worker was too slow to name the ticket
+                self.retries["web 202 received, no number yet"] += 1
                 self.answer("web", n)
                 return
             self.retries[f"web {page.status_code}"] += 1
