@@ -181,6 +181,8 @@ class Campaign:
         self.restarts = 0
         self.sink_flips: Counter[str] = Counter()
         self.init_retries = 0
+        self.stopping = threading.Event()
+        self.daemon_lock = threading.Lock()  # a kill and its restart, or the final stop
         self.raws: dict[int, bytes] = {}
 
     def raw(self, n: int) -> bytes:
@@ -217,7 +219,8 @@ class Campaign:
             wait_port(self.web_port)
             return self._run()
         finally:
-            with contextlib.suppress(Exception):
+            self.stopping.set()  # an interrupted campaign: the killer restarts nothing more
+            with self.daemon_lock, contextlib.suppress(Exception):
                 if self.daemon.running():
                     self.daemon.kill_group()
             self.sink.stop()
@@ -243,6 +246,7 @@ class Campaign:
         killer = threading.Thread(target=self.kill_at_random, name="killer")
         flipper = threading.Thread(target=self.flip_the_sink, name="flipper")
         for thread in [*feeders, killer, flipper]:
+            thread.daemon = True  # an interrupted campaign ends with its main thread
             thread.start()
         for thread in feeders:
             thread.join()
@@ -269,6 +273,7 @@ class Campaign:
 
     def give_up(self, why: str) -> None:
         """A client's mail refused for good: a breach, and one mail fewer to wait for."""
+        self.say(why)
         with self.lock:
             self.errors.append(why)
             self.progress += 1
@@ -389,10 +394,19 @@ class Campaign:
         rng = random.Random(self.seed + 1)
         share = self.paced / max(self.kills_wanted, 1)
         points = [rng.uniform(i * share, (i + 1) * share) for i in range(self.kills_wanted)]
+        shown = time.monotonic()
         for point in points:
             while self.progress < point and not self.done_feeding.is_set():
                 time.sleep(0.02)
-            self.kill(self._weighted(rng, TARGETS))
+            if time.monotonic() - shown > 30:
+                shown = time.monotonic()
+                self.say(f"answered {self.progress} of {self.paced} (besides IMAP); kills "
+                         f"{dict(self.kills)}; resends {dict(self.retries)}")
+            target = self._weighted(rng, TARGETS)
+            with self.daemon_lock:
+                if self.stopping.is_set():
+                    return
+                self.kill(target)
 
     def kill(self, target: str) -> None:
         daemon = self.daemon
