@@ -13,7 +13,8 @@ on Dovecot's INBOX (IDLE, moving what it stored to `Processed`).
 per address), each named by the marker in its subject, `Campaign mail N`. The seed spreads them
 over the channels: SMTP (three connections), IMAP (delivered to Dovecot by LMTP, as an MTA
 does), the pipe (`maild ingest`, one process each, run as an MTA runs it: beside the daemon,
-storing and threading by itself) and the web form (two clients, each post from an address of
+storing and threading by itself, two at a time) and the web form (eight clients — a post waits
+up to 15 s for the worker to name the ticket — each post from an address of
 its own through `X-Forwarded-For`, as behind a proxy: the form's rate limit is per address).
 A share are *twins*: the same message sent over SMTP and delivered to the IMAP mailbox, which
 SPEC §5 says is stored once. Every client behaves as a real one does: what got no answer (a
@@ -78,12 +79,13 @@ import httpx
 from tests.servers import Dovecot, MaildProcess, wait_port
 from tests.smtp_sink import MisbehavingSink, free_port
 
-SHARES = {"imap": 0.12, "pipe": 0.02, "web": 0.10, "twin": 0.04}  # SMTP takes the rest
+SHARES = {"imap": 0.12, "pipe": 0.02, "web": 0.05, "twin": 0.04}  # SMTP takes the rest
 LEAST_PER_CHANNEL = 4
 TARGETS = (("worker", 0.4), ("intake", 0.4), ("group", 0.2))
 SINK_MODES = (("up", 0.45), ("4xx", 0.2), ("5xx", 0.1), ("down", 0.25))
 SMTP_CONNECTIONS = 3
-WEB_CLIENTS = 2
+WEB_CLIENTS = 8  # a post waits up to 15 s for the worker to name its ticket
+PIPES = 2
 RETRY_PAUSE = 0.2
 MARKER = re.compile(rb"^Subject: Campaign mail (\d+)\r?$", re.MULTILINE)
 
@@ -239,10 +241,11 @@ class Campaign:
         feeders += [
             threading.Thread(target=self.feed_lmtp, args=(sorted(planned["imap"]
                                                                  + planned["twin"]),)),
-            threading.Thread(target=self.feed_pipe, args=(planned["pipe"],)),
         ]
         feeders += [threading.Thread(target=self.feed_web, args=(planned["web"][i::WEB_CLIENTS],))
                     for i in range(WEB_CLIENTS)]
+        feeders += [threading.Thread(target=self.feed_pipe, args=(planned["pipe"][i::PIPES],))
+                    for i in range(PIPES)]
         killer = threading.Thread(target=self.kill_at_random, name="killer")
         flipper = threading.Thread(target=self.flip_the_sink, name="flipper")
         for thread in [*feeders, killer, flipper]:
