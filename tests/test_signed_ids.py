@@ -40,9 +40,11 @@ def _notice_to(desk: Helpdesk, address: str) -> EmailMessage:
     return notice
 
 
-def _close(number: str, **headers: str) -> EmailMessage:
+def _close(number: str, in_reply_to: str | None = None,
+           references: str | None = None) -> EmailMessage:
     return mail(subject=f"Re: [Ticket#{number}] Printer does not print", sender=ALICE,
-                body="#close\n\nDone, the driver is installed.\n", **headers)  # type: ignore[arg-type]
+                body="#close\n\nDone, the driver is installed.\n", in_reply_to=in_reply_to,
+                references=references)
 
 
 def _events(desk: Helpdesk, number: str) -> list[str]:
