@@ -78,6 +78,7 @@ def test_init_writes_the_key_file_private(helpdesk: Helpdesk) -> None:
     assert len(key.read_text().strip()) >= 32
 
 
+@pytest.mark.sqlite
 def test_on_sqlite_the_key_file_defaults_to_beside_the_database(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
