@@ -1,8 +1,9 @@
 """The signed links and forms of the web channel (SPEC §10), written once.
 
 A ticket's status link, `<base_url>/t/<token>`, is the only way to its page: the token is the
-ticket number signed with the key in `web.secret_file` (HMAC, itsdangerous), so numbers cannot
-be enumerated and a link cannot be forged; writing a new key into the file revokes every link.
+ticket number signed with the key in `web.secret_file` (HMAC, itsdangerous; the file is made
+and read by `maild.keys`), so numbers cannot be enumerated and a link cannot be forged; writing
+a new key into the file revokes every link.
 Every form carries a token too — a random nonce, signed and timed, and bound to a random id in
 the visitor's cookie — so a form posted from any other site, which cannot read or set that
 cookie, fails (a signed double submit); several tabs of one browser all work. The

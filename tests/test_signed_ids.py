@@ -180,6 +180,12 @@ def test_staff_auth_token_accepts_an_answer_to_the_notice_maild_sent_that_member
     [answer] = [m for m in desk.outbox() if recipient(m) == "ivan@example.org"
                 and "driver is installed" in m.get_content()]
     assert "#close" not in answer.get_content()
+    # The customer's copy must not hand them a token of Alice's to forge her with.
+    assert answer["References"] is not None
+    thread = f"{answer['In-Reply-To']} {answer['References']}"
+    assert notice["Message-ID"].strip("<>") not in thread
+    assert not any(signed_for(_key_file(desk), mid.strip("<>"), "alice@example.com")
+                   for mid in thread.split())
 
 
 def test_staff_auth_token_refuses_a_notice_maild_sent_someone_else(
