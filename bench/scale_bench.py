@@ -54,6 +54,7 @@ url = "{url}"
 [mail]
 support_address = "support@example.com"
 accept = ["support@example.com"]
+secret_file = "{outbox}.key"
 
 [smtp]
 listen = "127.0.0.1:{port}"

@@ -282,9 +282,10 @@ class MailSettings:
     max_attachment_bytes: int = key(10_485_760)  # attachments one mail of maild's carries
     auto_reply_limit_per_hour: int = key(5)
     processing_timeout: timedelta = key(timedelta(minutes=2), convert=_duration)
-    staff_auth: str = key("from", choices=("from", "authentication-results"))
+    staff_auth: str = key("from", choices=("from", "authentication-results", "token"))
     authserv_id: str = key("", convert=_stripped)
     handoff_socket: str = key("", path=True)  # "" = <database>.handoff on SQLite, none else
+    secret_file: str = key("", path=True)  # signs Message-IDs; "" = <database>.key on SQLite
 
     @property
     def domain(self) -> str:
@@ -522,6 +523,7 @@ class _Reader:
             close=self.section(raw.get("close", {}), "close", CloseSettings),
         )
         self.check_mail(settings.mail)
+        settings = replace(settings, mail=self.mail_key(settings))
         self.check_queue_staff(settings)
         return settings
 
@@ -614,6 +616,22 @@ class _Reader:
         if mail.staff_auth == "authentication-results" and not mail.authserv_id:
             self.problem("mail.authserv_id", "staff_auth = \"authentication-results\" needs the "
                          "authserv-id your MTA writes in Authentication-Results")
+
+    def mail_key(self, settings: Settings) -> MailSettings:
+        """`mail.secret_file`, or by default beside a SQLite database file. On PostgreSQL it
+        must be named: every instance on the database must sign with the same key."""
+        from maild.dbapi import sqlite_path  # maild.dbapi reads DatabaseSettings from here
+
+        if settings.mail.secret_file:
+            return settings.mail
+        database = sqlite_path(settings.database.url)
+        if database is None:
+            self.problem("mail.secret_file", "needed with this database (no database file to "
+                         "keep the key beside): a file every instance of maild on the database "
+                         "shares, e.g. secret_file = \"/var/lib/maild/maild.key\" "
+                         "(`maild init` creates it)")
+            return settings.mail
+        return replace(settings.mail, secret_file=f"{database}.key")
 
     def check_queue_staff(self, settings: Settings) -> None:
         for i, queue in enumerate(settings.queues):

@@ -26,7 +26,7 @@ from maild.config import DatabaseSettings, Settings
 from maild.dbapi import SCHEMA_REVISION as SCHEMA_REVISION  # checked without SQLAlchemy
 from maild.dbapi import first_line
 from maild.errors import StorageUnavailable
-from maild.links import create_key
+from maild.keys import create_key
 from maild.models import Queue, Staff
 from maild.rows import rows_of
 from maild.writelock import WriterLock
@@ -205,13 +205,15 @@ def load_reference_data(session: Session, settings: Settings) -> None:
 
 
 def init(engine: Engine, settings: Settings) -> None:
-    """`maild init`: the database (with its folder, on SQLite), the web channel's key when it
-    has none, the schema, then queues and staff from the config."""
+    """`maild init`: the database (with its folder, on SQLite), the keys when they are missing
+    (the Message-IDs' and the web channel's), the schema, then queues and staff from the
+    config."""
     database = sqlite_file(engine)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
+    create_key(settings.mail.secret_file)  # the key of the Message-IDs maild sends
     if settings.web is not None:
-        create_key(settings.web)  # the key of the web channel's links and forms
+        create_key(settings.web.secret_file)  # the key of the web channel's links and forms
     upgrade_schema(engine)
     with transaction(engine) as session:
         _one_init_at_a_time(session.connection())

@@ -8,8 +8,6 @@ to build a header, and the set an attacker would use to inject one.
 from __future__ import annotations
 
 import re
-import secrets
-import time
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 MAX_SUBJECT = 200
@@ -57,11 +55,6 @@ def message_ids(text: str) -> list[str]:
 def normalize_message_id(value: str) -> str:
     """A Message-ID as maild stores and compares it: no brackets, no surrounding space."""
     return value.strip().strip("<>").strip()
-
-
-def make_message_id(domain: str) -> str:
-    """A fresh, globally unique Message-ID (without brackets) in maild's own domain."""
-    return f"maild.{int(time.time() * 1000)}.{secrets.token_hex(8)}@{domain}"
 
 
 def bracketed(message_id: str) -> str:

@@ -1,8 +1,9 @@
 """The signed links and forms of the web channel (SPEC §10), written once.
 
 A ticket's status link, `<base_url>/t/<token>`, is the only way to its page: the token is the
-ticket number signed with the key in `web.secret_file` (HMAC, itsdangerous), so numbers cannot
-be enumerated and a link cannot be forged; writing a new key into the file revokes every link.
+ticket number signed with the key in `web.secret_file` (HMAC, itsdangerous; the file is made
+and read by `maild.keys`), so numbers cannot be enumerated and a link cannot be forged; writing
+a new key into the file revokes every link.
 Every form carries a token too — a random nonce, signed and timed, and bound to a random id in
 the visitor's cookie — so a form posted from any other site, which cannot read or set that
 cookie, fails (a signed double submit); several tabs of one browser all work. The
@@ -12,54 +13,19 @@ is the same message and stored once (`maild.dedupe`).
 
 from __future__ import annotations
 
-import os
 import secrets
-import tempfile
 from datetime import datetime
-from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeSerializer, URLSafeTimedSerializer
 
 from maild.config import Settings, WebSettings
+from maild.keys import read_key
 
 FORM_MAX_AGE = 24 * 3600  # a form left open for a day still sends; an older one is refused
-_cache: dict[str, tuple[float, bytes]] = {}
-
-
-def create_key(web: WebSettings) -> bool:
-    """Write a new random key into `web.secret_file` when it has none; True when it did.
-
-    Several instances on one database share the file, and their `maild init` may run at the
-    same moment: the key is written to a file of its own and linked into place, which fails
-    when the file is there already, so one init makes the key, the others keep it, and nobody
-    reads a key half written."""
-    path = Path(web.secret_file)
-    if path.exists():
-        return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, draft = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
-    try:
-        with os.fdopen(fd, "w") as file:
-            file.write(secrets.token_urlsafe(48) + "\n")
-        os.link(draft, path)
-    except FileExistsError:
-        return False  # another instance's init made it a moment ago: that is the key
-    finally:
-        os.unlink(draft)
-    return True
 
 
 def _key(web: WebSettings) -> bytes:
-    """The key, read again whenever the file changes: a new key takes effect at once."""
-    path = Path(web.secret_file)
-    mtime = path.stat().st_mtime
-    cached = _cache.get(web.secret_file)
-    if cached is None or cached[0] != mtime:
-        key = path.read_bytes().strip()
-        if len(key) < 16:
-            raise ValueError(f"{path}: the key is shorter than 16 bytes")
-        cached = _cache[web.secret_file] = (mtime, key)
-    return cached[1]
+    return read_key(web.secret_file)
 
 
 def status_url(settings: Settings, number: str) -> str:

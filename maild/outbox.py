@@ -20,7 +20,7 @@ from maild import mailkinds, undeliverable
 from maild.compose import Envelope, OutgoingFile, Templates, build_message
 from maild.config import Settings
 from maild.db import add_row
-from maild.headers import deliverable, make_message_id
+from maild.headers import deliverable
 from maild.mailkinds import MailKind
 from maild.models import (
     Actor,
@@ -34,6 +34,7 @@ from maild.models import (
     Ticket,
 )
 from maild.rows import rows_of
+from maild.signing import signed_message_id
 from maild.subject import format_tag, tagged_subject
 
 # The two reads queue_mail makes for every mail, straight to the driver (`maild.rows`).
@@ -97,7 +98,9 @@ def queue_mail(
     outbox_ids = []
     for recipient in usable:
         envelope = Envelope(
-            message_id=make_message_id(settings.mail.domain), to_address=_normal(to),
+            message_id=signed_message_id(settings.mail.secret_file, settings.mail.domain,
+                                         recipient),  # a reference to it proves `recipient`
+            to_address=_normal(to),
             to_name=to_name, cc=shown_cc, in_reply_to=in_reply_to, references=tuple(references),
             auto_submitted=kind.auto_submitted, ticket_number=ticket.number if ticket else None,
             from_name=from_name, html=html, attachments=tuple(attachments))

@@ -55,15 +55,24 @@ def _all(settings: Settings, environ: Mapping[str, str]) -> Iterator[tuple[str, 
             yield from _writable("mail.handoff_socket", folder)
         else:
             yield "mail.handoff_socket", f"{folder} is not a folder"
+    yield from _key_file("mail.secret_file", settings.mail.secret_file)
     if settings.web is not None:
-        key = Path(settings.web.secret_file)
-        if key.exists():
-            yield from _readable("web.secret_file", str(key))
-        else:  # `maild init` writes a new key there
-            yield from _writable("web.secret_file", key.parent)
+        yield from _key_file("web.secret_file", settings.web.secret_file)
     languages = LANGUAGES if settings.mail.language == "auto" else (settings.mail.language,)
     for problem in Templates(settings).problems(languages):
         yield "mail.templates_dir", problem
+
+
+def _key_file(key: str, name: str) -> Iterator[tuple[str, str]]:
+    """A key file (`maild.keys`) maild can read, or — missing — one `maild init` can create.
+    Anyone who can read it can forge what it signs: it must not be readable by others."""
+    path = Path(name)
+    if not path.exists():  # `maild init` writes a new key there
+        yield from _writable(key, path.parent)
+        return
+    yield from _readable(key, name)
+    if path.stat().st_mode & 0o077:
+        yield key, f"{name} is readable or writable by others than its owner (chmod 600 it)"
 
 
 def _secret(key: str, env_name: str, file_name: str, environ: Mapping[str, str],

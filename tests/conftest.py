@@ -104,6 +104,7 @@ subject_tag = "{tag}"
 language = "{language}"
 auto_reply_limit_per_hour = {cap}
 templates_dir = "{templates}"
+secret_file = "{root}/var/maild.key"
 
 [outbound]
 transport = "{transport}"

@@ -149,11 +149,30 @@ def test_defaults_and_other_databases_resolve_too(tmp_path: Path) -> None:
     settings = config.load(path)
     assert settings.database.url == f"sqlite:///{tmp_path}/var/maild.db"
     assert settings.outbound.maildir == str(tmp_path / "var" / "outbox")
+    assert settings.mail.secret_file == str(tmp_path / "var" / "maild.db.key")
     for url in ("sqlite:////srv/maild.db", "sqlite:///:memory:",
                 "postgresql+psycopg://maild@db.example.com/maild"):
         path.write_text(f'[database]\nurl = "{url}"\n'
-                        '[mail]\nsupport_address = "support@example.com"\n')
-        assert config.load(path).database.url == url
+                        '[mail]\nsupport_address = "support@example.com"\n'
+                        'secret_file = "keys/maild.key"\n')
+        loaded = config.load(path)
+        assert loaded.database.url == url
+        assert loaded.mail.secret_file == str(tmp_path / "keys" / "maild.key")
+
+
+@pytest.mark.parametrize("url", ["sqlite:///:memory:",
+                                 "postgresql+psycopg://maild@db.example.com/maild"])
+def test_without_a_database_file_the_message_id_key_must_be_named(
+    tmp_path: Path, url: str
+) -> None:
+    """On PostgreSQL several instances share the database: they must sign with one key, so
+    there is no default to guess (each instance's own would refuse the others' Message-IDs)."""
+    path = tmp_path / "maild.toml"
+    path.write_text(f'[database]\nurl = "{url}"\n[mail]\nsupport_address = "s@example.com"\n')
+    with pytest.raises(ConfigError) as raised:
+        config.load(path)
+    [problem] = raised.value.problems
+    assert problem.startswith(f"{path}:mail.secret_file: needed with this database")
 
 
 def test_the_support_address_is_required(tmp_path: Path) -> None:

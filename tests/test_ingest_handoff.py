@@ -31,6 +31,7 @@ url = "{url}"
 [mail]
 support_address = "support@example.com"
 subject_tag = "Ticket"
+secret_file = "{root}/maild.key"
 {handoff}
 [outbound]
 transport = "maildir"

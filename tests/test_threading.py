@@ -100,10 +100,28 @@ def test_a_reply_carrying_only_in_reply_to_lands_on_the_ticket(helpdesk: Helpdes
 def test_a_reply_referencing_the_customers_own_message_lands_on_the_ticket(
     helpdesk: Helpdesk,
 ) -> None:
-    number = _new_ticket(helpdesk, message_id="<orig@example.org>")
+    """The colleague the customer wrote in Cc answers all: they are on its correspondence."""
+    number = _new_ticket(helpdesk, message_id="<orig@example.org>",
+                         headers={"Cc": "colleague@example.net"})
     reply = mail(subject="more details", sender="colleague@example.net",
                  references="<unrelated@x> <orig@example.org>")
     assert helpdesk.ingest(reply).out.strip() == number
+
+
+def test_a_stranger_reusing_the_customers_message_id_opens_a_ticket_of_their_own(
+    helpdesk: Helpdesk,
+) -> None:
+    """A customer's Message-ID is no secret (a mailing list, a Cc, a forward): it proves
+    nothing, so a stranger cannot write onto the ticket with it (issue #13)."""
+    number = _new_ticket(helpdesk, message_id="<orig@example.org>")
+    reply = mail(subject="more details", sender="stranger@example.net",
+                 in_reply_to="<orig@example.org>", references="<orig@example.org>")
+    other = helpdesk.ingest(reply).out.strip()
+    assert other != number
+    [claim] = [e for e in helpdesk.ticket(other)["events"] if e["type"] == "claimed_ticket"]
+    assert claim["detail"] == (f"In-Reply-To/References name a message of ticket {number}, "
+                               "but the sender is not one of its participants")
+    assert len(helpdesk.ticket(number)["messages"]) == 2  # the customer's and the ack
 
 
 def test_a_closed_ticket_is_reopened_by_a_reply_and_notices_are_queued(

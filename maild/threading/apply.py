@@ -56,6 +56,10 @@ from maild.tickets import Contact, Context
 # Context is re-exported for the worker
 __all__ = ["Applied", "Context", "Received", "apply_message"]
 
+# The event of a claim (`Resolution.claimed_in`): where the stranger named the ticket.
+_CLAIMS = {"subject": "the subject names", "text": "the text names",
+           "references": "In-Reply-To/References name a message of"}
+
 
 @dataclass(frozen=True)
 class Received:
@@ -148,7 +152,7 @@ def _new_ticket(
         language=tickets.language_for(ctx.settings, mail.subject, mail.text))
     if claimed:
         tickets.event(ctx, ticket, EventType.CLAIMED_TICKET, mail.sender,
-                      f"the {claimed_in} names ticket {claimed}, but the sender is not one "
+                      f"{_CLAIMS[claimed_in]} ticket {claimed}, but the sender is not one "
                       "of its participants")
     if follows:
         tickets.event(ctx, ticket, EventType.FOLLOWS_CLOSED, mail.sender,

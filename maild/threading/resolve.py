@@ -6,15 +6,19 @@
    only maild's own tag, `[Ticket#N]` or `Ticket#N` (SPEC §7 "names the ticket by its tag"):
    a colleague forwarding a customer's "заявка №N" mail must not answer ticket N with it.
 2. References: In-Reply-To / References naming any Message-ID stored on a ticket or sent by
-   maild about it; such a reference is proof enough whoever sends it. For automatic mail
-   (bounces, delivery reports) the same holds for the Message-ID of a message maild sent quoted
-   in the report's returned headers ("returned message").
+   maild about it. A Message-ID maild signed for the sender (`maild.signing`: it got that mail
+   from maild) is proof enough; any other — a customer's own Message-ID, which a stranger may
+   know from a list or a Cc, one maild sent to somebody else, or one from before signing — is
+   honoured only from a participant, as a number is. For automatic mail (bounces, delivery
+   reports) the Message-ID of a message maild sent quoted in the report's returned headers
+   ("returned message") finds the ticket too.
 3. Text: a known ticket number named in the text in the same forms, the new text (without
    quoted history and signature) first — again only from a participant. Not for mail From a
    staff address: staff name a ticket by its subject (SPEC §7), and a colleague's forward of a
    customer's mail that mentions an old ticket must not become an answer on that ticket.
-Otherwise a new ticket; when a non-participant named a known number, the claim is recorded with
-where it was named (a claim in the subject wins over one in the text).
+Otherwise a new ticket; when a non-participant named a known number or referred to a known
+ticket's message, the claim is recorded with where it was made (subject, then references, then
+text).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from sqlmodel import Session, col, select
 from maild.config import Settings
 from maild.models import Direction, Message, Outbox, Participant, Ticket
 from maild.parsing import ParsedMail
+from maild.signing import signed_for
 from maild.subject import find_numbers, find_tags
 from maild.threading.staffmail import new_text
 
@@ -45,8 +50,8 @@ NUMBERS_PER_PLACE = 20
 class Resolution:
     ticket: Ticket | None
     via: str = ""                # "subject", "references", "returned message", "text"; "": new
-    claimed: str | None = None   # a known number named by a non-participant
-    claimed_in: str = ""         # where that number was named: "subject" or "text"
+    claimed: str | None = None   # a known ticket a non-participant named or referred to
+    claimed_in: str = ""         # where: "subject", "references" or "text"
 
 
 def resolve(session: Session, settings: Settings, mail: ParsedMail) -> Resolution:
@@ -56,7 +61,7 @@ def resolve(session: Session, settings: Settings, mail: ParsedMail) -> Resolutio
     ticket, subject_claim = _by_number(session, settings, mail.sender, named)
     if ticket is not None:
         return Resolution(ticket, via="subject")
-    ticket = _by_reference(session, mail.thread_ids)
+    ticket, reference_claim = _by_proven_reference(session, settings, mail)
     if ticket is not None:
         return Resolution(ticket, via="references")
     if mail.automatic:
@@ -74,6 +79,8 @@ def resolve(session: Session, settings: Settings, mail: ParsedMail) -> Resolutio
             return Resolution(ticket, via="text")
     if subject_claim:
         return Resolution(None, claimed=subject_claim, claimed_in="subject")
+    if reference_claim:
+        return Resolution(None, claimed=reference_claim, claimed_in="references")
     if text_claim:
         return Resolution(None, claimed=text_claim, claimed_in="text")
     return Resolution(None)
@@ -128,10 +135,36 @@ def _returned_message_ids(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_QUOTED_MESSAGE_ID.findall(text)))[:10]
 
 
+def _by_proven_reference(session: Session, settings: Settings,
+                         mail: ParsedMail) -> tuple[Ticket | None, str | None]:
+    """The ticket of the first reference the sender may use — signed for them, or on a ticket
+    they take part in; else (None, the ticket of the first reference, which they claimed)."""
+    claimed: str | None = None
+    participant: dict[int, bool] = {}
+    for message_id, ticket in _references(session, mail.thread_ids):
+        if signed_for(settings.mail.secret_file, message_id, mail.sender):
+            return ticket, None
+        assert ticket.id is not None
+        if ticket.id not in participant:
+            participant[ticket.id] = is_participant(session, settings, ticket, mail.sender)
+        if participant[ticket.id]:
+            return ticket, None
+        claimed = claimed or ticket.number
+    return None, claimed
+
+
 def _by_reference(session: Session, message_ids: tuple[str, ...],
                   sent_only: bool = False) -> Ticket | None:
+    found = _references(session, message_ids, sent_only)
+    return found[0][1] if found else None
+
+
+def _references(session: Session, message_ids: tuple[str, ...],
+                sent_only: bool = False) -> list[tuple[str, Ticket]]:
+    """The referenced Message-IDs stored on a ticket or sent by maild about one, with that
+    ticket, in the order of `message_ids`."""
     if not message_ids:
-        return None
+        return []
     query = select(Message.ticket_id, Message.message_id).where(
         Message.message_id.in_(message_ids)  # type: ignore[union-attr]
     ).order_by(Message.id)  # type: ignore[arg-type]
@@ -144,7 +177,8 @@ def _by_reference(session: Session, message_ids: tuple[str, ...],
         select(Outbox.ticket_id, Outbox.message_id).where(
             col(Outbox.message_id).in_(message_ids), col(Outbox.ticket_id).is_not(None)))
         if mid not in found and ticket_id is not None})
-    for mid in message_ids:  # In-Reply-To first, then the newest reference
-        if mid in found:
-            return session.get(Ticket, found[mid])
-    return None
+    tickets = {t.id: t for t in session.exec(
+        select(Ticket).where(col(Ticket.id).in_(set(found.values()))))} if found else {}
+    # In-Reply-To first, then the newest reference
+    return [(mid, tickets[found[mid]]) for mid in message_ids
+            if mid in found and found[mid] in tickets]

@@ -6,7 +6,10 @@ close tickets, so an operator whose MTA checks DKIM/SPF/DMARC can require proof
 (`mail.staff_auth = "authentication-results"`): an RFC 8601 Authentication-Results header
 written by their own MTA (`mail.authserv_id`) that says dkim or dmarc passed for the From
 domain, or spf passed for the sender's address or domain. Headers from any other authserv-id
-are ignored — anyone can write one.
+are ignored — anyone can write one. Without such an MTA, `mail.staff_auth = "token"` asks the
+mail to answer — by In-Reply-To or References — a Message-ID maild sent to that very staff
+member (`maild.signing`): a staff notice, an escalation, an assignment. Only the staff member's
+mailbox holds those ids, and one sent to a colleague does not verify for them.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import re
 
 from maild.config import Settings
 from maild.parsing import ParsedMail
+from maild.signing import signed_for
 
 _RESULT = re.compile(r"\b(dkim|dmarc|spf)\s*=\s*(\w+)([^;]*)", re.IGNORECASE)
 _PROPERTY = re.compile(r"\b(header\.d|header\.i|header\.from|smtp\.mailfrom)\s*=\s*([^\s;]+)",
@@ -27,6 +31,9 @@ def verified_staff(settings: Settings, mail: ParsedMail) -> bool:
         return False
     if settings.mail.staff_auth == "from":
         return True
+    if settings.mail.staff_auth == "token":
+        return any(signed_for(settings.mail.secret_file, mid, mail.sender)
+                   for mid in mail.thread_ids)
     domain = mail.sender.rpartition("@")[2].lower()
     for header in mail.authentication_results:
         authserv, _, results = header.partition(";")

@@ -1,0 +1,214 @@
+"""Signed Message-IDs (SPEC §5) and `mail.staff_auth` (SPEC §7), issue #13.
+
+Every Message-ID maild sends is signed for its recipient (`maild.signing`); a reference to one
+proves that its sender got that mail. What each `staff_auth` mode makes of a forged
+`From: alice` with `#close` on a known ticket: "from" trusts it (by design), the other two
+handle it as a customer's mail and leave the ticket open.
+"""
+
+from __future__ import annotations
+
+import stat
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from maild import config
+from maild.cli import main
+from maild.signing import signed_for, signed_message_id
+from tests.conftest import Helpdesk, mail, recipient
+
+ALICE = "Alice <alice@example.com>"
+
+
+def _desk(tmp_path: Path, capsys: pytest.CaptureFixture[str], staff_auth: str) -> Helpdesk:
+    desk = Helpdesk(tmp_path, capsys, notify="true")
+    extra = {"from": "", "token": 'staff_auth = "token"\n',
+             "authentication-results": 'staff_auth = "authentication-results"\n'
+                                       'authserv_id = "mx.example.com"\n'}[staff_auth]
+    desk.config.write_text(desk.config.read_text().replace("[mail]\n", f"[mail]\n{extra}"))
+    return desk
+
+
+def _key_file(desk: Helpdesk) -> str:
+    return config.load(desk.config).mail.secret_file
+
+
+def _notice_to(desk: Helpdesk, address: str) -> EmailMessage:
+    [notice] = [m for m in desk.outbox() if recipient(m) == address and "[new]" in m["Subject"]]
+    return notice
+
+
+def _close(number: str, in_reply_to: str | None = None,
+           references: str | None = None) -> EmailMessage:
+    return mail(subject=f"Re: [Ticket#{number}] Printer does not print", sender=ALICE,
+                body="#close\n\nDone, the driver is installed.\n", in_reply_to=in_reply_to,
+                references=references)
+
+
+def _events(desk: Helpdesk, number: str) -> list[str]:
+    return [e["type"] for e in desk.ticket(number)["events"]]
+
+
+# --- the signature ---------------------------------------------------------------------------
+
+
+def test_an_id_verifies_for_its_recipient_only_and_not_once_tampered(tmp_path: Path) -> None:
+    key = tmp_path / "maild.key"
+    key.write_text("k" * 40 + "\n")
+    made = signed_message_id(str(key), "example.com", "Ivan@Example.org")
+    assert made.startswith("maild.") and made.endswith("@example.com")
+    assert signed_for(str(key), made, "ivan@example.org")  # addresses compare in any case
+    assert not signed_for(str(key), made, "stranger@example.net")
+    local, _, domain = made.partition("@")
+    flipped = local[:-1] + ("0" if local[-1] != "0" else "1")
+    assert not signed_for(str(key), f"{flipped}@{domain}", "ivan@example.org")
+    assert not signed_for(str(key), "maild.1764620000000.0123456789abcdef@example.com",
+                          "ivan@example.org")  # the unsigned ids of before
+    other = tmp_path / "other.key"
+    other.write_text("o" * 40 + "\n")
+    assert not signed_for(str(other), made, "ivan@example.org")  # another key
+
+
+def test_init_writes_the_key_file_private(helpdesk: Helpdesk) -> None:
+    key = Path(_key_file(helpdesk))
+    assert key.exists()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert len(key.read_text().strip()) >= 32
+
+
+@pytest.mark.sqlite
+def test_on_sqlite_the_key_file_defaults_to_beside_the_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "maild.toml"
+    path.write_text('[database]\nurl = "sqlite:///state/maild.db"\n'
+                    '[mail]\nsupport_address = "support@example.com"\n'
+                    '[outbound]\nmaildir = "state/outbox"\n')
+    assert main(["--config", str(path), "init"]) == 0
+    key = tmp_path / "state" / "maild.db.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    before = key.read_bytes()
+    assert main(["--config", str(path), "init"]) == 0
+    assert key.read_bytes() == before  # a second init keeps the key
+
+
+def test_check_config_reports_a_key_file_others_can_read(helpdesk: Helpdesk) -> None:
+    key = Path(_key_file(helpdesk))
+    key.chmod(0o644)
+    result = helpdesk.run("check-config")
+    assert result.code != 0
+    assert f"mail.secret_file: {key} is readable or writable by others" in result.err + result.out
+
+
+def test_every_mail_maild_sends_is_signed_for_its_recipient(helpdesk: Helpdesk) -> None:
+    helpdesk.ingest(mail())
+    [ack] = helpdesk.outbox()
+    message_id = ack["Message-ID"].strip("<>")
+    assert signed_for(_key_file(helpdesk), message_id, "ivan@example.org")
+    assert not signed_for(_key_file(helpdesk), message_id, "alice@example.com")
+
+
+# --- participation (SPEC §5) -----------------------------------------------------------------
+
+
+def test_a_stranger_answering_a_forwarded_acknowledgement_gets_a_ticket_of_their_own(
+    helpdesk: Helpdesk,
+) -> None:
+    """The acknowledgement's Message-ID is signed for the customer: in anyone else's hands it
+    proves nothing, not even with the ticket's number in the subject."""
+    number = helpdesk.ingest(mail()).out.strip()
+    [ack] = helpdesk.outbox()
+    stranger = mail(subject=f"Re: [Ticket#{number}] Printer does not print",
+                    sender="stranger@example.net", in_reply_to=ack["Message-ID"],
+                    references=ack["Message-ID"])
+    other = helpdesk.ingest(stranger).out.strip()
+    assert other != number
+    assert "claimed_ticket" in _events(helpdesk, other)
+    customer = mail(subject="Re: your message", in_reply_to=ack["Message-ID"])
+    assert helpdesk.ingest(customer).out.strip() == number
+
+
+# --- staff identity (SPEC §7), a forged From: alice in each mode -----------------------------
+
+
+def test_staff_auth_from_trusts_the_from_line_so_a_forged_one_acts_as_staff(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default promises nothing more than the From line: this is why the other modes
+    exist (README "Staff identity")."""
+    desk = _desk(tmp_path, capsys, "from")
+    number = desk.ingest(mail()).out.strip()
+    desk.ingest(_close(number))
+    assert desk.ticket(number)["status"] == "closed"
+
+
+def test_staff_auth_authentication_results_ignores_a_forged_from(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    desk = _desk(tmp_path, capsys, "authentication-results")
+    number = desk.ingest(mail()).out.strip()
+    desk.ingest(_close(number))  # no Authentication-Results from mx.example.com
+    assert desk.ticket(number)["status"] != "closed"
+    assert "staff_unverified" in _events(desk, number)
+
+
+def test_staff_auth_token_ignores_a_forged_from_without_a_signed_reference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    desk = _desk(tmp_path, capsys, "token")
+    number = desk.ingest(mail()).out.strip()
+    sent = len(desk.outbox())
+    desk.ingest(_close(number))
+    assert desk.ticket(number)["status"] != "closed"
+    assert "staff_unverified" in _events(desk, number)
+    assert not [m for m in desk.outbox()[sent:] if recipient(m) == "ivan@example.org"]
+
+
+def test_staff_auth_token_accepts_an_answer_to_the_notice_maild_sent_that_member(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    desk = _desk(tmp_path, capsys, "token")
+    number = desk.ingest(mail()).out.strip()
+    notice = _notice_to(desk, "alice@example.com")
+    desk.ingest(_close(number, in_reply_to=notice["Message-ID"],
+                       references=notice["References"] + " " + notice["Message-ID"]))
+    shown = desk.ticket(number)
+    assert shown["status"] == "closed"
+    assert "staff_unverified" not in _events(desk, number)
+    [answer] = [m for m in desk.outbox() if recipient(m) == "ivan@example.org"
+                and "driver is installed" in m.get_content()]
+    assert "#close" not in answer.get_content()
+    # The customer's copy must not hand them a token of Alice's to forge her with.
+    assert answer["References"] is not None
+    thread = f"{answer['In-Reply-To']} {answer['References']}"
+    assert notice["Message-ID"].strip("<>") not in thread
+    assert not any(signed_for(_key_file(desk), mid.strip("<>"), "alice@example.com")
+                   for mid in thread.split())
+
+
+def test_staff_auth_token_refuses_a_notice_maild_sent_someone_else(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bob's notice in Alice's name (a forwarded notice, or a forger who got one): the
+    signature is Bob's, so it proves nothing for alice@."""
+    desk = _desk(tmp_path, capsys, "token")
+    number = desk.ingest(mail()).out.strip()
+    bobs = _notice_to(desk, "bob@example.com")
+    desk.ingest(_close(number, in_reply_to=bobs["Message-ID"], references=bobs["Message-ID"]))
+    assert desk.ticket(number)["status"] != "closed"
+    assert "staff_unverified" in _events(desk, number)
+
+
+def test_staff_auth_token_refuses_a_tampered_mac(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    desk = _desk(tmp_path, capsys, "token")
+    number = desk.ingest(mail()).out.strip()
+    real = _notice_to(desk, "alice@example.com")["Message-ID"].strip("<>")
+    local, _, domain = real.partition("@")
+    forged = f"<{local[:-1]}{'0' if local[-1] != '0' else '1'}@{domain}>"
+    desk.ingest(_close(number, in_reply_to=forged, references=forged))
+    assert desk.ticket(number)["status"] != "closed"
+    assert "staff_unverified" in _events(desk, number)
