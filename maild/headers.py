@@ -46,7 +46,7 @@ def safe_filename(name: str, fallback: str = "file") -> str:
     last = single_line(name).replace("\\", "/").rsplit("/", 1)[-1]
     kept = "".join(c for c in last
                    if c not in _NOT_IN_FILENAMES and unicodedata.category(c)[0] != "C")
-    kept = kept.strip(". ")
+    kept = " ".join(kept.split()).strip(". ")
     if _WINDOWS_DEVICES.match(kept.split(".", 1)[0].strip()):
         kept = "_" + kept
     if len(kept.encode()) > MAX_FILENAME_BYTES:

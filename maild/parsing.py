@@ -55,6 +55,7 @@ _SENDER_HEADERS = ("from", "sender", "reply-to", "return-path")
 # The defaults of the config keys, for callers without settings (the status page's downloads).
 MAX_MIME_PARTS: int = MailSettings.max_mime_parts
 MAX_MIME_DEPTH: int = MailSettings.max_mime_depth
+_MAX_ADDRESS_HEADER = 20_000  # characters of From, To, Cc... read: a few hundred addresses
 _MAX_THREAD_IDS = 100  # Message-IDs kept of In-Reply-To and of References (RFC 5322 §3.6.4)
 
 
@@ -270,8 +271,9 @@ def _without_stray_header_lines(data: bytes) -> bytes:
               if _HEADER_LINE.match(line) or _OBSOLETE_NAME.match(line)}
     if not starts:
         return data
+    last = max(starts)
     kept = [line for i, line in enumerate(head)
-            if i > max(starts) or i in starts or _CONTINUATION.match(line)
+            if i > last or i in starts or _CONTINUATION.match(line)
             or (i == 0 and line.startswith(b"From "))]
     return b"".join(kept) + rest
 
@@ -481,6 +483,9 @@ def _address_pairs(msg: Message, name: str, keep_empty: bool = False) -> list[tu
     raw = _raw_header(msg, name)
     if not raw:
         return []
+    if len(raw) > _MAX_ADDRESS_HEADER:  # the stdlib reads addresses at ~4 µs a character
+        cut = raw.rfind(",", 0, _MAX_ADDRESS_HEADER)
+        raw = raw[:cut if cut > 0 else _MAX_ADDRESS_HEADER]
     try:
         pairs = getaddresses([raw])
     except Exception:
@@ -492,12 +497,15 @@ def _address_pairs(msg: Message, name: str, keep_empty: bool = False) -> list[tu
         pairs.extend(("", addr) for addr in _BARE_ADDRESS.findall(raw))
     result: list[tuple[str, str]] = []
     for display, addr in pairs:
-        addr = _from_8bit(addr, msg).strip()
+        addr = _ADDRESS_CONTROLS.sub("", _from_8bit(addr, msg)).strip()
         if addr or (keep_empty and display.strip()):
             result.append((_decode_words(display, msg), addr))
     return result
 
 
+# A NUL or other control character inside an address (sprinkled in transit, or put there to
+# make a customer address nobody can write to and PostgreSQL cannot store) is no part of it.
+_ADDRESS_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BARE_ADDRESS = re.compile(r"[^\s<>()\[\]\",;:@]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
@@ -530,7 +538,7 @@ def _sender(msg: Message, envelope_from: str | None) -> tuple[str, str]:
                 return display, addr.lower()
             if unqualified is None and (addr or display):
                 unqualified = (display, addr)
-    envelope = (envelope_from or "").strip().strip("<>").strip()
+    envelope = _ADDRESS_CONTROLS.sub("", envelope_from or "").strip().strip("<>").strip()
     if _qualified(envelope):
         return "", envelope.lower()
     mbox = _mbox_sender(msg)
@@ -556,7 +564,7 @@ def _mbox_sender(msg: Message) -> str:
     unixfrom = msg.get_unixfrom() or ""
     parts = unixfrom.split()
     if len(parts) >= 2 and parts[0] == "From":
-        return _from_8bit(parts[1]).strip("<>")
+        return _ADDRESS_CONTROLS.sub("", _from_8bit(parts[1])).strip("<>")
     return ""
 
 

@@ -288,17 +288,22 @@ class _Pages:
         file = await run_in_threadpool(read)
         if file is None:
             raise HTTPException(404)
-        name = safe_filename(file.filename)
-        fallback = name.encode("ascii", "replace").decode("ascii").replace("?", "_")
-        disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
         return Response(file.data, media_type="application/octet-stream",
-                        headers={"Content-Disposition": disposition,
+                        headers={"Content-Disposition": _download_disposition(file.filename),
                                  "Cache-Control": "no-store"})
 
     async def style(self, request: Request) -> Response:
         css = (PAGES / "style.css").read_text(encoding="utf-8")
         return Response(css, media_type="text/css",
                         headers={"Cache-Control": "public, max-age=3600"})
+
+
+def _download_disposition(filename: str) -> str:
+    """`Content-Disposition` of a download: the safe name (`safe_filename`), in ASCII for old
+    browsers and in RFC 5987 form for the rest."""
+    name = safe_filename(filename)
+    fallback = name.encode("ascii", "replace").decode("ascii").replace("?", "_")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
 
 
 def _language_of(ticket: TicketRow) -> str:
