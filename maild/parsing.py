@@ -317,7 +317,7 @@ def _unfold(value: str) -> str:
 def _thread_ids(value: str) -> tuple[str, ...]:
     """The Message-IDs of In-Reply-To or References, at most `_MAX_THREAD_IDS`: the first (the
     thread's root) and the latest, as RFC 5322 §3.6.4 trims them. Thousands of ids would be
-    thousands of parameters of one look-up, more than SQLite takes in a statement."""
+    thousands of parameters of one look-up (PostgreSQL's protocol carries 65,535 at most)."""
     ids = message_ids(value)
     if len(ids) > _MAX_THREAD_IDS:
         ids = ids[:1] + ids[-(_MAX_THREAD_IDS - 1):]
