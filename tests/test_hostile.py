@@ -23,6 +23,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from maild import config
+from maild.errors import ConfigError
 from maild.headers import MAX_FILENAME_BYTES, safe_filename
 from maild.parsing import MessageTooComplex, ParsedMail, parse_message
 from maild.web.pages import _download_disposition
@@ -377,3 +379,22 @@ def test_the_download_header_names_the_file_and_nothing_else(name: str) -> None:
     assert header.startswith('attachment; filename="') and header.count('"') == 2
     assert re.fullmatch(r'attachment; filename="[ -~]*"; filename\*=UTF-8\'\'[A-Za-z0-9%._~-]+',
                         header), header
+
+
+# --- the limits in the config -----------------------------------------------------------------
+
+@pytest.mark.parametrize("line, problem", [
+    ("max_mime_depth = 501", "must be a whole number from 1 to 500"),
+    ("max_mime_depth = 0", "must be a whole number from 1 to 500"),
+    ('max_mime_depth = "deep"', "must be a whole number from 1 to 500"),
+    ("max_mime_parts = 0", "must be a whole number of at least 1"),
+])
+def test_a_mime_limit_out_of_range_is_a_config_error_naming_the_key(
+    tmp_path: Path, line: str, problem: str
+) -> None:
+    path = tmp_path / "maild.toml"
+    path.write_text(f'[mail]\nsupport_address = "support@example.com"\n{line}\n')
+    with pytest.raises(ConfigError) as raised:
+        config.load(path)
+    key = line.split(" ", 1)[0]
+    assert f"{path}:mail.{key}: {problem}" in raised.value.problems, raised.value.problems
