@@ -110,7 +110,7 @@ def worker(args: tuple[int, int, int, str]) -> tuple[Counter[str], int, float, f
             name.with_suffix(".txt").write_text(traceback.format_exc())
         finally:
             parse_time += time.process_time() - began
-        if n and n % 10_000 == 0:
+        if n and n % 2_000 == 0:
             print(f"worker {index}: {n} cases, {time.perf_counter() - start:.0f} s",
                   file=sys.stderr, flush=True)
     return outcomes, len(pool), drawing, parse_time
