@@ -155,6 +155,7 @@ url = "sqlite:///{root}/maild.db"
 [mail]
 support_address = "support@example.com"
 accept = ["support@example.com"]
+max_mime_parts = 10000  # the corpus's one MIME bomb too: this is about storing and threading
 
 [smtp]
 listen = "127.0.0.1:{port}"
