@@ -25,7 +25,7 @@ from typing import Any
 import jinja2
 
 from maild.config import Settings
-from maild.headers import MAX_SUBJECT, bracketed, single_line
+from maild.headers import MAX_SUBJECT, bracketed, safe_filename, single_line
 from maild.mailkinds import TEMPLATES
 
 _UTF8_8BIT = Charset("utf-8")
@@ -214,7 +214,7 @@ def _file_part(attachment: OutgoingFile) -> Message:
     part = MIMEBase(maintype or "application", subtype or "octet-stream")
     part.set_payload(attachment.data)
     encode_base64(part)
-    name = single_line(attachment.filename).replace("/", "_").replace("\\", "_") or "attachment"
+    name = safe_filename(attachment.filename, "attachment")
     if name.isascii():
         part.add_header("Content-Disposition", "attachment", filename=name)
     else:

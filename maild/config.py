@@ -228,6 +228,17 @@ def _dates(raw: Any) -> tuple[date, ...]:
         raise ValueError("must be a list of dates such as \"2026-12-31\"") from None
 
 
+MIME_DEPTH_CEILING = 500
+"""The highest `mail.max_mime_depth`: the stdlib parser recurses once per level of nesting and
+runs out of Python's stack at about 990."""
+
+
+def _whole_number(raw: Any, minimum: int, maximum: int) -> int:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not minimum <= raw <= maximum:
+        raise ValueError(f"must be a whole number from {minimum} to {maximum}")
+    return raw
+
+
 def _line(raw: Any) -> str:
     """A display name or queue name: on one line, whitespace collapsed."""
     return " ".join(_string(raw).split())
@@ -280,6 +291,8 @@ class MailSettings:
     templates_dir: str = key("", path=True)
     max_message_bytes: int = key(26_214_400, minimum=1)
     max_attachment_bytes: int = key(10_485_760)  # attachments one mail of maild's carries
+    max_mime_parts: int = key(1000, minimum=1)  # more: the message is kept as failed (SPEC §9)
+    max_mime_depth: int = key(50, convert=lambda raw: _whole_number(raw, 1, MIME_DEPTH_CEILING))
     auto_reply_limit_per_hour: int = key(5)
     processing_timeout: timedelta = key(timedelta(minutes=2), convert=_duration)
     staff_auth: str = key("from", choices=("from", "authentication-results", "token"))

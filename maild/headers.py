@@ -7,7 +7,9 @@ to build a header, and the set an attacker would use to inject one.
 
 from __future__ import annotations
 
+import os.path
 import re
+import unicodedata
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 MAX_SUBJECT = 200
@@ -23,6 +25,35 @@ def single_line(text: str, limit: int | None = None) -> str:
     if limit is not None and len(flat) > limit:
         flat = flat[: limit - 1].rstrip() + "…"
     return flat
+
+
+MAX_FILENAME_BYTES = 200  # in UTF-8; file systems take 255, and a saving client adds " (2)"
+_NOT_IN_FILENAMES = set('"<>:|?*/\\')
+_WINDOWS_DEVICES = re.compile(r"(?i)(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³]|conin\$|conout\$)$")
+
+
+def safe_filename(name: str, fallback: str = "file") -> str:
+    """A customer's file name reduced to one that names a file and nothing else, wherever it
+    is saved, served or sent: the last part of any path (`/` or `\\`, so `../` and absolute
+    names stay in the folder they are saved to), no control, format (bidi overrides) or
+    line-break characters, none of `"<>:|?*` (Windows refuses them; `"` would end a header
+    parameter), no leading or trailing dots or spaces (`..`, hidden files), not a Windows
+    device name (`CON`, `nul.txt`), at most `MAX_FILENAME_BYTES` in UTF-8 with its extension
+    kept; `fallback` when nothing is left. The one such rule: parsing, the web download and
+    outgoing mail all use it."""
+    last = single_line(name).replace("\\", "/").rsplit("/", 1)[-1]
+    kept = "".join(c for c in last
+                   if c not in _NOT_IN_FILENAMES and unicodedata.category(c)[0] != "C")
+    kept = " ".join(kept.split()).strip(". ")
+    if _WINDOWS_DEVICES.match(kept.split(".", 1)[0].strip()):
+        kept = "_" + kept
+    if len(kept.encode()) > MAX_FILENAME_BYTES:
+        stem, ext = os.path.splitext(kept)
+        ext = ext if len(ext.encode()) <= 20 else ""
+        room = MAX_FILENAME_BYTES - len(ext.encode())
+        stem = stem.encode()[:room].decode("utf-8", "ignore").rstrip(". ")
+        kept = stem + ext
+    return kept or fallback
 
 
 def deliverable(address: str) -> str | None:

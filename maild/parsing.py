@@ -15,6 +15,13 @@ delivery reports are rendered as text. A bounce with a null sender (`<>`, `MAILE
 `mailer-daemon@<its host>` as sender, so it is stored on a ticket like any automatic mail.
 Only a message with no sender address anywhere — From, Sender, Reply-To, Return-Path, the
 envelope sender or an mbox `From ` line — is unparseable for maild's purposes.
+
+Hostile mail is bounded here (SPEC §9): the parser stops as soon as a message has more MIME
+parts or deeper nesting than `mail.max_mime_parts` / `mail.max_mime_depth` allow — before the
+whole tree is built, so a bomb costs no more than its limit — and `MessageTooComplex` says
+which limit, so the message is kept as `failed` with that reason and can be retried once the
+limit is raised. How many Message-IDs a message may refer to is bounded too, and every file
+name is made safe to save or send (`maild.headers.safe_filename`) before anything stores it.
 """
 
 from __future__ import annotations
@@ -28,14 +35,16 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.errors import MessageDefect
+from email.feedparser import BytesFeedParser
 from email.message import Message
-from email.parser import BytesHeaderParser, BytesParser
+from email.parser import BytesHeaderParser
 from email.policy import Compat32
 from email.utils import getaddresses, parseaddr
 from typing import Any
 
+from maild.config import MailSettings
 from maild.errors import UnparseableMessage
-from maild.headers import message_ids, single_line
+from maild.headers import message_ids, safe_filename, single_line
 from maild.htmltext import html_to_text
 
 PRIORITY_HEADER = "X-Maild-Priority"  # the web form's priority field, carried in its message
@@ -43,7 +52,15 @@ _AUTO_PRECEDENCE = {"bulk", "junk", "list", "auto_reply"}
 _REPORT_TYPES = {"delivery-status", "disposition-notification", "feedback-report"}
 _NULL_SENDERS = {"", "<>", "mailer-daemon", "postmaster"}
 _SENDER_HEADERS = ("from", "sender", "reply-to", "return-path")
-_MAX_DEPTH = 50  # MIME nesting deeper than this is not walked (its bytes stay in `inbound`)
+# The defaults of the config keys, for callers without settings (the status page's downloads).
+MAX_MIME_PARTS: int = MailSettings.max_mime_parts
+MAX_MIME_DEPTH: int = MailSettings.max_mime_depth
+_MAX_ADDRESS_HEADER = 20_000  # characters of From, To, Cc... read: a few hundred addresses
+_MAX_THREAD_IDS = 100  # Message-IDs kept of In-Reply-To and of References (RFC 5322 §3.6.4)
+
+
+class MessageTooComplex(UnparseableMessage):
+    """More MIME parts, or deeper nesting, than the config allows; the text names the key."""
 
 
 class _LenientPolicy(Compat32):
@@ -106,17 +123,21 @@ class ParsedMail:
         return tuple(seen)
 
 
-def parse_message(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
-    """Parse raw RFC 5322 bytes; raises UnparseableMessage only when no sender can be found."""
+def parse_message(raw: bytes, envelope_from: str | None = None, *,
+                  max_parts: int = MAX_MIME_PARTS, max_depth: int = MAX_MIME_DEPTH) -> ParsedMail:
+    """Parse raw RFC 5322 bytes; raises UnparseableMessage when no sender can be found, and
+    MessageTooComplex when the MIME tree has more than `max_parts` parts below the message
+    or a part nested deeper than `max_depth` (`mail.max_mime_parts`, `mail.max_mime_depth`)."""
     data = _obsolete_header_names(_normal_line_endings(raw))
-    msg = _parse(data)
+    limits = (max_parts, max_depth)
+    msg = _parse(data, limits)
     sender_name, sender = _sender(msg, envelope_from)
     if not sender:
         # A stray line inside the header block ends the headers for the stdlib parser, and the
         # From: below it is lost; drop such lines and look again.
         repaired = _obsolete_header_names(_without_stray_header_lines(data))
         if repaired != data:
-            again = _parse(repaired)
+            again = _parse(repaired, limits)
             sender_name, sender = _sender(again, envelope_from)
             if sender:
                 msg = again
@@ -137,8 +158,8 @@ def parse_message(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
         reply_to=tuple((single_line(name), addr.lower()) for name, addr
                        in _address_pairs(msg, "reply-to") if _qualified(addr)),
         cc=_addresses(msg, "cc"),
-        in_reply_to=tuple(message_ids(header_text(msg, "in-reply-to"))),
-        references=tuple(message_ids(header_text(msg, "references"))),
+        in_reply_to=_thread_ids(header_text(msg, "in-reply-to")),
+        references=_thread_ids(header_text(msg, "references")),
         text=_clean(text),
         html=_clean(html),
         attachments=tuple(attachments),
@@ -152,9 +173,13 @@ def parse_message(raw: bytes, envelope_from: str | None = None) -> ParsedMail:
 # --- the message and its headers -------------------------------------------------------------
 
 
-def _parse(data: bytes) -> Message:
+def _parse(data: bytes, limits: tuple[int, int]) -> Message:
     try:
-        return BytesParser(policy=_POLICY).parsebytes(data)
+        parser = _BoundedParser(*limits)
+        parser.feed(data)
+        return parser.close()
+    except MessageTooComplex:
+        raise
     except Exception:  # the feedparser is built never to raise; should it, keep the headers
         try:
             head = BytesHeaderParser(policy=_POLICY).parsebytes(data)
@@ -166,6 +191,33 @@ def _parse(data: bytes) -> Message:
 
 class _BodyNotParsed(MessageDefect):
     """The MIME structure could not be parsed; only the headers were read."""
+
+
+class _BoundedParser(BytesFeedParser):
+    """The stdlib's feed parser, stopped at the first part over the limits. It starts every
+    part (the message itself, each MIME part, each message/rfc822 inside) in `_new_message`,
+    with the parts it is inside on `_msgstack` — private names, unchanged since Python 2.4;
+    tests/test_hostile.py fails should they change. Counting there bounds the work before the
+    tree exists: a 50,000-part bomb stops after `max_parts`, and a nesting a thousand deep
+    stops at `max_depth`, long before the parser's own recursion could run out of stack."""
+
+    def __init__(self, max_parts: int, max_depth: int) -> None:
+        super().__init__(policy=_POLICY)
+        self._max_parts = max_parts
+        self._max_depth = max_depth
+        self._parts = -1  # the message itself is no part
+
+    def _new_message(self) -> None:
+        self._parts += 1
+        if self._parts > self._max_parts:
+            raise MessageTooComplex(
+                f"more than {self._max_parts} MIME parts (mail.max_mime_parts); raise it and "
+                "run `maild inbound retry` to take this message")
+        if len(self._msgstack) > self._max_depth:  # type: ignore[attr-defined]
+            raise MessageTooComplex(
+                f"MIME parts nested more than {self._max_depth} deep (mail.max_mime_depth); "
+                "raise it and run `maild inbound retry` to take this message")
+        super()._new_message()  # type: ignore[misc]
 
 
 def _normal_line_endings(raw: bytes) -> bytes:
@@ -219,8 +271,9 @@ def _without_stray_header_lines(data: bytes) -> bytes:
               if _HEADER_LINE.match(line) or _OBSOLETE_NAME.match(line)}
     if not starts:
         return data
+    last = max(starts)
     kept = [line for i, line in enumerate(head)
-            if i > max(starts) or i in starts or _CONTINUATION.match(line)
+            if i > last or i in starts or _CONTINUATION.match(line)
             or (i == 0 and line.startswith(b"From "))]
     return b"".join(kept) + rest
 
@@ -259,6 +312,16 @@ def _all_raw_headers(msg: Message, name: str) -> tuple[str, ...]:
 
 def _unfold(value: str) -> str:
     return re.sub(r"\r?\n(?=[ \t])|\r(?=[ \t])", "", value).strip("\r\n")
+
+
+def _thread_ids(value: str) -> tuple[str, ...]:
+    """The Message-IDs of In-Reply-To or References, at most `_MAX_THREAD_IDS`: the first (the
+    thread's root) and the latest, as RFC 5322 §3.6.4 trims them. Thousands of ids would be
+    thousands of parameters of one look-up (PostgreSQL's protocol carries 65,535 at most)."""
+    ids = message_ids(value)
+    if len(ids) > _MAX_THREAD_IDS:
+        ids = ids[:1] + ids[-(_MAX_THREAD_IDS - 1):]
+    return tuple(ids)
 
 
 def _from_8bit(value: str, msg: Message | None = None) -> str:
@@ -420,6 +483,9 @@ def _address_pairs(msg: Message, name: str, keep_empty: bool = False) -> list[tu
     raw = _raw_header(msg, name)
     if not raw:
         return []
+    if len(raw) > _MAX_ADDRESS_HEADER:  # the stdlib reads addresses at ~4 µs a character
+        cut = raw.rfind(",", 0, _MAX_ADDRESS_HEADER)
+        raw = raw[:cut if cut > 0 else _MAX_ADDRESS_HEADER]
     try:
         pairs = getaddresses([raw])
     except Exception:
@@ -431,12 +497,15 @@ def _address_pairs(msg: Message, name: str, keep_empty: bool = False) -> list[tu
         pairs.extend(("", addr) for addr in _BARE_ADDRESS.findall(raw))
     result: list[tuple[str, str]] = []
     for display, addr in pairs:
-        addr = _from_8bit(addr, msg).strip()
+        addr = _ADDRESS_CONTROLS.sub("", _from_8bit(addr, msg)).strip()
         if addr or (keep_empty and display.strip()):
             result.append((_decode_words(display, msg), addr))
     return result
 
 
+# A NUL or other control character inside an address (sprinkled in transit, or put there to
+# make a customer address nobody can write to and PostgreSQL cannot store) is no part of it.
+_ADDRESS_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BARE_ADDRESS = re.compile(r"[^\s<>()\[\]\",;:@]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
@@ -469,7 +538,7 @@ def _sender(msg: Message, envelope_from: str | None) -> tuple[str, str]:
                 return display, addr.lower()
             if unqualified is None and (addr or display):
                 unqualified = (display, addr)
-    envelope = (envelope_from or "").strip().strip("<>").strip()
+    envelope = _ADDRESS_CONTROLS.sub("", envelope_from or "").strip().strip("<>").strip()
     if _qualified(envelope):
         return "", envelope.lower()
     mbox = _mbox_sender(msg)
@@ -495,7 +564,7 @@ def _mbox_sender(msg: Message) -> str:
     unixfrom = msg.get_unixfrom() or ""
     parts = unixfrom.split()
     if len(parts) >= 2 and parts[0] == "From":
-        return _from_8bit(parts[1]).strip("<>")
+        return _ADDRESS_CONTROLS.sub("", _from_8bit(parts[1])).strip("<>")
     return ""
 
 
@@ -523,19 +592,18 @@ def _origin_host(msg: Message) -> str:
 
 
 def _leaves(msg: Message) -> Iterator[Message]:
-    """Every part that holds content, depth first, without recursion; a report part
-    (message/delivery-status and its kin) is yielded whole instead of descending into it."""
-    stack: list[tuple[Message, int]] = [(msg, 0)]
+    """Every part that holds content, depth first, without recursion (the parser bounded the
+    depth already); a report part (message/delivery-status and its kin) is yielded whole
+    instead of descending into it."""
+    stack: list[Message] = [msg]
     while stack:
-        part, depth = stack.pop()
+        part = stack.pop()
         if _content_type(part) in _REPORT_CONTENT_TYPES or not _is_multipart(part):
             yield part
             continue
-        if depth >= _MAX_DEPTH:
-            continue
         children = part.get_payload()
         if isinstance(children, list):
-            stack.extend((c, depth + 1) for c in reversed(children) if isinstance(c, Message))
+            stack.extend(c for c in reversed(children) if isinstance(c, Message))
 
 
 _REPORT_CONTENT_TYPES = {f"message/{t}" for t in _REPORT_TYPES} | {"message/global-delivery-status"}
@@ -577,7 +645,7 @@ def _bodies(msg: Message, defects: list[str]) -> tuple[str, str, list[Attachment
                 or not textual:
             payload = _payload(part) or b""
             attachments.append(Attachment(
-                filename=single_line(filename or "unnamed"), content_type=ctype,
+                filename=safe_filename(filename, "unnamed"), content_type=ctype,
                 size=len(payload), data=payload))
             continue
         body = _decoded_text(part, defects)
@@ -685,7 +753,7 @@ def _uuencoded(text: str) -> tuple[str, list[Attachment]]:
         lines = text[match.end():end.start()].splitlines()
         if not all(_UU_LINE.fullmatch(line.rstrip("\r")) for line in lines if line.strip()):
             continue  # prose that happens to start with "begin 644", not a uuencoded file
-        filename = single_line(match.group(1)) or "unnamed"
+        filename = safe_filename(match.group(1), "unnamed")
         data = b"".join(_uu_line(line) for line in lines)
         content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
         files.append(Attachment(filename=filename, content_type=content_type, size=len(data),
@@ -711,12 +779,16 @@ def _uu_line(line: str) -> bytes:
 
 
 def _clean(text: str) -> str:
-    """Line ends as \\n; no NUL (PostgreSQL refuses it in text), no lone surrogate (no
-    database takes one)."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    """Line ends as \\n; no NUL (PostgreSQL refuses it in text), no other control character
+    but tab (an escape sequence in a customer's text would reach a staff member's terminal in
+    `maild ticket show`), no lone surrogate (no database takes one)."""
+    text = _CONTROLS.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
     if re.search(r"[\ud800-\udfff]", text):
         text = text.encode("utf-8", "replace").decode("utf-8")
     return text
+
+
+_CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
 # --- automatic mail ---------------------------------------------------------------------------

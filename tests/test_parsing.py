@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from maild.errors import UnparseableMessage
-from maild.parsing import ParsedMail, parse_message
+from maild.parsing import MessageTooComplex, ParsedMail, parse_message
 
 
 def raw(*lines: str, eol: str = "\r\n", charset: str = "utf-8") -> bytes:
@@ -419,7 +419,9 @@ def test_nul_bytes_never_reach_the_text() -> None:
     assert mail.text == "bodywith nul"
 
 
-def test_deeply_nested_multiparts_do_not_crash() -> None:
+def test_nesting_deeper_than_the_limit_is_refused_by_name_and_taken_under_a_raised_one() -> None:
+    """Deeper than `mail.max_mime_depth` (50): refused, naming the key, rather than parsed with
+    its deepest text silently left out; under a raised limit the text is there."""
     depth = 200
     lines = ["From: a@example.org", "MIME-Version: 1.0"]
     for i in range(depth):
@@ -427,8 +429,10 @@ def test_deeply_nested_multiparts_do_not_crash() -> None:
     lines += ["Content-Type: text/plain", "", "deep"]
     for i in reversed(range(depth)):
         lines.append(f"--b{i}--")
-    mail = parse_message(raw(*lines))
-    assert mail.sender == "a@example.org"
+    with pytest.raises(MessageTooComplex, match=r"more than 50 deep \(mail.max_mime_depth\)"):
+        parse_message(raw(*lines))
+    mail = parse_message(raw(*lines), max_depth=depth + 1)
+    assert (mail.sender, mail.text) == ("a@example.org", "deep")
 
 
 # --- automatic mail -----------------------------------------------------------------------------

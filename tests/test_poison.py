@@ -25,6 +25,7 @@ url = "sqlite:///{root}/maild.db"
 [mail]
 support_address = "support@example.com"
 processing_timeout = "{timeout}"
+max_mime_parts = 100000  # the bomb below is to hang threading, not to be refused for its parts
 
 [smtp]
 listen = "127.0.0.1:{port}"

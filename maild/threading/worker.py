@@ -93,7 +93,9 @@ def process_batch(
                 # Parse outside the write lock: pure CPU work on bytes that never change.
                 in_hand(item.inbound_id)
                 try:
-                    item.mail = parse_message(item.raw, item.envelope_from)
+                    item.mail = parse_message(item.raw, item.envelope_from,
+                                              max_parts=settings.mail.max_mime_parts,
+                                              max_depth=settings.mail.max_mime_depth)
                 except Exception as exc:
                     item.failure = _reason(exc)
             if taken:

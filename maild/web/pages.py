@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -40,7 +39,7 @@ from maild.config import PRIORITIES, Settings, WebSettings
 from maild.db import transaction
 from maild.dbapi import reader_of
 from maild.errors import StorageUnavailable
-from maild.headers import deliverable, single_line
+from maild.headers import deliverable, safe_filename, single_line
 from maild.models import Inbound, InboundState, Ticket
 from maild.subject import tagged_subject
 from maild.views import TicketRow
@@ -208,7 +207,7 @@ class _Pages:
             total += len(data)
             if total > self.max_upload:
                 raise _Refused(413, "too_large")
-            files.append(OutgoingFile(_safe_name(upload.filename),
+            files.append(OutgoingFile(safe_filename(upload.filename),
                                       upload.content_type or "application/octet-stream", data))
         return files
 
@@ -289,11 +288,8 @@ class _Pages:
         file = await run_in_threadpool(read)
         if file is None:
             raise HTTPException(404)
-        name = _safe_name(file.filename)
-        fallback = name.encode("ascii", "replace").decode("ascii").replace("?", "_")
-        disposition = f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
         return Response(file.data, media_type="application/octet-stream",
-                        headers={"Content-Disposition": disposition,
+                        headers={"Content-Disposition": _download_disposition(file.filename),
                                  "Cache-Control": "no-store"})
 
     async def style(self, request: Request) -> Response:
@@ -302,14 +298,16 @@ class _Pages:
                         headers={"Cache-Control": "public, max-age=3600"})
 
 
+def _download_disposition(filename: str) -> str:
+    """`Content-Disposition` of a download: the safe name (`safe_filename`), in ASCII for old
+    browsers and in RFC 5987 form for the rest."""
+    name = safe_filename(filename)
+    fallback = name.encode("ascii", "replace").decode("ascii").replace("?", "_")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name)}"
+
+
 def _language_of(ticket: TicketRow) -> str:
     return ticket.language if ticket.language in LANGUAGES else "en"
 
 
-def _safe_name(filename: str) -> str:
-    """A file name that names a file and nothing else: no folders, no control characters, no
-    quotes that would end a header parameter."""
-    name = Path(single_line(filename).replace("\\", "/")).name
-    name = "".join(c for c in name if c not in '"<>:|?*' and ord(c) >= 32).strip(". ")
-    return name[:150] or "file"
 

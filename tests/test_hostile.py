@@ -1,0 +1,400 @@
+"""Hostile and broken mail (SPEC §9): every message ends as a ticket or a `failed` row with its
+reason, never a crash; the limits hold; file names never escape; customer text never injects a
+header or HTML into the mail maild writes.
+
+The generated messages come from tests/hostile.py. Here they run a few hundred at a time;
+`MAILD_HOSTILE_EXAMPLES=100000` (parsing) and `MAILD_HOSTILE_THREADING_EXAMPLES=…` (through a
+`Helpdesk`) run the long form, as bench/hostile_campaign.py does.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from maild import config
+from maild.errors import ConfigError
+from maild.headers import MAX_FILENAME_BYTES, safe_filename
+from maild.parsing import MessageTooComplex, ParsedMail, parse_message
+from maild.web.pages import _download_disposition
+from tests.conftest import Helpdesk, plain_text, recipient
+from tests.hostile import FILENAMES, INJECTED, messages
+
+PARSE_EXAMPLES = int(os.environ.get("MAILD_HOSTILE_EXAMPLES", "300"))
+THREADING_EXAMPLES = int(os.environ.get("MAILD_HOSTILE_THREADING_EXAMPLES", "150"))
+CORPUS = os.environ.get("MAILD_CORPUS")
+
+
+# --- what must hold of every message ----------------------------------------------------------
+
+def check_parsed(mail: ParsedMail) -> None:
+    """What maild stores of a message is clean, whatever came in."""
+    for text in (mail.text, mail.html, mail.subject, mail.sender_name):
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]", text), repr(text)
+    assert "\n" not in mail.subject and "\n" not in mail.sender_name
+    assert mail.sender and not re.search(r"[\x00-\x1f\x7f]", mail.sender), mail.sender
+    for attachment in mail.attachments:
+        check_filename(attachment.filename)
+
+
+def check_filename(name: str) -> None:
+    assert name and safe_filename(name) == name, repr(name)
+    assert not re.search(r'[/\\\x00-\x1f\x7f"<>:|?*]', name), repr(name)
+    assert name not in (".", "..") and not name.startswith((".", " ")), repr(name)
+    assert len(name.encode()) <= MAX_FILENAME_BYTES
+    assert Path("/srv/files", name).resolve().parent == Path("/srv/files")
+
+
+ALLOWED_TAGS = {"html", "head", "meta", "body", "p", "br"}  # what compose's HTML part is made of
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+
+
+def check_outgoing(raw: bytes) -> None:
+    """A mail maild wrote: no header a customer injected, no line break inside a header, no
+    HTML of the customer's in its HTML part."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\n\r\n" in raw, "no header block"
+    lines = head.split(b"\r\n")
+    assert all(b"\r" not in line and b"\n" not in line for line in lines), head
+    names = [line.split(b":", 1)[0].lower() for line in lines if line[:1] not in (b" ", b"\t")]
+    assert all(re.fullmatch(rb"[a-z0-9-]+", name) for name in names), names
+    assert INJECTED.lower().encode() not in names and b"bcc" not in names, head
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    for name, value in message.items():
+        assert "\r" not in str(value) and "\n" not in str(value), (name, value)
+    for part in message.walk():
+        if part.get_content_type() == "text/html":
+            parser = _Tags()
+            parser.feed(str(part.get_content()))
+            assert parser.tags <= ALLOWED_TAGS, parser.tags
+
+
+# --- parsing: the property --------------------------------------------------------------------
+
+@settings(max_examples=PARSE_EXAMPLES, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(messages())
+def test_a_hostile_message_parses_or_is_refused_by_name(raw: bytes) -> None:
+    try:
+        mail = parse_message(raw)
+    except MessageTooComplex as exc:
+        assert "mail.max_mime_" in str(exc)
+        event("refused: over a MIME limit")
+        return
+    except Exception as exc:  # the one refusal parsing has besides: no sender anywhere
+        assert type(exc).__name__ == "UnparseableMessage" and "no sender" in str(exc), exc
+        event("refused: no sender")
+        return
+    check_parsed(mail)
+    event(f"parsed, {'with' if mail.attachments else 'no'} attachments")
+
+
+# --- threading: the property, on the real path ------------------------------------------------
+
+@settings(max_examples=THREADING_EXAMPLES, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(raw=messages())
+def test_a_hostile_message_is_a_ticket_or_failed_with_its_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], raw: bytes
+) -> None:
+    helpdesk = _helpdesk(tmp_path, capsys)
+    sent_before = set(_sent(helpdesk))
+    result = helpdesk.ingest(raw)
+    if not raw.strip():
+        assert result.code == 2 and "empty message" in result.err
+        return
+    assert result.code == 0, result.err
+    assert "finishing it failed" not in result.err, result.err
+    [row] = helpdesk.run("inbound", "list", "--limit", "1", "--json").json()
+    assert row["state"] in ("done", "failed"), row
+    event(f"{row['state']}: {str(row['reason'])[:40]}")
+    if row["state"] == "failed":
+        assert row["reason"].strip(), row
+    else:
+        assert row["ticket_id"] is not None or \
+            row["reason"].startswith("staff mail about no ticket"), row
+    for path in set(_sent(helpdesk)) - sent_before:
+        check_outgoing(path.read_bytes())
+
+
+_installations: dict[Path, Helpdesk] = {}
+
+
+def _helpdesk(root: Path, capsys: pytest.CaptureFixture[str]) -> Helpdesk:
+    """One installation for all examples of a test (a new one each would be most of the
+    time); staff notices on, so that they are checked too."""
+    if root not in _installations:
+        _installations.clear()
+        _installations[root] = Helpdesk(root, capsys, notify="true")
+    helpdesk = _installations[root]
+    helpdesk.capsys = capsys
+    return helpdesk
+
+
+def _sent(helpdesk: Helpdesk) -> list[Path]:
+    new = helpdesk.root / "var" / "outbox" / "new"
+    return list(new.iterdir()) if new.exists() else []
+
+
+# --- customer text in maild's mail ------------------------------------------------------------
+
+def test_customer_html_and_header_breaks_stay_text_in_the_staff_notice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An HTML mail whose subject, name, text and file name carry tags and line breaks. The
+    staff notice is plain text (its template is rendered without escaping because nothing in
+    it is HTML), so the customer's tags are text; the acknowledgement's HTML part, built from
+    its text by `compose`, shows them escaped. No header gains a line."""
+    helpdesk = Helpdesk(tmp_path, capsys, notify="true")
+    raw = (b"From: =?utf-8?q?Eve=0D=0AX-Injected=3A_yes?= <eve@example.org>\r\n"
+           b"To: support@example.com\r\n"
+           b"Subject: <img src=x onerror=alert(1)>=?utf-8?q?=0D=0AX-Injected=3A_1?=\r\n"
+           b"Message-ID: <html@example.org>\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="m"\r\n\r\n--m\r\n'
+           b"Content-Type: text/html; charset=utf-8\r\n\r\n"
+           b"<p>Look</p><script>alert(1)</script>&lt;b&gt;literal&lt;/b&gt;\r\n"
+           b"--m\r\nContent-Type: application/octet-stream\r\n"
+           b"Content-Disposition: attachment; filename*=utf-8''%3Cimg%20src%3Dx%3E%0D%0AX-Injected"
+           b"%3A%20yes.txt\r\n\r\nx\r\n--m--\r\n")
+    assert helpdesk.ingest(raw).code == 0
+    sent = {p: p.read_bytes() for p in _sent(helpdesk)}
+    assert len(sent) == 3  # the acknowledgement and a notice to each of the two staff members
+    for raw_sent in sent.values():
+        check_outgoing(raw_sent)
+    parsed = [BytesParser(policy=policy.default).parsebytes(s) for s in sent.values()]
+    notices = [m for m in parsed if recipient(m) == "alice@example.com"]
+    [ack] = [m for m in parsed if recipient(m) == "eve@example.org"]
+    for notice in notices:
+        assert isinstance(notice, EmailMessage)
+        assert "text/html" not in [p.get_content_type() for p in notice.walk()]
+        assert "<b>literal</b>" in plain_text(notice)  # what the customer's page showed
+        assert "<script>" not in plain_text(notice)  # html_to_text dropped the script
+    assert isinstance(ack, EmailMessage)
+    html_part = ack.get_body(preferencelist=("html",))
+    assert html_part is not None
+    html = str(html_part.get_content())
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html  # the subject, as text
+    assert "<img" not in html
+
+
+# --- bounded resources ------------------------------------------------------------------------
+
+def mime_bomb(parts: int) -> bytes:
+    head = (b"From: Mallory <mallory@example.org>\r\nTo: support@example.com\r\n"
+            b"Subject: many parts\r\nMessage-ID: <bomb%d@example.org>\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" % parts)
+    part = (b"--b\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Disposition: attachment; filename=f%d.bin\r\n\r\nx\r\n")
+    return head + b"".join(part % i for i in range(parts)) + b"--b--\r\n"
+
+
+def nested(depth: int, kind: str = "multipart") -> bytes:
+    """Multiparts (or message/rfc822 parts) inside each other, `depth` deep, text at the end."""
+    out = [b"From: Mallory <mallory@example.org>\r\nTo: support@example.com\r\n"
+           b"Subject: deep\r\nMessage-ID: <deep%d%s@example.org>\r\nMIME-Version: 1.0\r\n"
+           % (depth, kind.encode())]
+    for i in range(depth):
+        out.append(b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
+                   if kind == "multipart" else
+                   b"Content-Type: message/rfc822\r\n\r\nFrom: m%d@example.org\r\n" % i)
+    out.append(b"Content-Type: text/plain\r\n\r\nthe deepest text\r\n")
+    if kind == "multipart":
+        out.extend(b"--b%d--\r\n" % i for i in reversed(range(depth)))
+    return b"".join(out)
+
+
+def _settled(helpdesk: Helpdesk, raw: bytes) -> dict[str, object]:
+    assert helpdesk.ingest(raw).code == 0
+    [row] = helpdesk.run("inbound", "list", "--limit", "1", "--json").json()
+    return dict(row)
+
+
+@pytest.mark.parametrize("raw, reason", [
+    (mime_bomb(5_000), "more than 1000 MIME parts (mail.max_mime_parts)"),
+    (mime_bomb(50_000), "more than 1000 MIME parts (mail.max_mime_parts)"),
+    (nested(1_000), "nested more than 50 deep (mail.max_mime_depth)"),
+    (nested(1_000, "message/rfc822"), "nested more than 50 deep (mail.max_mime_depth)"),
+], ids=["bomb-5000", "bomb-50000", "nested-1000", "rfc822-1000"])
+def test_a_mime_bomb_or_a_nesting_a_thousand_deep_is_failed_naming_the_limit(
+    helpdesk: Helpdesk, raw: bytes, reason: str
+) -> None:
+    row = _settled(helpdesk, raw)
+    assert row["state"] == "failed" and row["attempts"] == 1, row
+    assert reason in str(row["reason"]), row
+    assert helpdesk.tickets() == []
+    assert _sent(helpdesk) == []  # no acknowledgement to whoever sent it
+
+
+def test_within_raised_limits_the_same_messages_become_tickets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The limits are the config's: raised, and the failed message retried, it is taken."""
+    helpdesk = Helpdesk(tmp_path, capsys)
+    row = _settled(helpdesk, nested(300))
+    assert row["state"] == "failed"
+    text = helpdesk.config.read_text().replace(
+        "[mail]\n", "[mail]\nmax_mime_depth = 400\nmax_mime_parts = 6000\n")
+    helpdesk.config.write_text(text)
+    assert helpdesk.run("inbound", "retry", str(row["id"])).code == 0
+    [ticket] = helpdesk.tickets()
+    assert "the deepest text" in helpdesk.ticket(ticket["number"])["messages"][0]["body"]
+    bomb = _settled(helpdesk, mime_bomb(5_000))
+    assert bomb["state"] == "done", bomb
+    [number] = [t["number"] for t in helpdesk.tickets() if t["subject"] == "many parts"]
+    assert len(helpdesk.ticket(number)["messages"][0]["attachments"]) == 5_000
+
+
+def test_a_message_over_the_size_limit_is_refused_by_ingest(helpdesk: Helpdesk) -> None:
+    """50 MB, over `mail.max_message_bytes` (25 MiB by default): exit 2, nothing stored."""
+    raw = mime_bomb(1)[:-9] + b"A" * 50_000_000 + b"\r\n--b--\r\n"
+    result = helpdesk.ingest(raw)
+    assert result.code == 2 and "exceeds the limit of 26214400" in result.err
+    assert helpdesk.run("inbound", "list", "--json").json() == []
+
+
+def test_a_50_mb_message_under_a_raised_limit_is_a_ticket(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    helpdesk = Helpdesk(tmp_path, capsys)
+    text = helpdesk.config.read_text().replace("[mail]\n",
+                                               "[mail]\nmax_message_bytes = 60000000\n")
+    helpdesk.config.write_text(text)
+    row = _settled(helpdesk, fifty_mb())
+    assert row["state"] == "done", row
+    [attachment] = helpdesk.ticket(helpdesk.tickets()[0]["number"])["messages"][0]["attachments"]
+    assert attachment["size"] == 36_000_000
+
+
+def fifty_mb() -> bytes:
+    """About 50 MB: a text and a 36 MB attachment in base64."""
+    data = bytes(range(256)) * (36_000_000 // 256) + b"\x00" * (36_000_000 % 256)
+    encoded = base64.encodebytes(data)
+    return (b"From: Ivan <ivan@example.org>\r\nTo: support@example.com\r\nSubject: big\r\n"
+            b"Message-ID: <big@example.org>\r\nMIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+            b"Content-Type: text/plain\r\n\r\nThe dump is attached.\r\n--b\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n"
+            b'Content-Disposition: attachment; filename="core.dump"\r\n\r\n'
+            + encoded.replace(b"\n", b"\r\n") + b"--b--\r\n")
+
+
+def test_thousands_of_references_thread_by_the_root_and_the_latest(helpdesk: Helpdesk) -> None:
+    """A References header of 70,000 ids (more parameters than PostgreSQL's protocol carries in
+    one statement, 65,535): the root and the latest are kept, and the reply lands on its
+    ticket."""
+    assert helpdesk.ingest(b"From: ivan@example.org\r\nTo: support@example.com\r\n"
+                           b"Subject: first\r\nMessage-ID: <root@example.org>\r\n\r\nhi\r\n"
+                           ).code == 0
+    refs = b" ".join(b"<r%d@example.org>" % i for i in range(70_000))
+    row = _settled(helpdesk, b"From: ivan@example.org\r\nTo: support@example.com\r\n"
+                   b"Subject: unrelated words\r\nMessage-ID: <many@example.org>\r\n"
+                   b"References: <root@example.org> " + refs + b"\r\n\r\nmore\r\n")
+    assert row["state"] == "done", row
+    [ticket] = helpdesk.tickets()
+    assert len(helpdesk.ticket(ticket["number"])["messages"]) >= 2
+
+
+@pytest.mark.skipif(not CORPUS, reason="needs MAILD_CORPUS")
+def test_the_corpus_forwarding_loop_of_3042_parts_is_over_the_part_limit() -> None:
+    raw = Path(CORPUS or ".", "mailgun-flanker/tests/fixtures/messages/enclosed-endless.eml")
+    with pytest.raises(MessageTooComplex, match=r"more than 1000 MIME parts"):
+        parse_message(raw.read_bytes())
+    assert parse_message(raw.read_bytes(), max_parts=5000).sender
+
+
+# --- file names -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name, expected", [
+    ("../../etc/passwd", "passwd"), ("/etc/shadow", "shadow"),
+    ("..\\..\\windows\\system32\\cmd.exe", "cmd.exe"), ("C:\\boot.ini", "boot.ini"),
+    ("a\x00b.txt", "ab.txt"), ("", "file"), ("..", "file"), (" . ", "file"),
+    ("CON", "_CON"), ("nul.txt", "_nul.txt"), ("com1.tar.gz", "_com1.tar.gz"),
+    ("отчёт за ноябрь.pdf", "отчёт за ноябрь.pdf"), ("evil\r\nX-Injected: yes.txt",
+                                                     "evil X-Injected yes.txt"),
+    ('a " b.txt', "a b.txt"), ("\u202egnp.exe", "gnp.exe"), (".bashrc", "bashrc"),
+])
+def test_a_file_name_names_one_file_in_its_folder(name: str, expected: str) -> None:
+    assert safe_filename(name) == expected
+    check_filename(safe_filename(name))
+
+
+@given(st.one_of(st.sampled_from(FILENAMES), st.text(), st.binary().map(
+    lambda b: b.decode("utf-8", "surrogateescape"))))
+@settings(max_examples=500, deadline=None, database=None)
+def test_any_file_name_is_made_safe_and_stays_safe(name: str) -> None:
+    check_filename(safe_filename(name))
+
+
+def test_an_overlong_name_keeps_its_extension_within_the_limit() -> None:
+    for name, ending in (("я" * 300 + ".pdf", "я.pdf"), ("a" * 1000 + ".tar.gz", "a.gz"),
+                         ("x" * 5000, "xxx")):
+        safe = safe_filename(name)
+        assert len(safe.encode()) <= MAX_FILENAME_BYTES
+        assert safe.endswith(ending)
+
+
+@pytest.mark.parametrize("name", FILENAMES)
+def test_a_hostile_file_name_of_an_attachment_is_stored_safe(name: str) -> None:
+    """RFC 2231 (split too) and RFC 2047 forms of the name, as they come in mail."""
+    forms = [f"filename*=utf-8''{quote(name, safe='')}",
+             f"filename*0*=utf-8''{quote(name[:3], safe='')}; "
+             f"filename*1*={quote(name[3:], safe='')}",
+             'filename="=?utf-8?b?' + base64.b64encode(name.encode()).decode()
+             + '?="']
+    for form in forms:
+        raw = ("From: ivan@example.org\r\nTo: support@example.com\r\nSubject: f\r\n"
+               'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+               "--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\n"
+               f"Content-Type: application/octet-stream\r\nContent-Disposition: attachment; "
+               f"{form}\r\n\r\ndata\r\n--b--\r\n").encode()
+        [attachment] = parse_message(raw).attachments
+        check_filename(attachment.filename)
+
+
+@pytest.mark.parametrize("name", FILENAMES)
+def test_the_download_header_names_the_file_and_nothing_else(name: str) -> None:
+    header = _download_disposition(name)
+    assert not re.search(r"[\x00-\x1f\x7f]", header), header
+    assert header.startswith('attachment; filename="') and header.count('"') == 2
+    assert re.fullmatch(r'attachment; filename="[ -~]*"; filename\*=UTF-8\'\'[A-Za-z0-9%._~-]+',
+                        header), header
+
+
+# --- the limits in the config -----------------------------------------------------------------
+
+@pytest.mark.parametrize("line, problem", [
+    ("max_mime_depth = 501", "must be a whole number from 1 to 500"),
+    ("max_mime_depth = 0", "must be a whole number from 1 to 500"),
+    ('max_mime_depth = "deep"', "must be a whole number from 1 to 500"),
+    ("max_mime_parts = 0", "must be a whole number of at least 1"),
+])
+def test_a_mime_limit_out_of_range_is_a_config_error_naming_the_key(
+    tmp_path: Path, line: str, problem: str
+) -> None:
+    path = tmp_path / "maild.toml"
+    path.write_text(f'[mail]\nsupport_address = "support@example.com"\n{line}\n')
+    with pytest.raises(ConfigError) as raised:
+        config.load(path)
+    key = line.split(" ", 1)[0]
+    assert f"{path}:mail.{key}: {problem}" in raised.value.problems, raised.value.problems
