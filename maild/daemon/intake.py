@@ -50,7 +50,7 @@ class Intake:
                       envelope_from=envelope_from)
 
     def notify(self) -> None:
-        self.shared.wake.set()
+        self.shared.wake()
 
     def notified(self, accepted: Accepted) -> Accepted:
         """Stored: the worker has something to do."""
@@ -165,8 +165,7 @@ class Intake:
             self.web.stop()
         for poller in self.pollers:
             poller.join(timeout=10)
-        self.shared.stop.set()
-        self.shared.wake.set()
+        self.shared.stop()
         if self.worker is not None:
             self.worker.join(timeout=60)
             if self.worker.is_alive():

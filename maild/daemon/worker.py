@@ -12,6 +12,7 @@ import ctypes
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import sys
 import time
@@ -45,13 +46,52 @@ SPAWN = multiprocessing.get_context("spawn")
 
 class Shared:
     """What the intake and the worker share: a wake-up call, a stop flag, and which inbound
-    message the worker is threading since when (the intake's watch for a hang)."""
+    message the worker is threading since when (the intake's watch for a hang).
+
+    Nothing here takes a lock that a process could die holding. A multiprocessing Event does
+    (its Condition's semaphore): a worker killed -9 inside `wait` or `clear` left it held, and
+    the next worker's `clear` and the intake's `set` — its listener and pollers — waited on it
+    for ever (bench/kill_campaign.py found it). A pipe and plain shared values cannot be left
+    held: the wake-up is a byte written to a pipe without blocking, the stop flag a shared
+    byte."""
 
     def __init__(self) -> None:
-        self.wake = SPAWN.Event()
-        self.stop = SPAWN.Event()
+        self._bell, self._ring = SPAWN.Pipe(duplex=False)  # the worker's end, the ringers' end
+        os.set_blocking(self._bell.fileno(), False)
+        os.set_blocking(self._ring.fileno(), False)
+        self._stop = SPAWN.RawValue("b", 0)
         self.in_hand = SPAWN.RawValue("q", 0)          # inbound id; 0: none
         self.in_hand_since = SPAWN.RawValue("d", 0.0)  # time.monotonic() when it was taken
+
+    def wake(self) -> None:
+        """Wake the worker; from any thread of either process, and never blocks."""
+        with contextlib.suppress(BlockingIOError):  # the pipe is full: a wake-up is pending
+            os.write(self._ring.fileno(), b"!")
+
+    def stop(self) -> None:
+        self._stop.value = 1
+        self.wake()
+
+    @property
+    def stopped(self) -> bool:
+        return bool(self._stop.value)
+
+    def forget_wakeups(self) -> None:
+        """The worker, starting a pass: what woke it so far is in hand."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._bell.fileno(), 4096):
+                pass
+
+    def wait(self, timeout: float) -> None:
+        """The worker: sleep until woken (or stopped), at most `timeout` seconds."""
+        select.select([self._bell.fileno()], [], [], timeout)
+
+    def sleep(self, seconds: float) -> None:
+        """The worker: sleep `seconds`, or less if stopped (wake-ups do not end it)."""
+        deadline = time.monotonic() + seconds
+        while not self.stopped and (left := deadline - time.monotonic()) > 0:
+            self.wait(left)
+            self.forget_wakeups()
 
 
 def worker_main(config_path: str, shared: Shared, parent: int, level: int) -> None:
@@ -65,7 +105,7 @@ def worker_main(config_path: str, shared: Shared, parent: int, level: int) -> No
     os.nice(WORKER_NICENESS)
     # The intake decides when to stop; a Ctrl-C on the terminal reaches it too.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: shared.stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: shared.stop())
     worker = Worker(App(config.load(config_path)), shared, parent)
     try:
         worker.loop()
@@ -96,14 +136,14 @@ class Worker:
             log.info("timer duties: %s", report.summary())
 
     def stopping(self) -> bool:
-        return self.shared.stop.is_set() or os.getppid() != self.parent
+        return self.shared.stopped or os.getppid() != self.parent
 
     def loop(self) -> None:
         deliverer = self.app.deliverer()
         started = False  # the timers run once at start, then on schedule
         blocked: str | None = None  # the database error of the current outage, logged once
         while not self.stopping():
-            self.shared.wake.clear()
+            self.shared.forget_wakeups()
             try:
                 moved = self.spool.move_into(self.app.engine, BATCH) if self.spool else 0
                 settled = process_pending(self.app.engine, self.app.settings,
@@ -120,7 +160,7 @@ class Worker:
                 if blocked is None:
                     log.warning("database unavailable, will retry: %s", exc)
                 blocked = str(exc)
-                self.shared.stop.wait(DATABASE_RETRY_SECONDS)
+                self.shared.sleep(DATABASE_RETRY_SECONDS)
                 continue
             if blocked is not None:
                 log.info("database available again")
@@ -128,7 +168,7 @@ class Worker:
             # A reply waiting for its original to be threaded is not progress: don't spin on it.
             progressed = moved or any(s.state != InboundState.NEW for s in settled)
             if not progressed and not report:
-                self.shared.wake.wait(IDLE_SLEEP_SECONDS if not settled else 0.05)
+                self.shared.wait(IDLE_SLEEP_SECONDS if not settled else 0.05)
 
     def in_hand(self, inbound_id: int | None) -> None:
         """Tell the intake which message this worker is threading, and since when."""
