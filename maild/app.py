@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 class App:
     settings: Settings
     clock: Clock = field(default_factory=SystemClock)
-    checkpoints: bool = True  # see maild.db.make_engine
     _engine: Engine | None = None
     _reader: dbapi.Reader | None = None
     _templates: Templates | None = None
@@ -43,7 +42,7 @@ class App:
         if self._engine is None:
             from maild.db import make_engine
 
-            self._engine = make_engine(self.settings.database, checkpoints=self.checkpoints)
+            self._engine = make_engine(self.settings.database)
         return self._engine
 
     @property

@@ -35,14 +35,10 @@ log = logging.getLogger("maild.db")
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(settings: DatabaseSettings, *, checkpoints: bool = True) -> Engine:
+def make_engine(settings: DatabaseSettings) -> Engine:
     """An engine for the configured URL. Creates nothing by itself: connecting to a SQLite
     file that does not exist would create it, so commands check `dbapi.schema_problem` first and
-    only `init` makes the file (SPEC §3).
-
-    `checkpoints=False` leaves SQLite's WAL checkpoints to other connections: the daemon's
-    intake uses it so that a commit answering an SMTP client never also copies the WAL into the
-    database file (the worker's connections do that)."""
+    only `init` makes the file (SPEC §3)."""
     url = make_url(settings.url)
     timeout = settings.busy_timeout.total_seconds()
     if url.get_backend_name() != "sqlite":
@@ -58,8 +54,6 @@ def make_engine(settings: DatabaseSettings, *, checkpoints: bool = True) -> Engi
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-        if not checkpoints:
-            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

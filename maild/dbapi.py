@@ -1,7 +1,9 @@
 """Reading the database over plain DB-API — `sqlite3`, or psycopg on PostgreSQL — without
 SQLAlchemy, so that a command that only reads starts in tens of milliseconds, not the 0.6 s
-that importing SQLModel and SQLAlchemy takes. And the one write that must start as fast: the
-MTA pipe storing a received message (`maild.ingest.accept.store`, in a `writing()` block).
+that importing SQLModel and SQLAlchemy takes. And the writes of what must start as fast, or
+stay as small: the MTA pipe storing a received message (`maild.ingest.accept.store`, in a
+`writing()` block), and the daemon's intake, which imports no SQLAlchemy at all (its store on
+PostgreSQL, its IMAP cursors, the end of an interrupted claim, through a `Pool`).
 
 The read queries of maild (`maild.views`, `maild.conversation`, `maild.status`,
 `maild.sla.state`, `maild.sla.report`) are written once, in SQL with `:name` parameters, and run
@@ -9,6 +11,7 @@ through a `Reader`:
 
 - `connect(settings)` opens one from the configured URL, for the read commands; each
   `snapshot()` block is one read transaction, outside them every statement stands alone;
+- `Pool(settings)` lends such readers to the threads of one process, one thread at a time;
 - `reader_of(session)` is a Reader over an ORM session's own connection, inside its transaction
   (the session is flushed first, so the query sees what the session wrote): the writers and the
   web pages run the same SQL as the commands.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -113,6 +117,16 @@ class Reader:
                 cursor.execute(self._sql(sql), self._params(params))
                 names = [column[0] for column in cursor.description or ()]
                 return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            finally:
+                cursor.close()
+
+    def execute(self, sql: str, **params: Any) -> int:
+        """A statement that returns no rows (an UPDATE); how many rows it changed."""
+        with self._errors():
+            cursor = self.connection.cursor()
+            try:
+                cursor.execute(self._sql(sql), self._params(params))
+                return int(cursor.rowcount)
             finally:
                 cursor.close()
 
@@ -227,20 +241,27 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def connect(settings: DatabaseSettings) -> Reader:
+def connect(settings: DatabaseSettings, *, checkpoints: bool = True) -> Reader:
     """A Reader on its own connection to the configured database. Creates nothing: call it only
-    for a database that exists (`schema_problem` says so first)."""
+    for a database that exists (`schema_problem` says so first).
+
+    `checkpoints=False` leaves SQLite's WAL checkpoints to other connections: the daemon's
+    intake uses it so that a commit answering an SMTP client never also copies the WAL into the
+    database file (the worker's connections do that)."""
     url = settings.url
     timeout = settings.busy_timeout.total_seconds()
     if backend(url) == "sqlite":
         path = sqlite_path(url)
         try:
+            # Any thread may use it (a `Pool` hands it to one thread at a time).
             connection = sqlite3.connect(path or ":memory:", timeout=timeout,
-                                         isolation_level=None)
+                                         isolation_level=None, check_same_thread=False)
             connection.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             # A write here (the pipe's store) is acknowledged: on disk before the commit
             # returns, as `maild.db` commits.
             connection.execute("PRAGMA synchronous=FULL")
+            if not checkpoints:
+                connection.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error as exc:
             raise StorageUnavailable(first_line(exc)) from exc
         return Reader(connection, "sqlite", owned=True,
@@ -256,6 +277,47 @@ def connect(settings: DatabaseSettings) -> Reader:
     except psycopg.Error as exc:
         raise StorageUnavailable(first_line(exc)) from exc
     return Reader(server, "postgresql", owned=True)
+
+
+class Pool:
+    """Readers shared by the threads of one process — the daemon's intake: its listener, IMAP
+    pollers, web pages and supervisor — each lent to one thread at a time, and opened when no
+    idle one is left. A connection whose block raised a database error is closed, not lent
+    again: after a server restart or a disk error it may be broken, and the next block opens a
+    fresh one."""
+
+    def __init__(self, settings: DatabaseSettings, *, checkpoints: bool = True) -> None:
+        self._settings = settings
+        self._checkpoints = checkpoints
+        self._idle: list[Reader] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def reader(self) -> Iterator[Reader]:
+        """A Reader of this thread's until the block ends (`snapshot`, `writing` inside)."""
+        with self._lock:
+            reader = self._idle.pop() if self._idle else None
+        if reader is None:
+            reader = connect(self._settings, checkpoints=self._checkpoints)
+        try:
+            yield reader
+        except BaseException as exc:
+            if isinstance(exc, StorageUnavailable) or _driver_error(exc):
+                reader.close()
+                raise
+            self._give_back(reader)
+            raise
+        self._give_back(reader)
+
+    def _give_back(self, reader: Reader) -> None:
+        with self._lock:
+            self._idle.append(reader)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for reader in idle:
+            reader.close()
 
 
 def reader_of(session: Any) -> Reader:

@@ -10,9 +10,9 @@ session writes, and is committed or rolled back with it.
 What it shares with the read side is `maild.dbapi.Reader`: `:name` parameters, instants stored
 as naive UTC, "cannot write now" errors raised as `StorageUnavailable`. What it adds:
 
-- `insert(model, values)`: one row of a table of `maild.models`, its columns and their defaults
-  read from the model (the SQL is derived, never written out), its id returned;
-- `execute(sql, ...)`: an UPDATE or any statement that returns no rows.
+`insert(model, values)`: one row of a table of `maild.models`, its columns and their defaults
+read from the model (the SQL is derived, never written out), its id returned. (UPDATEs and
+other statements returning no rows go through the Reader's `execute`.)
 
 The rows it writes are not in the session's identity map, and it does not flush the session:
 read them back with a query, and flush first when a statement depends on what the session
@@ -32,7 +32,7 @@ from maild.dbapi import Reader
 
 
 class Rows(Reader):
-    """`maild.dbapi.Reader` plus inserts and updates, on the connection of one transaction."""
+    """`maild.dbapi.Reader` plus inserts, on the connection of one transaction."""
 
     def insert(self, model: type[SQLModel], values: dict[str, Any]) -> int:
         """Insert one row of `model` (columns not given get the model's defaults); its id."""
@@ -52,16 +52,6 @@ class Rows(Reader):
     def defaults(self, model: type[SQLModel]) -> dict[str, Any]:
         """The value `insert` gives each column of `model` that it is not given."""
         return _shape(model.__table__, self.dialect).defaults  # type: ignore[attr-defined]
-
-    def execute(self, sql: str, **params: Any) -> int:
-        """A statement that returns no rows; how many rows it changed."""
-        with self._errors():
-            cursor = self.connection.cursor()
-            try:
-                cursor.execute(self._sql(sql), self._params(params))
-                return int(cursor.rowcount)
-            finally:
-                cursor.close()
 
 
 def rows_of(session: Session) -> Rows:

@@ -202,6 +202,16 @@ def inbound_settled(reader: Reader, inbound_id: int) -> Row:
     return row
 
 
+def threaded_ticket(reader: Reader, message_id: str) -> str | None:
+    """The number of the ticket the mail with this Message-ID was threaded to, once it has
+    been (the latest, if it came more than once) — for the web channel's pages."""
+    number = reader.value("SELECT t.number FROM inbound i JOIN ticket t ON t.id = i.ticket_id "
+                          "WHERE i.message_id = :mid AND i.state = :done "
+                          "ORDER BY i.id DESC LIMIT 1",
+                          mid=message_id, done=InboundState.DONE.value)
+    return str(number) if number is not None else None
+
+
 def inbound_raw(reader: Reader, inbound_id: int) -> bytes:
     raw = reader.value("SELECT raw FROM inbound WHERE id = :id", id=inbound_id)
     if raw is None:

@@ -22,11 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
 
 from maild import config
 from maild.config import ImapSettings
-from maild.db import make_engine
+from maild.dbapi import Pool
 from maild.dedupe import identify
 from maild.ingest import imap
 from maild.ingest.accept import Accepted
@@ -524,7 +523,7 @@ def test_without_move_messages_are_flagged_in_place_and_never_stored_twice(
 
 
 def test_big_messages_are_fetched_a_few_at_a_time(
-    dovecot: Dovecot, helpdesk_engine: Engine, monkeypatch: pytest.MonkeyPatch
+    dovecot: Dovecot, helpdesk_readers: Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The poller holds a whole fetch batch in memory: its size is bounded in bytes, by the
     sizes the server reports, as well as in messages."""
@@ -541,7 +540,7 @@ def test_big_messages_are_fetched_a_few_at_a_time(
         stored.append(raw)
         return Accepted(len(stored), False, "test", identify(raw))
 
-    poller = ImapPoller(settings, "supportpw", helpdesk_engine, keep, lambda: None,
+    poller = ImapPoller(settings, "supportpw", helpdesk_readers, keep, lambda: None,
                         threading.Event())
     fetched_bodies: list[int] = []
     with poller._connect() as client:
@@ -562,7 +561,7 @@ def test_big_messages_are_fetched_a_few_at_a_time(
 
 
 @pytest.fixture
-def helpdesk_engine(helpdesk: Helpdesk) -> Iterator[Engine]:
-    engine = make_engine(config.load(helpdesk.config).database)
-    yield engine
-    engine.dispose()
+def helpdesk_readers(helpdesk: Helpdesk) -> Iterator[Pool]:
+    readers = Pool(config.load(helpdesk.config).database)
+    yield readers
+    readers.close()

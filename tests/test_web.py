@@ -10,6 +10,8 @@ import re
 import signal
 import smtplib
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -396,3 +398,32 @@ def test_files_of_a_staff_answer_can_be_downloaded_from_the_status_page(site: Si
         hrefs = re.findall(r'href="(/t/[^"]+/files/\d+)">Руководство.pdf<', page.text)
         assert len(hrefs) == 1, page.text  # the answer's copy, not the staff member's own mail
         assert client.get(hrefs[0]).content == b"%PDF-1.4 manual"
+
+
+def test_the_intake_holds_no_orm_while_it_serves_forms_pages_and_mail(site: Site) -> None:
+    """The intake reaches the database over DB-API alone (`maild.daemon.intake`): SQLModel,
+    pydantic and SQLAlchemy would double what it holds in memory. Its worker loads them — which
+    shows the look into the running processes can see them."""
+    with site.client() as client:
+        number = number_on(submit(client))
+        assert client.get(site.link_in_ack(number)).status_code == 200
+    with smtplib.SMTP("127.0.0.1", site.smtp_port) as smtp:
+        smtp.send_message(mail(sender="Bob <bob@customer.example>"))
+    assert wait_until(lambda: len(site.tickets()) == 2)
+    assert site.daemon.process is not None
+    intake = site.daemon.process.pid
+    children = Path(f"/proc/{intake}/task/{intake}/children").read_text().split()
+    [worker] = [pid for pid in children  # not multiprocessing's resource tracker
+                if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+
+    def mapped(pid: int | str) -> str:
+        return Path(f"/proc/{pid}/maps").read_text()
+
+    assert "pydantic_core" in mapped(worker)
+    assert "pydantic_core" not in mapped(intake)
+    probe = ("import sys, maild.daemon.intake, maild.web, maild.ingest.imap; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'sqlalchemy', 'sqlmodel', 'pydantic', 'alembic'}))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]", done.stdout

@@ -26,7 +26,10 @@ status 0. A crash or `kill -9` of either loses nothing: every step is a committe
 the worker exits when its parent is gone, and the next start picks up `new` inbound rows, due
 outbox rows and the claims of the dead process.
 
-The two live in modules of their own, `maild.daemon.intake` and `maild.daemon.worker`, because
-the worker is a spawned interpreter that imports only its module: kept apart, it never loads the
-listeners, the IMAP client or the web channel, and holds no memory for them.
+The two live in modules of their own, `maild.daemon.intake` and `maild.daemon.worker`, with
+what they share in `maild.daemon.shared`, because each is an interpreter that imports only what
+it uses: the worker never loads the listeners, the IMAP client or the web channel, and the
+intake never loads SQLAlchemy, the ORM or the templates — it reaches the database over DB-API
+alone, and runs `maild init` at start in a short-lived process of its own. Each holds memory
+only for its own part (bench/README.md, e2e_bench's RSS).
 """

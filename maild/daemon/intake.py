@@ -1,6 +1,10 @@
 """The intake process of `maild run` (see `maild.daemon`): the SMTP/LMTP listener, the IMAP
 pollers, the web channel and the hand-off socket store mail and wake the worker; the intake
 supervises that worker (`maild.daemon.worker`), restarting it when it dies or hangs.
+
+It touches the database only over DB-API (`maild.dbapi.Pool`) and imports no SQLAlchemy, ORM
+or Alembic: they would double what it holds in memory, for good. `maild init`, which the daemon
+runs first, runs in a process of its own that ends when it is done (`initialise`).
 """
 
 from __future__ import annotations
@@ -8,22 +12,26 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from maild import config
 from maild.app import App, secret
-from maild.daemon.worker import SPAWN, Shared, worker_main
-from maild.db import init as init_database
-from maild.errors import StorageUnavailable
-from maild.ingest.accept import Accepted, accept
+from maild.claims import interrupted
+from maild.daemon.shared import SPAWN, Shared, start_worker
+from maild.dbapi import Pool
+from maild.errors import MaildError, StorageUnavailable
+from maild.ingest.accept import Accepted, accept_on
 from maild.ingest.handoff import HandoffListener
 from maild.ingest.imap import ImapPoller
 from maild.ingest.smtp import SmtpListener, StoringHandler
 from maild.ingest.spool import Spool
-from maild.threading import interrupted
-from maild.web import WebServer, make_app
+
+if TYPE_CHECKING:
+    from maild.web import WebServer
 
 log = logging.getLogger("maild.daemon")
 WORKER_RESTART_MAX_SECONDS = 60.0
@@ -33,6 +41,9 @@ class Intake:
     def __init__(self, app: App) -> None:
         self.app = app
         self.shared = Shared()
+        # The intake's connections: its commits answer clients, so they leave WAL checkpoints
+        # to the worker's.
+        self.readers = Pool(app.settings.database, checkpoints=False)
         self.stop = threading.Event()
         self.listener: SmtpListener | None = None
         self.web: WebServer | None = None
@@ -46,8 +57,9 @@ class Intake:
         if self.spool is not None:
             return self.spool.store(raw, source=source, now=self.app.clock.now(),
                                     envelope_from=envelope_from)
-        return accept(self.app.engine, raw, source=source, now=self.app.clock.now(),
-                      envelope_from=envelope_from)
+        with self.readers.reader() as writer:
+            return accept_on(writer, raw, source=source, now=self.app.clock.now(),
+                             envelope_from=envelope_from)
 
     def notify(self) -> None:
         self.shared.wake()
@@ -59,7 +71,7 @@ class Intake:
 
     def start(self) -> None:
         settings = self.app.settings
-        init_database(self.app.engine, settings)
+        initialise(settings.path)
         self.spool = self.app.spool()
         self.start_worker()
         handoff = self.app.handoff_path()
@@ -76,15 +88,17 @@ class Intake:
             self.listener = SmtpListener(settings.smtp, handler)
             self.listener.start()
         if settings.web is not None:
+            from maild.web import WebServer, make_app  # Starlette and uvicorn only when wanted
+
             self.web = WebServer(settings.web, make_app(
-                settings, self.app.engine, lambda raw, source: self.notified(
+                settings, self.readers, lambda raw, source: self.notified(
                     self.store(raw, source))))
             self.web.start()
             log.info("web channel on %s (%s)", settings.web.listen, settings.web.base_url)
         for mailbox in settings.imap:
             password = secret(mailbox.password_env, mailbox.password_file,
                               f"{mailbox.name}.password")
-            poller = ImapPoller(mailbox, password, self.app.engine,
+            poller = ImapPoller(mailbox, password, self.readers,
                                 lambda raw, source: self.store(raw, source), self.notify,
                                 self.stop)
             poller.start()
@@ -98,7 +112,7 @@ class Intake:
     def start_worker(self) -> None:
         self.shared.in_hand.value = 0
         self.worker = SPAWN.Process(
-            target=worker_main, name="maild-worker",
+            target=start_worker, name="maild-worker",
             args=(self.app.settings.path, self.shared, os.getpid(),
                   logging.getLogger().level))
         self.worker.start()
@@ -150,7 +164,8 @@ class Intake:
     def record_interruption(self, inbound_id: int, what: str) -> None:
         self.shared.in_hand.value = 0
         try:
-            interrupted(self.app.engine, inbound_id, what)
+            with self.readers.reader() as writer:
+                interrupted(writer, inbound_id, what)
         except StorageUnavailable as exc:  # the attempt is counted: only the reason is lost
             log.warning("inbound %s: could not record why threading stopped: %s",
                         inbound_id, exc)
@@ -174,11 +189,52 @@ class Intake:
                 self.worker.join()
         if self.spool is not None:
             self.spool.close()
+        self.readers.close()
         log.info("maild stopped")
 
 
+def initialise(config_path: str) -> None:
+    """`maild init` — the database, the keys, the schema, the queues and staff — in a process
+    of its own: what it imports (SQLAlchemy, the ORM, Alembic) goes when it ends. Raises
+    MaildError with what went wrong."""
+    ours, theirs = SPAWN.Pipe(duplex=False)
+    child = SPAWN.Process(target=_initialise, name="maild-init",
+                          args=(config_path, theirs, logging.getLogger().level))
+    child.start()
+    theirs.close()
+    try:
+        problem = ours.recv()
+    except EOFError:  # it closed its end without a word: it worked, or died (the exit status)
+        problem = None
+    child.join()
+    ours.close()
+    if problem:
+        raise MaildError(problem)
+    if child.exitcode != 0:
+        raise MaildError(f"maild init failed ({_exit_status(child.exitcode)})")
+
+
+def _initialise(config_path: str, report: Any, level: int) -> None:
+    """The init process: nothing sent on `report` when it worked, else the one line saying
+    what did not (a traceback of anything unforeseen goes to stderr, and the exit status 1)."""
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="maild %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from maild.db import init  # here, not at the top: the intake must not import it
+
+    try:
+        app = App(config.load(config_path))
+        try:
+            init(app.engine, app.settings)
+        finally:
+            app.close()
+    except (MaildError, OSError) as exc:
+        report.send(str(exc))
+    finally:
+        report.close()
+
+
 def run(app: App) -> int:
-    app.checkpoints = False  # the worker checkpoints the WAL; the intake only answers clients
     intake = Intake(app)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

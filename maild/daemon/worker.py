@@ -1,8 +1,8 @@
 """The worker process of `maild run` (see `maild.daemon`): moves the intake spool into `inbound`,
 threads stored mail, delivers the outbox and runs the timer duties, in a loop the intake wakes.
 
-It is spawned, so this module is all it imports of the daemon: what the intake shares with it
-(`Shared`) is defined here, and nothing here imports a listener, a poller or the web channel.
+It is spawned, so this module is all it imports of the daemon, with what the intake shares with
+it (`maild.daemon.shared`); nothing here imports a listener, a poller or the web channel.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
-import multiprocessing
 import os
-import select
 import signal
 import sys
 import time
@@ -25,6 +23,7 @@ from sqlalchemy.exc import OperationalError
 
 from maild import config
 from maild.app import App
+from maild.daemon.shared import Shared
 from maild.db import transaction
 from maild.dbapi import reader_of
 from maild.errors import StorageUnavailable
@@ -41,57 +40,6 @@ DATABASE_RETRY_SECONDS = 2.0
 STATS_EVERY = timedelta(minutes=10)
 DUTIES_EVERY = timedelta(seconds=30)
 WORKER_NICENESS = 10
-SPAWN = multiprocessing.get_context("spawn")
-
-
-class Shared:
-    """What the intake and the worker share: a wake-up call, a stop flag, and which inbound
-    message the worker is threading since when (the intake's watch for a hang).
-
-    Nothing here takes a lock that a process could die holding. A multiprocessing Event does
-    (its Condition's semaphore): a worker killed -9 inside `wait` or `clear` left it held, and
-    the next worker's `clear` and the intake's `set` — its listener and pollers — waited on it
-    for ever (bench/kill_campaign.py found it). A pipe and plain shared values cannot be left
-    held: the wake-up is a byte written to a pipe without blocking, the stop flag a shared
-    byte."""
-
-    def __init__(self) -> None:
-        self._bell, self._ring = SPAWN.Pipe(duplex=False)  # the worker's end, the ringers' end
-        os.set_blocking(self._bell.fileno(), False)
-        os.set_blocking(self._ring.fileno(), False)
-        self._stop = SPAWN.RawValue("b", 0)
-        self.in_hand = SPAWN.RawValue("q", 0)          # inbound id; 0: none
-        self.in_hand_since = SPAWN.RawValue("d", 0.0)  # time.monotonic() when it was taken
-
-    def wake(self) -> None:
-        """Wake the worker; from any thread of either process, and never blocks."""
-        with contextlib.suppress(BlockingIOError):  # the pipe is full: a wake-up is pending
-            os.write(self._ring.fileno(), b"!")
-
-    def stop(self) -> None:
-        self._stop.value = 1
-        self.wake()
-
-    @property
-    def stopped(self) -> bool:
-        return bool(self._stop.value)
-
-    def forget_wakeups(self) -> None:
-        """The worker, starting a pass: what woke it so far is in hand."""
-        with contextlib.suppress(BlockingIOError):
-            while os.read(self._bell.fileno(), 4096):
-                pass
-
-    def wait(self, timeout: float) -> None:
-        """The worker: sleep until woken (or stopped), at most `timeout` seconds."""
-        select.select([self._bell.fileno()], [], [], timeout)
-
-    def sleep(self, seconds: float) -> None:
-        """The worker: sleep `seconds`, or less if stopped (wake-ups do not end it)."""
-        deadline = time.monotonic() + seconds
-        while not self.stopped and (left := deadline - time.monotonic()) > 0:
-            self.wait(left)
-            self.forget_wakeups()
 
 
 def worker_main(config_path: str, shared: Shared, parent: int, level: int) -> None:

@@ -25,14 +25,11 @@ from typing import Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
-from sqlalchemy import Engine
-from sqlmodel import select
 
 from maild.config import ImapSettings
-from maild.db import storage_errors, transaction
+from maild.dbapi import Pool
 from maild.errors import StorageUnavailable
 from maild.ingest.accept import Accepted
-from maild.models import ImapCursor
 
 log = logging.getLogger("maild.imap")
 
@@ -43,20 +40,31 @@ FETCH_BYTES = 64 << 20  # the most one fetch holds in memory (unless one message
 IDLE_SLICE = 1.0  # seconds per idle_check, so a stop request is noticed promptly
 Store = Callable[[bytes, str], Accepted]
 
+# The cursor in SQL over DB-API (`maild.dbapi`): the intake, which polls, imports no SQLAlchemy.
+_CURSOR = ("SELECT uidvalidity, last_uid FROM imap_cursor "
+           "WHERE mailbox = :mailbox AND folder = :folder")
+_NEW_CURSOR = ("INSERT INTO imap_cursor (mailbox, folder, uidvalidity, last_uid) "
+               "VALUES (:mailbox, :folder, :uidvalidity, 0) "
+               "ON CONFLICT (mailbox, folder) DO NOTHING")
+_RESCAN = ("UPDATE imap_cursor SET uidvalidity = :uidvalidity, last_uid = 0 "
+           "WHERE mailbox = :mailbox AND folder = :folder")
+_ADVANCE = ("UPDATE imap_cursor SET last_uid = :uid WHERE mailbox = :mailbox "
+            "AND folder = :folder AND uidvalidity = :uidvalidity AND last_uid < :uid")
+
 
 class ImapPoller:
     def __init__(
         self,
         settings: ImapSettings,
         password: str,
-        engine: Engine,
+        readers: Pool,
         store: Store,
         wake: Callable[[], None],
         stop: threading.Event,
     ) -> None:
         self.settings = settings
         self.password = password
-        self.engine = engine
+        self.readers = readers  # for the cursor (`imap_cursor`)
         self.store = store
         self.wake = wake
         self.stop = stop
@@ -222,26 +230,24 @@ class ImapPoller:
     # --- the cursor -------------------------------------------------------------------------
 
     def _cursor(self, uidvalidity: int) -> int:
-        with storage_errors(), transaction(self.engine) as session:
-            cursor = session.exec(select(ImapCursor).where(
-                ImapCursor.mailbox == self.settings.name,
-                ImapCursor.folder == self.settings.folder)).first()
+        where = {"mailbox": self.settings.name, "folder": self.settings.folder}
+        with self.readers.reader() as db, db.writing():
+            cursor = db.first(_CURSOR, **where)
             if cursor is None:
-                cursor = ImapCursor(mailbox=self.settings.name, folder=self.settings.folder,
-                                    uidvalidity=uidvalidity, last_uid=0)
-                session.add(cursor)
-            elif cursor.uidvalidity != uidvalidity:
+                db.execute(_NEW_CURSOR, **where, uidvalidity=uidvalidity)
+                return 0
+            if cursor["uidvalidity"] != uidvalidity:
                 log.warning("%s: UIDVALIDITY of %s changed (%s -> %s): rescanning the folder",
-                            self.settings.name, self.settings.folder, cursor.uidvalidity,
+                            self.settings.name, self.settings.folder, cursor["uidvalidity"],
                             uidvalidity)
-                cursor.uidvalidity, cursor.last_uid = uidvalidity, 0
-            return cursor.last_uid
+                db.execute(_RESCAN, **where, uidvalidity=uidvalidity)
+                return 0
+            return int(cursor["last_uid"])
 
     def _advance(self, uidvalidity: int, uid: int) -> None:
-        with storage_errors(), transaction(self.engine) as session:
-            cursor = session.get(ImapCursor, (self.settings.name, self.settings.folder))
-            if cursor is not None and cursor.uidvalidity == uidvalidity and uid > cursor.last_uid:
-                cursor.last_uid = uid
+        with self.readers.reader() as db, db.writing():
+            db.execute(_ADVANCE, mailbox=self.settings.name, folder=self.settings.folder,
+                       uidvalidity=uidvalidity, uid=uid)
 
     # --- connection -------------------------------------------------------------------------
 

@@ -25,10 +25,8 @@ import sqlite3
 import threading
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine
-
-from maild.db import core_transaction, storage_errors
 from maild.dbapi import reader_of_connection
 from maild.dedupe import Identity, identify
 from maild.errors import StorageUnavailable
@@ -36,6 +34,9 @@ from maild.ingest.accept import Accepted, store
 from maild.ingest.backlog import SpoolBacklog as SpoolBacklog  # re-exported: the daemon's
 from maild.ingest.backlog import backlog_at as backlog_at
 from maild.ingest.backlog import spool_path as spool_path
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -156,6 +157,9 @@ class Spool:
                 raise StorageUnavailable(f"intake spool: {exc}") from exc
         if not rows:
             return 0
+        # The worker's engine; the intake, which imports no SQLAlchemy, never moves.
+        from maild.db import core_transaction, storage_errors
+
         with storage_errors(), core_transaction(engine) as connection:
             writer = reader_of_connection(connection)
             for spool_id, key, message_id, source, envelope_from, received_at, raw in rows:

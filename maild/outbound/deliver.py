@@ -28,15 +28,21 @@ from sqlmodel import col, select
 from maild.claims import held_elsewhere, this_worker
 from maild.clock import Clock
 from maild.config import OutboundSettings
-from maild.db import add_row, claim, core_transaction, transaction
+from maild.db import add_row, claim, core_transaction, storage_errors, transaction
+from maild.dbapi import Reader, Row, instant, reader_of_connection
 from maild.errors import PermanentFailure, TemporaryFailure
 from maild.models import Actor, Event, EventType, Outbox, OutboxState
 from maild.outbound.transports import Transport
 
 log = logging.getLogger("maild.outbound")
 CLAIM_LEASE = timedelta(minutes=5)
-_DUE_STATES = (OutboxState.PENDING, OutboxState.DEFERRED)
 _RETRYABLE = (OutboxState.DEAD, OutboxState.DEFERRED)
+_SENDING = "SELECT id, message_id, claimed_by, claimed_at FROM outbox WHERE state = :sending"
+_DUE = ("SELECT id, ticket_id, kind, mail_from, rcpt_to, message_id, raw, attempts, created_at, "
+        "next_attempt_at FROM outbox WHERE state IN (:pending, :deferred) "
+        "AND next_attempt_at <= :now")
+_UNCLAIM = ("UPDATE outbox SET state = :pending, claimed_at = NULL, claimed_by = '' "
+            "WHERE state = :sending")
 _FINISH = update(Outbox).where(col(Outbox.id) == bindparam("row")).values(
     state=bindparam("state"), attempts=bindparam("attempts"), claimed_at=None, claimed_by="",
     last_error=bindparam("error"), sent_at=bindparam("sent_at"),
@@ -99,41 +105,39 @@ class Deliverer:
             self.transport.close()
             self._record(outcomes)
         for outcome in outcomes:
-            assert outcome.row.id is not None
             getattr(report, _REPORTED[outcome.state]).append(outcome.row.id)
         return report
 
-    def _claim(self, now: datetime, limit: int, only: list[int] | None) -> list[Outbox]:
-        with transaction(self.engine) as session:
-            sending = select(Outbox).where(Outbox.state == OutboxState.SENDING)
-            for row in session.exec(claim(sending, self.engine)):
-                if not held_elsewhere(row.claimed_by, row.claimed_at, now, CLAIM_LEASE):
-                    log.warning("outbox %s message-id=<%s>: taking back the claim of %s",
-                                row.id, row.message_id, row.claimed_by or "a lost worker")
-                    row.state = OutboxState.PENDING
-            query = select(Outbox).where(col(Outbox.state).in_(_DUE_STATES),
-                                         col(Outbox.next_attempt_at) <= now)
-            if only is not None:
-                query = query.where(col(Outbox.id).in_(only))
-            query = query.order_by(col(Outbox.next_attempt_at), col(Outbox.id)).limit(limit)
-            rows = list(session.exec(claim(query, self.engine)))
-            for row in rows:
-                row.state = OutboxState.SENDING
-                row.claimed_at = now
-                row.claimed_by = self.worker
+    def _claim(self, now: datetime, limit: int, only: list[int] | None) -> list[_Claimed]:
+        """Take back the stale claims, then claim up to `limit` due rows. In SQL straight to
+        the driver, not ORM objects: it runs for every batch, and loading each row into the
+        session with its bytes was a tenth of the worker's CPU."""
+        with storage_errors(), core_transaction(self.engine) as connection:
+            db = reader_of_connection(connection)
+            lock = "" if db.dialect == "sqlite" else " FOR UPDATE SKIP LOCKED"  # `maild.db.claim`
+            stale = [row for row in db.rows(_SENDING + lock, sending=OutboxState.SENDING.value)
+                     if not held_elsewhere(row["claimed_by"], instant(row["claimed_at"]), now,
+                                           CLAIM_LEASE)]
+            for row in stale:
+                log.warning("outbox %s message-id=<%s>: taking back the claim of %s",
+                            row["id"], row["message_id"], row["claimed_by"] or "a lost worker")
+            _set_state(db, [row["id"] for row in stale], OutboxState.PENDING, None, "")
+            due = _DUE if only is None else f"{_DUE} AND id IN ({_ids(only)})"
+            rows = [_Claimed.of(row) for row in db.rows(
+                f"{due} ORDER BY next_attempt_at, id LIMIT :limit{lock}",
+                pending=OutboxState.PENDING.value, deferred=OutboxState.DEFERRED.value, now=now,
+                limit=limit)]
+            _set_state(db, [row.id for row in rows], OutboxState.SENDING, now, self.worker)
             return rows
 
-    def _release(self, rows: list[Outbox]) -> None:
-        with transaction(self.engine) as session:
-            for row in rows:
-                fresh = session.get(Outbox, row.id)
-                if fresh is not None and fresh.state == OutboxState.SENDING:
-                    fresh.state = OutboxState.PENDING  # due again at its next_attempt_at
-                    fresh.claimed_at = None
-                    fresh.claimed_by = ""
+    def _release(self, rows: list[_Claimed]) -> None:
+        """Hand claimed rows back unsent: due again at their `next_attempt_at`."""
+        with storage_errors(), core_transaction(self.engine) as connection:
+            db = reader_of_connection(connection)
+            db.execute(f"{_UNCLAIM} AND id IN ({_ids([row.id for row in rows])})",
+                       pending=OutboxState.PENDING.value, sending=OutboxState.SENDING.value)
 
-    def _send(self, row: Outbox, now: datetime) -> _Outcome:
-        assert row.id is not None
+    def _send(self, row: _Claimed, now: datetime) -> _Outcome:
         delivery_id = f"{int(row.created_at.timestamp())}.M{row.id}maild"
         try:
             self.transport.send(row.mail_from, row.rcpt_to, row.raw, delivery_id)
@@ -156,7 +160,7 @@ class Deliverer:
         log.info("outbox %s message-id=<%s> to %s sent", row.id, row.message_id, row.rcpt_to)
         return _Outcome(row, OutboxState.SENT, now)
 
-    def _defer(self, row: Outbox, now: datetime, error: str) -> _Outcome:
+    def _defer(self, row: _Claimed, now: datetime, error: str) -> _Outcome:
         attempts = row.attempts + 1
         delay = min(self.settings.retry_initial * (2 ** (attempts - 1)), self.settings.retry_max)
         if now + delay - row.created_at > self.settings.lifetime:
@@ -184,8 +188,43 @@ class Deliverer:
 
 
 @dataclass(frozen=True)
+class _Claimed:
+    """What delivery needs of a claimed outbox row."""
+
+    id: int
+    ticket_id: int | None
+    kind: str
+    mail_from: str
+    rcpt_to: str
+    message_id: str
+    raw: bytes
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+
+    @classmethod
+    def of(cls, row: Row) -> _Claimed:
+        created, due = instant(row["created_at"]), instant(row["next_attempt_at"])
+        assert created is not None and due is not None
+        return cls(row["id"], row["ticket_id"], row["kind"], row["mail_from"], row["rcpt_to"],
+                   row["message_id"], bytes(row["raw"]), row["attempts"], created, due)
+
+
+def _ids(ids: list[int]) -> str:
+    return ", ".join(str(int(i)) for i in ids) or "NULL"
+
+
+def _set_state(db: Reader, ids: list[int], state: OutboxState, claimed_at: datetime | None,
+               claimed_by: str) -> None:
+    if ids:
+        db.execute(f"UPDATE outbox SET state = :state, claimed_at = :at, claimed_by = :by "
+                   f"WHERE id IN ({_ids(ids)})", state=state.value, at=claimed_at,
+                   by=claimed_by)
+
+
+@dataclass(frozen=True)
 class _Outcome:
-    row: Outbox
+    row: _Claimed
     state: OutboxState
     at: datetime
     error: str = ""

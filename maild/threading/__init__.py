@@ -5,6 +5,6 @@ and in the same transaction write the message rows, the history events, the outb
 the inbound row's final state. Nothing here sends mail or touches the network.
 """
 
-from maild.threading.worker import interrupted, process_inbound, process_pending, retry_failed
+from maild.threading.worker import process_inbound, process_pending, retry_failed
 
-__all__ = ["interrupted", "process_inbound", "process_pending", "retry_failed"]
+__all__ = ["process_inbound", "process_pending", "retry_failed"]

@@ -236,16 +236,6 @@ def _take(engine: Engine, settings: Settings, inbound_ids: list[int],
     return taken
 
 
-def interrupted(engine: Engine, inbound_id: int, what: str) -> None:
-    """Record why threading `inbound_id` did not finish (`what`: the worker hung, or died), and
-    free its claim so that the next worker takes it at once; its attempt is counted already."""
-    with storage_errors(), transaction(engine) as session:
-        row = session.get(Inbound, inbound_id)
-        if row is not None and row.state == InboundState.NEW:
-            row.reason = f"attempt {row.attempts}: {what}"[:1000]
-            _release(row)
-
-
 def _give_back(engine: Engine, inbound_ids: list[int]) -> None:
     """The database failed under the work, not the messages: uncount their attempts, if the
     database lets us (else the claims lapse, and the counts stand)."""

@@ -21,8 +21,6 @@ from typing import Any
 from urllib.parse import quote
 
 import jinja2
-from sqlalchemy import Engine
-from sqlmodel import col, select
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, Headers, QueryParams, UploadFile
@@ -36,11 +34,9 @@ from maild import links, views
 from maild.clock import time_for_people
 from maild.compose import BUILTIN_TEMPLATES, OutgoingFile, size_for_people
 from maild.config import PRIORITIES, Settings, WebSettings
-from maild.db import transaction
-from maild.dbapi import reader_of
+from maild.dbapi import Pool
 from maild.errors import StorageUnavailable
 from maild.headers import deliverable, safe_filename, single_line
-from maild.models import Inbound, InboundState, Ticket
 from maild.subject import tagged_subject
 from maild.views import TicketRow
 from maild.web.guard import Guard, RateLimit
@@ -54,9 +50,9 @@ THREADED_WITHIN = 15.0  # seconds a page waits for the worker to thread a submis
 MAX_FILES = 10
 
 
-def make_app(settings: Settings, engine: Engine, store: Store) -> ASGIApp:
+def make_app(settings: Settings, readers: Pool, store: Store) -> ASGIApp:
     assert settings.web is not None
-    pages = _Pages(settings, settings.web, engine, store)
+    pages = _Pages(settings, settings.web, readers, store)
     app = Starlette(routes=[
         Route("/", pages.form, methods=["GET"]),
         Route("/", pages.submit, methods=["POST"]),
@@ -75,9 +71,9 @@ class _Refused(Exception):
 
 
 class _Pages:
-    def __init__(self, settings: Settings, web: WebSettings, engine: Engine,
+    def __init__(self, settings: Settings, web: WebSettings, readers: Pool,
                  store: Store) -> None:
-        self.settings, self.web, self.engine, self.store = settings, web, engine, store
+        self.settings, self.web, self.readers, self.store = settings, web, readers, store
         self.max_upload = (settings.smtp.max_message_bytes if settings.smtp
                            else settings.mail.max_message_bytes)
         self.max_body = self.max_upload + 256 * 1024  # the fields and the multipart framing
@@ -223,19 +219,14 @@ class _Pages:
         return None
 
     def ticket_of_message(self, mid: str) -> str | None:
-        with transaction(self.engine, readonly=True) as session:
-            row = session.exec(select(Ticket.number).join(
-                Inbound, col(Inbound.ticket_id) == col(Ticket.id)).where(
-                Inbound.message_id == mid, Inbound.state == InboundState.DONE)
-                .order_by(col(Inbound.id).desc())).first()
-        return row
+        with self.readers.reader() as db, db.snapshot():
+            return views.threaded_ticket(db, mid)
 
     # --- a ticket's status page --------------------------------------------------------
 
     def ticket(self, token: str) -> tuple[TicketRow, dict[str, Any]]:
         number = links.ticket_of(self.web, token)
-        with transaction(self.engine, readonly=True) as session:
-            reader = reader_of(session)
+        with self.readers.reader() as reader, reader.snapshot():
             found = views.ticket(reader, number) if number else None
             if found is None:  # forged, revoked, or no such ticket: all look the same
                 raise HTTPException(404)
@@ -281,9 +272,8 @@ class _Pages:
         found, _ = await run_in_threadpool(self.ticket, request.path_params["token"])
 
         def read() -> Any:
-            with transaction(self.engine, readonly=True) as session:
-                return views.public_file(reader_of(session), found,
-                                         request.path_params["file"])
+            with self.readers.reader() as reader, reader.snapshot():
+                return views.public_file(reader, found, request.path_params["file"])
 
         file = await run_in_threadpool(read)
         if file is None:
