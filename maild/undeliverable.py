@@ -7,44 +7,43 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from maild.bounces import Failure
-from maild.models import Outbox, Undeliverable
+from maild.rows import rows_of
 
-# Asked of every automatic mail and every mail a person writes: built once (see maild.outbox).
-_MARKED = select(col(Undeliverable.address), col(Undeliverable.since),
-                 col(Undeliverable.status), col(Undeliverable.diagnostic)).where(
-    col(Undeliverable.address) == bindparam("address"))
-_SENT_TO = select(col(Outbox.id)).where(col(Outbox.rcpt_to) == bindparam("address")).limit(1)
+# Asked of every automatic mail and every mail a person writes: straight to the driver, in the
+# session's transaction (`maild.rows`). None of it goes through the session's identity map, so
+# a mark cleared by a later message of the same batch cannot linger there.
+_MARKED = "SELECT status, diagnostic FROM undeliverable WHERE address = :address"
+_SENT_TO = "SELECT id FROM outbox WHERE rcpt_to = :address LIMIT 1"
+_FORGET = "DELETE FROM undeliverable WHERE address = :address"
+_MARK = ("INSERT INTO undeliverable (address, since, status, diagnostic, ticket_id, inbound_id) "
+         "VALUES (:address, :since, :status, :diagnostic, :ticket_id, :inbound_id)")
 
 
 def marked(session: Session, address: str) -> str:
     """Why `address` gets no automatic mail ("" when it does): what the bounce said."""
-    row = session.connection().execute(_MARKED, {"address": address.lower()}).first()
+    row = rows_of(session).first(_MARKED, address=address.lower())
     if row is None:
         return ""
-    said = " ".join(x for x in (row.status, row.diagnostic[:120]) if x)
+    said = " ".join(x for x in (row["status"], row["diagnostic"][:120]) if x)
     return f"undeliverable: a bounce said {said}" if said else "undeliverable: it bounced"
 
 
 def sent_to(session: Session, address: str) -> bool:
     """maild has sent mail to `address`: only such an address can be marked by a bounce (a
     heuristic that read another address out of a notice must not silence anyone)."""
-    return session.connection().execute(_SENT_TO, {"address": address.lower()}).first() \
-        is not None
+    return rows_of(session).first(_SENT_TO, address=address.lower()) is not None
 
 
 def mark(session: Session, now: datetime, failure: Failure, ticket_id: int | None,
          inbound_id: int | None) -> None:
-    """Mark the failed recipient (again: a later bounce replaces the mark). Core statements,
-    not ORM objects: the worker settles many messages in one session, and a mark cleared by a
-    later message of the same batch must not linger in the session's identity map."""
+    """Mark the failed recipient (again: a later bounce replaces the mark)."""
     _forget(session, failure.recipient)
-    session.connection().execute(insert(Undeliverable).values(
-        address=failure.recipient, since=now, status=failure.status,
-        diagnostic=failure.diagnostic[:500], ticket_id=ticket_id, inbound_id=inbound_id))
+    rows_of(session).execute(_MARK, address=failure.recipient.lower(), since=now,
+                             status=failure.status, diagnostic=failure.diagnostic[:500],
+                             ticket_id=ticket_id, inbound_id=inbound_id)
 
 
 def clear(session: Session, address: str) -> bool:
@@ -56,5 +55,4 @@ def clear(session: Session, address: str) -> bool:
 
 
 def _forget(session: Session, address: str) -> None:
-    session.connection().execute(delete(Undeliverable).where(
-        col(Undeliverable.address) == address.lower()))
+    rows_of(session).execute(_FORGET, address=address.lower())
