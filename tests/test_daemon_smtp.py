@@ -358,7 +358,8 @@ ADDRESS_ARGUMENTS = [
     "<a@example.org>\tSIZE=1", "<user@-domain.example>", "<>", '<"quoted local"@example.org>',
     "anna@example.org", " <anna@example.org>", "<anna@example.org", "<a..b@example.org>",
     "<.a@example.org>", "<a.@example.org>", "<a@[127.0.0.1]>", "<(comment)a@example.org>",
-    "<анна@пример.рф>", "<a@b@c>", "<a@b> (comment) SIZE=1", "<a@b>(c)", "<a@b>  \t SIZE=2", "<@relay:a@example.org>", "<" + "x" * 70 + "@example.org>",
+    "<анна@пример.рф>", "<a@b@c>", "<a@b> (comment) SIZE=1", "<a@b>(c)", "<a@b>  \t SIZE=2",
+    "<@relay:a@example.org>", "<" + "x" * 70 + "@example.org>",
 ]
 
 
