@@ -51,6 +51,11 @@ def _events(desk: Helpdesk, number: str) -> list[str]:
     return [e["type"] for e in desk.ticket(number)["events"]]
 
 
+def _received(desk: Helpdesk, number: str) -> int:
+    """How many inbound messages the ticket holds."""
+    return sum(m["direction"] == "in" for m in desk.ticket(number)["messages"])
+
+
 # --- the signature ---------------------------------------------------------------------------
 
 
@@ -149,9 +154,9 @@ def test_staff_auth_authentication_results_ignores_a_forged_from(
 ) -> None:
     desk = _desk(tmp_path, capsys, "authentication-results")
     number = desk.ingest(mail()).out.strip()
-    desk.ingest(_close(number))  # no Authentication-Results from mx.example.com
+    other = desk.ingest(_close(number)).out.strip()  # no Authentication-Results from mx.example.com
     assert desk.ticket(number)["status"] != "closed"
-    assert "staff_unverified" in _events(desk, number)
+    assert "staff_unverified" in _events(desk, other)
 
 
 def test_staff_auth_token_ignores_a_forged_from_without_a_signed_reference(
@@ -160,9 +165,9 @@ def test_staff_auth_token_ignores_a_forged_from_without_a_signed_reference(
     desk = _desk(tmp_path, capsys, "token")
     number = desk.ingest(mail()).out.strip()
     sent = len(desk.outbox())
-    desk.ingest(_close(number))
+    other = desk.ingest(_close(number)).out.strip()
     assert desk.ticket(number)["status"] != "closed"
-    assert "staff_unverified" in _events(desk, number)
+    assert "staff_unverified" in _events(desk, other)
     assert not [m for m in desk.outbox()[sent:] if recipient(m) == "ivan@example.org"]
 
 
@@ -196,9 +201,10 @@ def test_staff_auth_token_refuses_a_notice_maild_sent_someone_else(
     desk = _desk(tmp_path, capsys, "token")
     number = desk.ingest(mail()).out.strip()
     bobs = _notice_to(desk, "bob@example.com")
-    desk.ingest(_close(number, in_reply_to=bobs["Message-ID"], references=bobs["Message-ID"]))
+    other = desk.ingest(_close(number, in_reply_to=bobs["Message-ID"],
+                               references=bobs["Message-ID"])).out.strip()
     assert desk.ticket(number)["status"] != "closed"
-    assert "staff_unverified" in _events(desk, number)
+    assert "staff_unverified" in _events(desk, other)
 
 
 def test_staff_auth_token_refuses_a_tampered_mac(
@@ -209,6 +215,96 @@ def test_staff_auth_token_refuses_a_tampered_mac(
     real = _notice_to(desk, "alice@example.com")["Message-ID"].strip("<>")
     local, _, domain = real.partition("@")
     forged = f"<{local[:-1]}{'0' if local[-1] != '0' else '1'}@{domain}>"
-    desk.ingest(_close(number, in_reply_to=forged, references=forged))
+    other = desk.ingest(_close(number, in_reply_to=forged, references=forged)).out.strip()
     assert desk.ticket(number)["status"] != "closed"
-    assert "staff_unverified" in _events(desk, number)
+    assert "staff_unverified" in _events(desk, other)
+
+
+# --- a staff address on a ticket (SPEC §5 participants, §7 proof) ----------------------------
+#
+# Staff take part in every ticket, and a staff member's address is on the correspondence of
+# each ticket they were notified of (`_desk` turns the notices on). That standing is the
+# staff member's, so without the proof `mail.staff_auth` asks for, a staff From line is a
+# non-participant's: the ticket it names is only claimed.
+
+
+@pytest.mark.parametrize("staff_auth", ["from", "authentication-results", "token"])
+def test_a_forged_staff_from_lands_on_another_customers_ticket_only_when_from_is_trusted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], staff_auth: str
+) -> None:
+    desk = _desk(tmp_path, capsys, staff_auth)
+    number = desk.ingest(mail()).out.strip()
+    before = len(desk.ticket(number)["messages"])
+    landed = desk.ingest(_close(number)).out.strip()
+    if staff_auth == "from":  # trusts the From line, by design
+        assert landed == number
+        assert _received(desk, number) == 2  # the customer's and the forger's
+        return
+    assert landed != number
+    assert len(desk.ticket(number)["messages"]) == before
+    assert desk.ticket(number)["status"] != "closed"
+    events = _events(desk, landed)
+    assert "claimed_ticket" in events and "staff_unverified" in events
+    [claim] = [e for e in desk.ticket(landed)["events"] if e["type"] == "claimed_ticket"]
+    assert number in claim["detail"]
+
+
+@pytest.mark.parametrize("staff_auth", ["authentication-results", "token"])
+def test_a_forged_staff_from_answering_a_message_of_the_ticket_only_claims_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], staff_auth: str
+) -> None:
+    """A reference to the customer's own Message-ID (known from a Cc or a list) is honoured
+    only from a participant, as a number is — and an unproven staff From is none."""
+    desk = _desk(tmp_path, capsys, staff_auth)
+    first = mail()
+    number = desk.ingest(first).out.strip()
+    before = len(desk.ticket(number)["messages"])
+    forged = mail(subject="Re: Printer does not print", sender=ALICE, body="Done.\n",
+                  in_reply_to=first["Message-ID"], references=first["Message-ID"])
+    landed = desk.ingest(forged).out.strip()
+    assert landed != number
+    assert len(desk.ticket(number)["messages"]) == before
+    assert "claimed_ticket" in _events(desk, landed)
+
+
+def test_an_answer_to_alices_notice_proves_her_in_token_mode_and_lands_on_the_ticket(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    desk = _desk(tmp_path, capsys, "token")
+    number = desk.ingest(mail()).out.strip()
+    before = len(desk.ticket(number)["messages"])
+    notice = _notice_to(desk, "alice@example.com")
+    answer = mail(subject=f"Re: [Ticket#{number}] Printer does not print", sender=ALICE,
+                  body="The driver is on its way.\n", in_reply_to=notice["Message-ID"],
+                  references=notice["Message-ID"])
+    assert desk.ingest(answer).out.strip() == number
+    shown = desk.ticket(number)
+    assert _received(desk, number) == 2
+    assert len(shown["messages"]) > before
+    assert "staff_unverified" not in _events(desk, number)
+
+
+def test_a_passing_authentication_results_proves_alice_and_lands_on_the_ticket(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    desk = _desk(tmp_path, capsys, "authentication-results")
+    number = desk.ingest(mail()).out.strip()
+    genuine = mail(subject=f"Re: [Ticket#{number}] Printer does not print", sender=ALICE,
+                   body="The driver is on its way.\n",
+                   headers={"Authentication-Results":
+                            "mx.example.com; dkim=pass header.d=example.com header.s=s1"})
+    assert desk.ingest(genuine).out.strip() == number
+    assert _received(desk, number) == 2
+    assert "staff_unverified" not in _events(desk, number)
+
+
+def test_an_unproven_staff_address_still_reaches_the_ticket_it_is_the_customer_of(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Alice writing without proof is handled as a customer (SPEC §7) — of her own ticket
+    too: its customer is a participant, whoever it is."""
+    desk = _desk(tmp_path, capsys, "token")
+    own = desk.ingest(mail(sender=ALICE, subject="My laptop")).out.strip()
+    again = mail(sender=ALICE, subject=f"Re: [Ticket#{own}] My laptop", body="Still broken.\n")
+    assert desk.ingest(again).out.strip() == own
+
