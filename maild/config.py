@@ -400,6 +400,7 @@ class TicketSettings:
 class NotifySettings:
     new_ticket: bool = key(True)   # staff notice of every new ticket (SPEC §6)
     follow_up: bool = key(True)    # staff notice of every customer message on a ticket
+    bounce: bool = key(True)       # the owner's notice of a bounce of mail on a ticket (§9)
 
 
 @dataclass(frozen=True)

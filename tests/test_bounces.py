@@ -96,7 +96,9 @@ def test_a_real_bounce_lands_on_the_ticket_of_the_mail_it_returns(
 
     assert helpdesk.ingest(bounce).out.strip() == number
     assert len(helpdesk.tickets()) == 2
-    assert len(helpdesk.outbox()) == sent  # nothing answered (notices are off here)
+    # nothing answered; the queue's staff (no owner yet) are told, follow-up notices off or not
+    assert sorted(recipient(m) for m in helpdesk.outbox()[sent:]) \
+        == ["alice@example.com", "bob@example.com"]
     shown = helpdesk.ticket(number)
     assert [u["address"] for u in shown["undeliverable"]] == [CUSTOMER]
     assert any(e["type"] == "bounce_received" and e["detail"].startswith("permanent")
@@ -173,6 +175,25 @@ def test_the_owner_is_told_and_the_customer_is_not(staffed: Helpdesk) -> None:
     assert notice["Auto-Submitted"] == "auto-generated"
     text = notice.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
     assert CUSTOMER in text and "5.1.1" in text
+
+
+@pytest.mark.parametrize("bounce", [True, False])
+def test_notify_bounce_not_follow_up_switches_the_bounce_notice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bounce: bool
+) -> None:
+    """Follow-up notices off (`notify="false"` turns both of them off) is no reason to keep a
+    bounce from the owner: `[notify] bounce` alone decides."""
+    helpdesk = Helpdesk(tmp_path, capsys)
+    helpdesk.config.write_text(helpdesk.config.read_text().replace(
+        "[notify]\n", f"[notify]\nbounce = {str(bounce).lower()}\n"))
+    number, ack = _ticket_with_ack(helpdesk)
+    assert helpdesk.run("ticket", "assign", number, "bob@example.com").code == 0
+    before = len(helpdesk.outbox())
+
+    helpdesk.ingest(dsn(CUSTOMER, returned_message_id=ack["Message-ID"]))
+    assert _events(helpdesk, number, "address_undeliverable")
+    told = [recipient(m) for m in helpdesk.outbox()[before:]]
+    assert told == (["bob@example.com"] if bounce else [])
 
 
 def test_a_bounce_on_a_closed_ticket_does_not_reopen_it(staffed: Helpdesk) -> None:

@@ -14,9 +14,10 @@ of its own, never answered).
 The caller stores it like any automatic mail (never reopened, never answered); `record` adds
 the event `bounce_received`, marks each permanently failed recipient that maild really sent
 mail to (event `address_undeliverable`) and tells the ticket's owner — or the staff of its queue
-when it has none, as for a follow-up, and like it switched by `[notify] follow_up` — in an
-internal notice. A temporary failure (4.x.x, delayed) is recorded and
-marks nothing.
+when it has none, as for a follow-up — in an internal notice, switched by `[notify] bounce`
+(on by default, and on whatever `[notify] follow_up` says: mail to a customer that never
+arrives is the owner's to know). A temporary failure (4.x.x, delayed) is recorded and marks
+nothing.
 """
 
 from __future__ import annotations
@@ -108,10 +109,9 @@ def deliverable_again(ctx: Context, ticket: Ticket, address: str) -> None:
 
 
 def _tell_staff(ctx: Context, ticket: Ticket, failures: list[dict[str, str]]) -> None:
-    """The owner — or, without one, the staff of the ticket's queue — learns of it, as of any
-    mail on the ticket (`[notify] follow_up` switches both off); internal mail only, never to
-    the customer."""
-    if not ctx.settings.notify.follow_up:
+    """The owner — or, without one, the staff of the ticket's queue — learns of it
+    (`[notify] bounce`); internal mail only, never to the customer."""
+    if not ctx.settings.notify.bounce:
         return
     if ticket.owner:
         recipients = [(ticket.owner, tickets.staff_name(ctx.settings, ticket.owner))]
