@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-from email.message import EmailMessage
+from email.feedparser import FeedParser
+from email.message import EmailMessage, Message
 from pathlib import Path
 
 import pytest
 
-from maild.bounces import detect
+from maild.bounces import detect, detect_message
+from maild.parsing import parse_message
 from tests.conftest import Helpdesk, mail, recipient
 
 CORPUS = Path(os.environ.get("MAILD_CORPUS", "")) if os.environ.get("MAILD_CORPUS") else None
@@ -228,6 +230,47 @@ def test_an_address_maild_never_wrote_to_is_not_marked(helpdesk: Helpdesk) -> No
     assert _events(helpdesk, number, "bounce_received")
     assert helpdesk.ticket(number)["undeliverable"] == []
     assert _events(helpdesk, number, "address_undeliverable") == []
+
+
+def test_the_worker_parses_a_bounce_once(
+    helpdesk: Helpdesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The detector reads the tree `parse_message` built (`ParsedMail.message`), not the bytes
+    again: one parse of the whole bounce, from receiving it to its ticket."""
+    number, ack = _ticket_with_ack(helpdesk)
+    whole_parses = []
+    close = FeedParser.close
+
+    def counted(parser: FeedParser) -> Message:
+        root = close(parser)
+        if root.get("message-id") == "<bounce-1@mx.example.net>" \
+                and not parser._headersonly:  # type: ignore[attr-defined]
+            whole_parses.append(root)
+        return root
+
+    monkeypatch.setattr(FeedParser, "close", counted)
+    assert helpdesk.ingest(dsn(CUSTOMER, returned_message_id=ack["Message-ID"])).out.strip() \
+        == number
+    assert _events(helpdesk, number, "address_undeliverable")
+    assert len(whole_parses) == 1
+
+
+def test_the_detector_agrees_on_the_bytes_and_on_the_parsed_mail() -> None:
+    """`detect(raw)` (the bench's and these tests') and the worker's `detect_message` on
+    `ParsedMail.message` read the same tree; a person's mail keeps none."""
+    for raw in (dsn(CUSTOMER), dsn(CUSTOMER, status="4.2.2", action="delayed",
+                                   returned_message_id="<x@example.com>")):
+        parsed = parse_message(raw)
+        assert parsed.message is not None
+        assert detect_message(parsed.message) == detect(raw)
+        assert detect(raw).bounce
+    assert parse_message(mail().as_bytes()).message is None
+    if CORPUS is not None:
+        for name in [*MTA_BOUNCES, "rfc3834-01.eml", "arf-02.eml"]:
+            raw = (CORPUS / BOUNCES / name).read_bytes()
+            tree = parse_message(raw).message
+            assert tree is not None
+            assert detect_message(tree) == detect(raw), name
 
 
 def test_an_auto_reply_and_a_feedback_report_are_no_bounces(helpdesk: Helpdesk) -> None:

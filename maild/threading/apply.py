@@ -68,7 +68,6 @@ class Received:
     id: int
     source: str      # "web" for the web channel's own submissions (see `_new_ticket`)
     message_id: str  # "" when it has none
-    raw: bytes       # the bytes as stored (a bounce is read from them, `maild.bounces`)
 
 
 @dataclass(frozen=True)
@@ -98,7 +97,7 @@ def _apply(ctx: Context, inbound: Received, mail: ParsedMail, *, on_behalf: bool
     from_staff = ctx.settings.is_staff(mail.sender) and not on_behalf
     proven = from_staff and verified_staff(ctx.settings, mail)
     found = resolve(ctx.session, ctx.settings, mail, staff=proven)
-    bounce = bounced.read(ctx, inbound.raw, mail, found)
+    bounce = bounced.read(ctx, mail, found)
     if bounce is not None:  # SPEC §9: on the ticket of the mail it returns, never answered
         return _bounce(ctx, inbound, mail, bounce)
     ticket = found.ticket
