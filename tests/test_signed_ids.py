@@ -8,14 +8,17 @@ handle it as a customer's mail and leave the ticket open.
 
 from __future__ import annotations
 
+import multiprocessing
 import stat
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from maild import config
 from maild.cli import main
+from maild.keys import read_key
 from maild.signing import signed_for, signed_message_id
 from tests.conftest import Helpdesk, mail, recipient
 
@@ -33,6 +36,12 @@ def _desk(tmp_path: Path, capsys: pytest.CaptureFixture[str], staff_auth: str) -
 
 def _key_file(desk: Helpdesk) -> str:
     return config.load(desk.config).mail.secret_file
+
+
+def _signing(key: Path) -> config.Settings:
+    """Settings that sign with the key in `key`."""
+    return config.from_mapping({"mail": {"support_address": "support@example.com",
+                                         "secret_file": str(key)}})
 
 
 def _notice_to(desk: Helpdesk, address: str) -> EmailMessage:
@@ -62,18 +71,19 @@ def _received(desk: Helpdesk, number: str) -> int:
 def test_an_id_verifies_for_its_recipient_only_and_not_once_tampered(tmp_path: Path) -> None:
     key = tmp_path / "maild.key"
     key.write_text("k" * 40 + "\n")
-    made = signed_message_id(str(key), "example.com", "Ivan@Example.org")
+    signing = _signing(key)
+    made = signed_message_id(signing, "Ivan@Example.org")
     assert made.startswith("maild.") and made.endswith("@example.com")
-    assert signed_for(str(key), made, "ivan@example.org")  # addresses compare in any case
-    assert not signed_for(str(key), made, "stranger@example.net")
+    assert signed_for(signing, made, "ivan@example.org")  # addresses compare in any case
+    assert not signed_for(signing, made, "stranger@example.net")
     local, _, domain = made.partition("@")
     flipped = local[:-1] + ("0" if local[-1] != "0" else "1")
-    assert not signed_for(str(key), f"{flipped}@{domain}", "ivan@example.org")
-    assert not signed_for(str(key), "maild.1764620000000.0123456789abcdef@example.com",
+    assert not signed_for(signing, f"{flipped}@{domain}", "ivan@example.org")
+    assert not signed_for(signing, "maild.1764620000000.0123456789abcdef@example.com",
                           "ivan@example.org")  # the unsigned ids of before
     other = tmp_path / "other.key"
     other.write_text("o" * 40 + "\n")
-    assert not signed_for(str(other), made, "ivan@example.org")  # another key
+    assert not signed_for(_signing(other), made, "ivan@example.org")  # another key
 
 
 def test_init_writes_the_key_file_private(helpdesk: Helpdesk) -> None:
@@ -99,6 +109,87 @@ def test_on_sqlite_the_key_file_defaults_to_beside_the_database(
     assert key.read_bytes() == before  # a second init keeps the key
 
 
+def _default_key_install(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path]:
+    """An initialised SQLite install whose Message-ID key is the default file, then lost —
+    as an install from before signed Message-IDs is until `maild init` or `maild run`."""
+    path = tmp_path / "maild.toml"
+    path.write_text('[database]\nurl = "sqlite:///state/maild.db"\n'
+                    '[mail]\nsupport_address = "support@example.com"\n'
+                    '[outbound]\nmaildir = "state/outbox"\n'
+                    '[[staff]]\nemail = "alice@example.com"\nname = "Alice"\n')
+    assert main(["--config", str(path), "init"]) == 0
+    key = tmp_path / "state" / "maild.db.key"
+    key.unlink()
+    capsys.readouterr()
+    return path, key
+
+
+@pytest.mark.sqlite
+def test_on_sqlite_the_default_key_is_made_when_first_needed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, key = _default_key_install(tmp_path, capsys)
+    assert main(["--config", str(path), "ticket", "new", "--channel", "phone", "--customer",
+                 "ivan@example.org", "--subject", "Printer", "--body", "He called."]) == 0
+    number = capsys.readouterr().out.strip()
+    key.unlink()  # lost again: now the reply is the first to need it
+    assert main(["--config", str(path), "ticket", "reply", number, "--staff",
+                 "alice@example.com", "--body", "Try the other tray."]) == 0, \
+        capsys.readouterr().err
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    settings = config.load(path)
+    sent = [p.read_bytes() for p in (tmp_path / "state" / "outbox" / "new").iterdir()]
+    ids = [line.split(b"<", 1)[1].split(b">", 1)[0].decode() for raw in sent
+           for line in raw.splitlines() if line.lower().startswith(b"message-id:")]
+    assert any(signed_for(settings, mid, "ivan@example.org") for mid in ids)
+    key.unlink()  # and `maild ingest` without a daemon, which threads and acknowledges
+    capsys.readouterr()
+    raw = tmp_path / "in.eml"
+    raw.write_bytes(mail(sender="olga@example.net").as_bytes())
+    assert main(["--config", str(path), "ingest", str(raw)]) == 0
+    assert capsys.readouterr().out.strip().isdigit()
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert any(b"Delivered-To: olga@example.net" in p.read_bytes()
+               for p in (tmp_path / "state" / "outbox" / "new").iterdir())  # acknowledged
+
+
+def _key_of(file_name: str, ready: Any, keys: Any) -> None:
+    ready.wait()
+    keys.put(read_key(file_name, create=True))
+
+
+@pytest.mark.sqlite
+def test_two_processes_making_the_key_at_once_end_with_one_key(tmp_path: Path) -> None:
+    file_name = str(tmp_path / "state" / "maild.db.key")
+    context = multiprocessing.get_context("fork")
+    ready, keys = context.Barrier(4), context.Queue()
+    makers = [context.Process(target=_key_of, args=(file_name, ready, keys)) for _ in range(4)]
+    for maker in makers:
+        maker.start()
+    found = {keys.get(timeout=30) for _ in makers}
+    for maker in makers:
+        maker.join(timeout=30)
+        assert maker.exitcode == 0
+    assert found == {Path(file_name).read_bytes().strip()}
+    assert stat.S_IMODE(Path(file_name).stat().st_mode) == 0o600
+    assert [p.name for p in Path(file_name).parent.iterdir()] == ["maild.db.key"]  # no drafts
+
+
+def test_a_named_key_file_is_never_made_on_need(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only the default key beside a SQLite database is maild's to make: a file the config
+    names — on PostgreSQL there is no other — is shared by every instance, and a new key in
+    one of them would sign what the others cannot check. Missing, it is an error naming it."""
+    desk = Helpdesk(tmp_path, capsys)
+    key = Path(_key_file(desk))
+    key.unlink()
+    result = desk.ingest(mail())
+    assert not key.exists()
+    assert str(key) in result.err
+    assert desk.outbox() == []
+
+
 def test_check_config_reports_a_key_file_others_can_read(helpdesk: Helpdesk) -> None:
     key = Path(_key_file(helpdesk))
     key.chmod(0o644)
@@ -111,8 +202,9 @@ def test_every_mail_maild_sends_is_signed_for_its_recipient(helpdesk: Helpdesk) 
     helpdesk.ingest(mail())
     [ack] = helpdesk.outbox()
     message_id = ack["Message-ID"].strip("<>")
-    assert signed_for(_key_file(helpdesk), message_id, "ivan@example.org")
-    assert not signed_for(_key_file(helpdesk), message_id, "alice@example.com")
+    settings = config.load(helpdesk.config)
+    assert signed_for(settings, message_id, "ivan@example.org")
+    assert not signed_for(settings, message_id, "alice@example.com")
 
 
 # --- participation (SPEC §5) -----------------------------------------------------------------
@@ -189,7 +281,7 @@ def test_staff_auth_token_accepts_an_answer_to_the_notice_maild_sent_that_member
     assert answer["References"] is not None
     thread = f"{answer['In-Reply-To']} {answer['References']}"
     assert notice["Message-ID"].strip("<>") not in thread
-    assert not any(signed_for(_key_file(desk), mid.strip("<>"), "alice@example.com")
+    assert not any(signed_for(config.load(desk.config), mid.strip("<>"), "alice@example.com")
                    for mid in thread.split())
 
 

@@ -156,7 +156,7 @@ def _by_proven_reference(session: Session, settings: Settings, mail: ParsedMail,
     claimed: str | None = None
     participant: dict[int, bool] = {}
     for message_id, ticket in _references(session, mail.thread_ids):
-        if signed_for(settings.mail.secret_file, message_id, mail.sender):
+        if signed_for(settings, message_id, mail.sender):
             return ticket, None
         assert ticket.id is not None
         if ticket.id not in participant:
