@@ -3,7 +3,8 @@
 
 For every message of $MAILD_CORPUS/manifest.jsonl (default: ../shared/corpus beside the
 repository) whose `expected` holds `sisimai_results` (the facts of go-sisimai's tests), the
-detector runs on the raw bytes and is compared with sisimai on:
+detector runs on the raw bytes — parsed as the worker parses them (`maild.parsing.message_tree`,
+the tree `ParsedMail.message` keeps) — and is compared with sisimai on:
 
 - is it a bounce: sisimai's reasons `delivered` (a DSN of success), `feedback` (an ARF
   complaint) and `vacation` (an RFC 3834 auto-reply) are sisimai's names for messages that are

@@ -1,10 +1,12 @@
 """Is this inbound message a bounce, and of what? One pure function, `detect` (SPEC §9).
 
-Bytes in, a `Verdict` out: whether the message reports that mail could not be delivered, each
-failed recipient with its RFC 3463 status, whether that failure is permanent, the diagnostic the
-remote server gave, and the Message-ID of the returned mail when the report quotes it. No
-database and no settings, so it can be measured alone (`bench/bounce_agreement.py`); threading
-decides what a verdict does to the tickets.
+A message in, a `Verdict` out: whether the message reports that mail could not be delivered,
+each failed recipient with its RFC 3463 status, whether that failure is permanent, the
+diagnostic the remote server gave, and the Message-ID of the returned mail when the report
+quotes it. The message is the MIME tree `maild.parsing` built (`ParsedMail.message`: the worker
+parses each mail once); `detect(raw)` builds the same tree from bytes. No database and no
+settings, so it can be measured alone (`bench/bounce_agreement.py`); threading decides what a
+verdict does to the tickets.
 
 Order of the evidence, most authoritative first:
 1. a feedback report (RFC 5965, ARF) or a read receipt (RFC 8098) is never a bounce;
@@ -26,10 +28,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
-from email.parser import BytesParser
-from email.policy import Compat32
 
 from flufl.bounce import all_failures
+
+from maild.parsing import MessageTooComplex, message_tree
 
 # Actions of RFC 3464 §2.3.3 that say the mail went on, or arrived: not a failure.
 _DELIVERED_ACTIONS = ("delivered", "relayed", "expanded")
@@ -101,15 +103,18 @@ class Verdict:
 
 
 def detect(raw: bytes) -> Verdict:
-    """The verdict on one raw message (RFC 5322 bytes, any line endings)."""
-    msg = _parse(raw)
-    if msg is None:
+    """The verdict on one raw message (RFC 5322 bytes, any line endings), parsed as the worker
+    parses it (`maild.parsing.message_tree`)."""
+    try:
+        msg = message_tree(raw)
+    except MessageTooComplex:  # the worker keeps such a message as failed, unread
         return Verdict(False, why="not parseable")
     return detect_message(msg)
 
 
 def detect_message(msg: Message) -> Verdict:
-    """The verdict on a message parsed with the stdlib `email` package (compat32 policy)."""
+    """The verdict on a message as `maild.parsing` parses it (`ParsedMail.message`): compat32,
+    header values the raw strings, 8-bit bytes in them as surrogate escapes (`_header`)."""
     parts = list(_parts(msg))
     types = {_content_type(p) for p in parts}
     report_type = str(msg.get_param("report-type", "", header="content-type") or "").lower() \
@@ -147,26 +152,15 @@ def detect_message(msg: Message) -> Verdict:
 # --- the message ------------------------------------------------------------------------------
 
 
-class _TextHeaders(Compat32):
-    """compat32 whose header values are always str: compat32 hands a header with 8-bit bytes
-    back as a `Header` object, on which flufl.bounce's detectors call str methods."""
-
-    def header_fetch_parse(self, name: str, value: str) -> str:
-        if isinstance(value, str):
-            return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-        return str(value)
+def _header(msg: Message, name: str) -> str:
+    """A header's value as text: `maild.parsing` keeps 8-bit bytes as surrogate escapes (to
+    decode them by the message's charset); here they are read as UTF-8, anything else replaced
+    — the codes and addresses a report is read for are ASCII."""
+    return _text_of(str(msg.get(name, "")))
 
 
-_POLICY = _TextHeaders()
-
-
-def _parse(raw: bytes) -> Message | None:
-    # The stdlib parser wants one kind of line ending; real bounces have CR-only and mixed ones.
-    data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-    try:
-        return BytesParser(policy=_POLICY).parsebytes(data)
-    except Exception:  # the feedparser is built never to raise; a report must not crash us
-        return None
+def _text_of(value: str) -> str:
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _parts(msg: Message) -> Iterator[Message]:
@@ -274,7 +268,7 @@ def _field_blocks(report: Message) -> list[dict[str, str]]:
         for block in payload:
             if not isinstance(block, Message):
                 continue
-            blocks.append({k.lower(): _unfold(str(v)) for k, v in block.items()})
+            blocks.append({k.lower(): _unfold(_text_of(str(v))) for k, v in block.items()})
             rest = block.get_payload()
             if isinstance(rest, str) and rest.strip():
                 blocks.extend(_text_blocks(rest))
@@ -353,14 +347,14 @@ def _unfold(value: str) -> str:
 def _returned_message_id(msg: Message, parts: list[Message]) -> str | None:
     """The Message-ID of the mail a report returns: from its returned part, or else quoted in
     the report's text (non-MIME bounces paste the headers into the body)."""
-    own = _message_id(str(msg.get("message-id", "")))
+    own = _message_id(_header(msg, "message-id"))
     for part in parts:
         ctype = _content_type(part)
         if part is msg or ctype not in _RETURNED_TYPES:
             continue
         payload = part.get_payload()
         if isinstance(payload, list) and payload and isinstance(payload[0], Message):
-            found = _message_id(str(payload[0].get("message-id", "")))
+            found = _message_id(_header(payload[0], "message-id"))
         else:
             found = next(iter(_QUOTED_MESSAGE_ID.findall(_text(part))), None)
         if found and found != own:
@@ -476,7 +470,7 @@ def _notice_failures(msg: Message, parts: list[Message]) -> list[Failure]:
     if not _NOTICE_TEXT.search(notice):
         return []
     own = {a.lower() for h in ("from", "to", "cc", "sender", "return-path", "reply-to")
-           for a in _ANY_ADDRESS.findall(str(msg.get(h, "")))}
+           for a in _ANY_ADDRESS.findall(_header(msg, h))}
     recipients = [a for a in dict.fromkeys(_address(a) for a in _ANY_ADDRESS.findall(notice))
                   if a and a not in own and a.partition("@")[0] not in _DAEMONS]
     if not recipients:
@@ -495,18 +489,18 @@ def _notice_failures(msg: Message, parts: list[Message]) -> list[Failure]:
 def _from_mail_system(msg: Message) -> bool:
     """Sent by a mail system, not a person: a mailer daemon's (or the null) sender, an
     RFC 3834 Auto-Submitted mark, or the subject of a non-delivery notice."""
-    auto = str(msg.get("auto-submitted", "")).strip().lower()
+    auto = _header(msg, "auto-submitted").strip().lower()
     return _from_daemon(msg) or (bool(auto) and not auto.startswith("no")) \
         or bool(_NOTICE_SUBJECT.search(_subject(msg)))
 
 
 def _from_daemon(msg: Message) -> bool:
-    sender = " ".join(str(msg.get(h, "")) for h in ("from", "sender", "return-path")).lower()
+    sender = " ".join(_header(msg, h) for h in ("from", "sender", "return-path")).lower()
     return "<>" in sender or any(d in sender for d in _DAEMONS)
 
 
 def _subject(msg: Message) -> str:
-    value = str(msg.get("subject", ""))
+    value = _header(msg, "subject")
     try:
         return str(make_header(decode_header(value)))
     except Exception:

@@ -400,6 +400,7 @@ class TicketSettings:
 class NotifySettings:
     new_ticket: bool = key(True)   # staff notice of every new ticket (SPEC §6)
     follow_up: bool = key(True)    # staff notice of every customer message on a ticket
+    bounce: bool = key(True)       # the owner's notice of a bounce of mail on a ticket (§9)
 
 
 @dataclass(frozen=True)
@@ -453,6 +454,19 @@ class Settings:
 
     def is_staff(self, address: str) -> bool:
         return address.lower() in {s.email.lower() for s in self.staff}
+
+    @property
+    def mail_key_made_on_need(self) -> bool:
+        """Is the key of `mail.secret_file` maild's to make when a command first needs it and
+        finds it missing (an install from before signed Message-IDs, a lost key)? Only the
+        default file beside a SQLite database: one host, and the key goes with the database.
+        A file the config names — on PostgreSQL there is no other — may be shared by every
+        instance, and a key one of them made alone would sign what the others cannot check:
+        `maild init` writes it, and a missing one is an error naming it."""
+        from maild.dbapi import sqlite_path  # maild.dbapi reads DatabaseSettings from here
+
+        database = sqlite_path(self.database.url)
+        return database is not None and self.mail.secret_file == f"{database}.key"
 
     def is_own(self, address: str) -> bool:
         return address.lower() in self.mail.own_addresses

@@ -1,9 +1,12 @@
-"""Secret key files: made once by `maild init`, read again whenever they change.
+"""Secret key files: made once by `maild init` (or at first need), read again whenever they
+change.
 
 One mechanism for every key maild keeps (`web.secret_file` for the web channel's links and
 forms, `mail.secret_file` for the Message-IDs maild sends, `maild.signing`): a long random key
-in a file of mode 0600, created safely when several instances run `maild init` at the same
-moment, and re-read when the file changes, so writing a new key takes effect at once.
+in a file of mode 0600, created safely when several processes make it at the same moment —
+instances running `maild init`, or commands that find the key missing when they first need it
+(`read_key(..., create=True)`) — and re-read when the file changes, so writing a new key takes
+effect at once.
 """
 
 from __future__ import annotations
@@ -20,10 +23,10 @@ _cache: dict[str, tuple[float, bytes]] = {}
 def create_key(file_name: str) -> bool:
     """Write a new random key into `file_name` when it has none; True when it did.
 
-    Several instances on one database share the file, and their `maild init` may run at the
-    same moment: the key is written to a file of its own and linked into place, which fails
-    when the file is there already, so one init makes the key, the others keep it, and nobody
-    reads a key half written."""
+    Several instances on one database share the file, and their `maild init` (or the commands
+    that make the key when they first need it) may run at the same moment: the key is written
+    to a file of its own and linked into place, which fails when the file is there already, so
+    one of them makes the key, the others keep it, and nobody reads a key half written."""
     path = Path(file_name)
     if path.exists():
         return False
@@ -40,11 +43,18 @@ def create_key(file_name: str) -> bool:
     return True
 
 
-def read_key(file_name: str) -> bytes:
+def read_key(file_name: str, *, create: bool = False) -> bytes:
     """The key in `file_name`, read again whenever the file changes: a new key takes effect
-    at once. A missing file raises (OSError): `maild init` makes it."""
+    at once. A missing file raises (OSError) — `maild init` makes it — unless `create`: then
+    this makes it, as init would (`create_key`)."""
     path = Path(file_name)
-    mtime = path.stat().st_mtime
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        if not create:
+            raise
+        create_key(file_name)  # or another process did, a moment ago: that is the key
+        mtime = path.stat().st_mtime
     cached = _cache.get(file_name)
     if cached is None or cached[0] != mtime:
         key = path.read_bytes().strip()

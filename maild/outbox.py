@@ -98,8 +98,7 @@ def queue_mail(
     outbox_ids = []
     for recipient in usable:
         envelope = Envelope(
-            message_id=signed_message_id(settings.mail.secret_file, settings.mail.domain,
-                                         recipient),  # a reference to it proves `recipient`
+            message_id=signed_message_id(settings, recipient),  # a reference proves `recipient`
             to_address=_normal(to),
             to_name=to_name, cc=shown_cc, in_reply_to=in_reply_to, references=tuple(references),
             auto_submitted=kind.auto_submitted, ticket_number=ticket.number if ticket else None,

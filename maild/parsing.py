@@ -14,7 +14,9 @@ repaired, HTML-only mail is converted to text, uuencoded files inside text becom
 delivery reports are rendered as text. A bounce with a null sender (`<>`, `MAILER-DAEMON`) gets
 `mailer-daemon@<its host>` as sender, so it is stored on a ticket like any automatic mail.
 Only a message with no sender address anywhere — From, Sender, Reply-To, Return-Path, the
-envelope sender or an mbox `From ` line — is unparseable for maild's purposes.
+envelope sender or an mbox `From ` line — is unparseable for maild's purposes. Automatic mail
+keeps the MIME tree it was read from (`ParsedMail.message`): the bounce detector reads that
+tree (`maild.bounces.detect_message`), so no message is parsed twice.
 
 Hostile mail is bounded here (SPEC §9): the parser stops as soon as a message has more MIME
 parts or deeper nesting than `mail.max_mime_parts` / `mail.max_mime_depth` allow — before the
@@ -110,6 +112,10 @@ class ParsedMail:
     defects: tuple[str, ...] = field(default=())
     authentication_results: tuple[str, ...] = ()  # every Authentication-Results header (RFC 8601)
     requested_priority: str = ""    # `X-Maild-Priority`: honoured only from the web form
+    # The MIME tree it was read from, for the bounce detector (`maild.bounces.detect_message`),
+    # which asks only of automatic mail: kept for that alone, so that a person's mail does not
+    # hold its tree alive beside its text and files while it waits to be threaded.
+    message: Message | None = field(default=None, repr=False, compare=False)
 
     @property
     def automatic(self) -> bool:
@@ -128,7 +134,7 @@ def parse_message(raw: bytes, envelope_from: str | None = None, *,
     """Parse raw RFC 5322 bytes; raises UnparseableMessage when no sender can be found, and
     MessageTooComplex when the MIME tree has more than `max_parts` parts below the message
     or a part nested deeper than `max_depth` (`mail.max_mime_parts`, `mail.max_mime_depth`)."""
-    data = _obsolete_header_names(_normal_line_endings(raw))
+    data = _prepared(raw)
     limits = (max_parts, max_depth)
     msg = _parse(data, limits)
     sender_name, sender = _sender(msg, envelope_from)
@@ -149,6 +155,7 @@ def parse_message(raw: bytes, envelope_from: str | None = None, *,
     if not text.strip() and html:
         text = html_to_text(html)
     own_ids = message_ids(header_text(msg, "message-id"))
+    automatic_reason = _automatic_reason(msg, sender, envelope_from)
     return ParsedMail(
         message_id=own_ids[0] if own_ids else None,
         subject=single_line(header_text(msg, "subject")),
@@ -163,14 +170,28 @@ def parse_message(raw: bytes, envelope_from: str | None = None, *,
         text=_clean(text),
         html=_clean(html),
         attachments=tuple(attachments),
-        automatic_reason=_automatic_reason(msg, sender, envelope_from),
+        automatic_reason=automatic_reason,
         defects=tuple(defects),
         authentication_results=_all_raw_headers(msg, "authentication-results"),
         requested_priority=header_text(msg, PRIORITY_HEADER.lower()).strip().lower(),
+        message=msg if automatic_reason else None,
     )
 
 
+def message_tree(raw: bytes, *, max_parts: int = MAX_MIME_PARTS,
+                 max_depth: int = MAX_MIME_DEPTH) -> Message:
+    """The MIME tree of raw bytes as `parse_message` reads it (`ParsedMail.message`), for a
+    caller that needs no more (`maild.bounces.detect`); MessageTooComplex as there. Unlike
+    `parse_message` it does not look for a sender, so it neither fails for want of one nor
+    repairs a header block to find one."""
+    return _parse(_prepared(raw), (max_parts, max_depth))
+
+
 # --- the message and its headers -------------------------------------------------------------
+
+
+def _prepared(raw: bytes) -> bytes:
+    return _obsolete_header_names(_normal_line_endings(raw))
 
 
 def _parse(data: bytes, limits: tuple[int, int]) -> Message:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import os
 import re
-from email.message import EmailMessage
+from email.feedparser import FeedParser
+from email.message import EmailMessage, Message
 from pathlib import Path
 
 import pytest
 
-from maild.bounces import detect
+from maild.bounces import detect, detect_message
+from maild.parsing import parse_message
 from tests.conftest import Helpdesk, mail, recipient
 
 CORPUS = Path(os.environ.get("MAILD_CORPUS", "")) if os.environ.get("MAILD_CORPUS") else None
@@ -96,7 +98,9 @@ def test_a_real_bounce_lands_on_the_ticket_of_the_mail_it_returns(
 
     assert helpdesk.ingest(bounce).out.strip() == number
     assert len(helpdesk.tickets()) == 2
-    assert len(helpdesk.outbox()) == sent  # nothing answered (notices are off here)
+    # nothing answered; the queue's staff (no owner yet) are told, follow-up notices off or not
+    assert sorted(recipient(m) for m in helpdesk.outbox()[sent:]) \
+        == ["alice@example.com", "bob@example.com"]
     shown = helpdesk.ticket(number)
     assert [u["address"] for u in shown["undeliverable"]] == [CUSTOMER]
     assert any(e["type"] == "bounce_received" and e["detail"].startswith("permanent")
@@ -175,6 +179,25 @@ def test_the_owner_is_told_and_the_customer_is_not(staffed: Helpdesk) -> None:
     assert CUSTOMER in text and "5.1.1" in text
 
 
+@pytest.mark.parametrize("bounce", [True, False])
+def test_notify_bounce_not_follow_up_switches_the_bounce_notice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bounce: bool
+) -> None:
+    """Follow-up notices off (`notify="false"` turns both of them off) is no reason to keep a
+    bounce from the owner: `[notify] bounce` alone decides."""
+    helpdesk = Helpdesk(tmp_path, capsys)
+    helpdesk.config.write_text(helpdesk.config.read_text().replace(
+        "[notify]\n", f"[notify]\nbounce = {str(bounce).lower()}\n"))
+    number, ack = _ticket_with_ack(helpdesk)
+    assert helpdesk.run("ticket", "assign", number, "bob@example.com").code == 0
+    before = len(helpdesk.outbox())
+
+    helpdesk.ingest(dsn(CUSTOMER, returned_message_id=ack["Message-ID"]))
+    assert _events(helpdesk, number, "address_undeliverable")
+    told = [recipient(m) for m in helpdesk.outbox()[before:]]
+    assert told == (["bob@example.com"] if bounce else [])
+
+
 def test_a_bounce_on_a_closed_ticket_does_not_reopen_it(staffed: Helpdesk) -> None:
     number, ack = _ticket_with_ack(staffed)
     assert staffed.run("ticket", "close", number, "--staff", "alice@example.com").code == 0
@@ -207,6 +230,47 @@ def test_an_address_maild_never_wrote_to_is_not_marked(helpdesk: Helpdesk) -> No
     assert _events(helpdesk, number, "bounce_received")
     assert helpdesk.ticket(number)["undeliverable"] == []
     assert _events(helpdesk, number, "address_undeliverable") == []
+
+
+def test_the_worker_parses_a_bounce_once(
+    helpdesk: Helpdesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The detector reads the tree `parse_message` built (`ParsedMail.message`), not the bytes
+    again: one parse of the whole bounce, from receiving it to its ticket."""
+    number, ack = _ticket_with_ack(helpdesk)
+    whole_parses = []
+    close = FeedParser.close
+
+    def counted(parser: FeedParser) -> Message:
+        root = close(parser)
+        if root.get("message-id") == "<bounce-1@mx.example.net>" \
+                and not parser._headersonly:  # type: ignore[attr-defined]
+            whole_parses.append(root)
+        return root
+
+    monkeypatch.setattr(FeedParser, "close", counted)
+    assert helpdesk.ingest(dsn(CUSTOMER, returned_message_id=ack["Message-ID"])).out.strip() \
+        == number
+    assert _events(helpdesk, number, "address_undeliverable")
+    assert len(whole_parses) == 1
+
+
+def test_the_detector_agrees_on_the_bytes_and_on_the_parsed_mail() -> None:
+    """`detect(raw)` (the bench's and these tests') and the worker's `detect_message` on
+    `ParsedMail.message` read the same tree; a person's mail keeps none."""
+    for raw in (dsn(CUSTOMER), dsn(CUSTOMER, status="4.2.2", action="delayed",
+                                   returned_message_id="<x@example.com>")):
+        parsed = parse_message(raw)
+        assert parsed.message is not None
+        assert detect_message(parsed.message) == detect(raw)
+        assert detect(raw).bounce
+    assert parse_message(mail().as_bytes()).message is None
+    if CORPUS is not None:
+        for name in [*MTA_BOUNCES, "rfc3834-01.eml", "arf-02.eml"]:
+            raw = (CORPUS / BOUNCES / name).read_bytes()
+            tree = parse_message(raw).message
+            assert tree is not None
+            assert detect_message(tree) == detect(raw), name
 
 
 def test_an_auto_reply_and_a_feedback_report_are_no_bounces(helpdesk: Helpdesk) -> None:

@@ -68,13 +68,20 @@ def test_answers_go_to_the_reply_to_of_the_customers_latest_message(helpdesk: He
 
 
 def test_a_form_cannot_make_a_visitor_act_as_staff(helpdesk: Helpdesk) -> None:
+    """Nor take part in tickets as staff do: mail on someone's behalf proves no staff member,
+    even with `mail.staff_auth = "from"` (its From line is maild's own), so the ticket it
+    names is only claimed (SPEC §5)."""
     number = helpdesk.ingest(mail()).out.strip()
     forged = form_mail("alice@example.com", subject=f"[Ticket#{number}] Printer",
                        body="#close\nplease close it\n")
-    assert helpdesk.ingest(forged).out.strip() == number
+    other = helpdesk.ingest(forged).out.strip()
+    assert other != number
     ticket = helpdesk.ticket(number)
     assert ticket["status"] != "closed"
-    assert ticket["messages"][-1]["kind"] == "customer"
+    assert len(ticket["messages"]) == 2  # the customer's mail and its acknowledgement
+    claim = helpdesk.ticket(other)
+    assert "claimed_ticket" in [e["type"] for e in claim["events"]]
+    assert claim["messages"][0]["kind"] == "customer"
 
 
 def test_maild_never_sends_to_its_own_address(helpdesk: Helpdesk) -> None:

@@ -667,11 +667,13 @@ def test_staff_auth_requires_the_trusted_mtas_authentication_results(
                   body="#close\n\nDone.\n",
                   headers={"Authentication-Results":
                            "evil.example; dkim=pass header.d=example.com"})
-    desk.ingest(forged)
-    shown = desk.ticket(number)
-    assert shown["status"] != "closed"
-    assert "staff_unverified" in [e["type"] for e in shown["events"]]
-    assert len(desk.outbox()) == 1  # only the acknowledgement; nothing relayed
+    other = desk.ingest(forged).out.strip()
+    assert other != number  # an unproven staff From only claims the ticket it names
+    assert desk.ticket(number)["status"] != "closed"
+    assert {"staff_unverified", "claimed_ticket"} <= {e["type"]
+                                                      for e in desk.ticket(other)["events"]}
+    # only the acknowledgement went to the customer; nothing relayed
+    assert [recipient(m) for m in desk.outbox()].count("ivan@example.org") == 1
 
     genuine = mail(subject=f"Re: [Ticket#{number}]", sender="Alice <alice@example.com>",
                    body="#close\n\nDone.\n",

@@ -68,7 +68,6 @@ class Received:
     id: int
     source: str      # "web" for the web channel's own submissions (see `_new_ticket`)
     message_id: str  # "" when it has none
-    raw: bytes       # the bytes as stored (a bounce is read from them, `maild.bounces`)
 
 
 @dataclass(frozen=True)
@@ -90,15 +89,20 @@ def apply_message(ctx: Context, inbound: Received, mail: ParsedMail) -> Applied:
 
 
 def _apply(ctx: Context, inbound: Received, mail: ParsedMail, *, on_behalf: bool) -> Applied:
-    found = resolve(ctx.session, ctx.settings, mail)
-    bounce = bounced.read(ctx, inbound.raw, mail, found)
+    # Is it the staff member its From line names? Asked once, here: the answer decides both
+    # which ticket it may join (a proven staff member takes part in every ticket, SPEC §5) and
+    # whether its commands run (SPEC §7). Mail written on someone's behalf (From maild's own
+    # address) is never staff mail, whatever its Reply-To says: a web form must not let a
+    # visitor act as staff.
+    from_staff = ctx.settings.is_staff(mail.sender) and not on_behalf
+    proven = from_staff and verified_staff(ctx.settings, mail)
+    found = resolve(ctx.session, ctx.settings, mail, staff=proven)
+    bounce = bounced.read(ctx, mail, found)
     if bounce is not None:  # SPEC §9: on the ticket of the mail it returns, never answered
         return _bounce(ctx, inbound, mail, bounce)
     ticket = found.ticket
-    # Mail written on someone's behalf (From maild's own address) is never staff mail, whatever
-    # its Reply-To says: a web form must not let a visitor act as staff.
-    staff = ctx.settings.is_staff(mail.sender) and not mail.automatic and not on_behalf
-    if staff and verified_staff(ctx.settings, mail):
+    staff = from_staff and not mail.automatic
+    if staff and proven:
         return _staff_mail(ctx, inbound, mail, ticket)
     if ticket is not None and ticket.status == TicketStatus.CLOSED \
             and not ctx.settings.tickets.reopen_closed:

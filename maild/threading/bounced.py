@@ -1,22 +1,24 @@
 """A bounce of mail maild sent, on the tickets (SPEC §9): which ticket it lands on, which address
 it marks undeliverable, who is told — and an address that writes again losing its mark.
 
-`maild.bounces.detect` gives the verdict (only automatic mail is asked: a person's mail is never
-a bounce); this module decides what it does. The bounce lands on the ticket of the mail it
-returns: the one resolution found (its References, or the maild Message-ID quoted in its
-returned headers), else the returned mail's Message-ID as the detector read it, else the ticket
-of the newest mail maild sent to the failed address — a bounce comes minutes after the mail it
-returns, so that is the mail it most likely returns, whether the address is a customer's, a Cc
-participant's or a staff member's, and whether that ticket is open or closed (a bounce reopens
-nothing). A bounce that names no mail or address of maild's is left to the usual path (a ticket
-of its own, never answered).
+`maild.bounces.detect_message` gives the verdict on the tree the worker parsed
+(`ParsedMail.message`: only automatic mail is asked, and only it keeps its tree — a person's
+mail is never a bounce); this module decides what it does. The bounce lands on the ticket of
+the mail it returns: the one resolution found (its References, or the maild Message-ID quoted
+in its returned headers), else the returned mail's Message-ID as the detector read it, else the
+ticket of the newest mail maild sent to the failed address — a bounce comes minutes after the
+mail it returns, so that is the mail it most likely returns, whether the address is a
+customer's, a Cc participant's or a staff member's, and whether that ticket is open or closed
+(a bounce reopens nothing). A bounce that names no mail or address of maild's is left to the
+usual path (a ticket of its own, never answered).
 
 The caller stores it like any automatic mail (never reopened, never answered); `record` adds
 the event `bounce_received`, marks each permanently failed recipient that maild really sent
 mail to (event `address_undeliverable`) and tells the ticket's owner — or the staff of its queue
-when it has none, as for a follow-up, and like it switched by `[notify] follow_up` — in an
-internal notice. A temporary failure (4.x.x, delayed) is recorded and
-marks nothing.
+when it has none, as for a follow-up — in an internal notice, switched by `[notify] bounce`
+(on by default, and on whatever `[notify] follow_up` says: mail to a customer that never
+arrives is the owner's to know). A temporary failure (4.x.x, delayed) is recorded and marks
+nothing.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from sqlalchemy import Executable, bindparam
 from sqlmodel import col, select
 
 from maild import mailkinds, tickets, undeliverable
-from maild.bounces import Failure, Verdict, detect
+from maild.bounces import Failure, Verdict, detect_message
 from maild.models import Actor, EventType, Outbox, Queue, Ticket
 from maild.outbox import queue_mail
 from maild.parsing import ParsedMail
@@ -49,12 +51,13 @@ class Bounce:
     verdict: Verdict
 
 
-def read(ctx: Context, raw: bytes, mail: ParsedMail, found: Resolution) -> Bounce | None:
+def read(ctx: Context, mail: ParsedMail, found: Resolution) -> Bounce | None:
     """The bounce this automatic message is, with the ticket it lands on; None when it is no
     bounce, or returns nothing maild sent."""
     if not mail.automatic:
         return None
-    verdict = detect(raw)
+    assert mail.message is not None  # `parse_message` keeps the tree of automatic mail
+    verdict = detect_message(mail.message)
     if not verdict.bounce:
         return None
     if found.ticket is not None:
@@ -108,10 +111,9 @@ def deliverable_again(ctx: Context, ticket: Ticket, address: str) -> None:
 
 
 def _tell_staff(ctx: Context, ticket: Ticket, failures: list[dict[str, str]]) -> None:
-    """The owner — or, without one, the staff of the ticket's queue — learns of it, as of any
-    mail on the ticket (`[notify] follow_up` switches both off); internal mail only, never to
-    the customer."""
-    if not ctx.settings.notify.follow_up:
+    """The owner — or, without one, the staff of the ticket's queue — learns of it
+    (`[notify] bounce`); internal mail only, never to the customer."""
+    if not ctx.settings.notify.bounce:
         return
     if ticket.owner:
         recipients = [(ticket.owner, tickets.staff_name(ctx.settings, ticket.owner))]

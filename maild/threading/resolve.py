@@ -1,8 +1,15 @@
 """Which ticket does an inbound message belong to? SPEC §5, in its order.
 
+Staff take part in every ticket — once the mail proves it is theirs. Whether it does is
+`mail.staff_auth`'s question (`maild.threading.staffauth`), asked once by the caller and passed
+in as `staff`: a staff From line without that proof is read like anyone else's, and the
+standing a staff address has on a ticket (the notices it was sent, the answers it wrote) is the
+staff member's, so it counts for nothing unproven. With the default `"from"` the From line is
+the proof.
+
 1. Subject: a known ticket number in any form of `maild.subject.find_numbers` (`[Ticket#N]`,
    `Ticket N`, `#N`, `заявка №N`...) — honoured only from a participant of that ticket (its
-   customer, an address on its correspondence, or staff). Mail From a staff address counts
+   customer, an address on its correspondence, or proven staff). Mail from proven staff counts
    only maild's own tag, `[Ticket#N]` or `Ticket#N` (SPEC §7 "names the ticket by its tag"):
    a colleague forwarding a customer's "заявка №N" mail must not answer ticket N with it.
 2. References: In-Reply-To / References naming any Message-ID stored on a ticket or sent by
@@ -13,8 +20,8 @@
    reports) the Message-ID of a message maild sent quoted in the report's returned headers
    ("returned message") finds the ticket too.
 3. Text: a known ticket number named in the text in the same forms, the new text (without
-   quoted history and signature) first — again only from a participant. Not for mail From a
-   staff address: staff name a ticket by its subject (SPEC §7), and a colleague's forward of a
+   quoted history and signature) first — again only from a participant. Not for mail from
+   proven staff: staff name a ticket by its subject (SPEC §7), and a colleague's forward of a
    customer's mail that mentions an old ticket must not become an answer on that ticket.
 Otherwise a new ticket; when a non-participant named a known number or referred to a known
 ticket's message, the claim is recorded with where it was made (subject, then references, then
@@ -54,14 +61,16 @@ class Resolution:
     claimed_in: str = ""         # where: "subject", "references" or "text"
 
 
-def resolve(session: Session, settings: Settings, mail: ParsedMail) -> Resolution:
+def resolve(session: Session, settings: Settings, mail: ParsedMail, *,
+            staff: bool) -> Resolution:
+    """The ticket `mail` belongs to, or the claim it makes. `staff`: its sender is proven to be
+    the staff member its From line names (`maild.threading.staffauth.verified_staff`)."""
     tag = settings.mail.subject_tag
-    staff = settings.is_staff(mail.sender)
     named = find_tags(mail.subject, tag) if staff else find_numbers(mail.subject, tag)
-    ticket, subject_claim = _by_number(session, settings, mail.sender, named)
+    ticket, subject_claim = _by_number(session, settings, mail.sender, named, staff=staff)
     if ticket is not None:
         return Resolution(ticket, via="subject")
-    ticket, reference_claim = _by_proven_reference(session, settings, mail)
+    ticket, reference_claim = _by_proven_reference(session, settings, mail, staff=staff)
     if ticket is not None:
         return Resolution(ticket, via="references")
     if mail.automatic:
@@ -74,7 +83,7 @@ def resolve(session: Session, settings: Settings, mail: ParsedMail) -> Resolutio
     text_claim = None
     if not staff:
         ticket, text_claim = _by_number(session, settings, mail.sender,
-                                        _text_numbers(mail.text, tag))
+                                        _text_numbers(mail.text, tag), staff=False)
         if ticket is not None:
             return Resolution(ticket, via="text")
     if subject_claim:
@@ -86,11 +95,16 @@ def resolve(session: Session, settings: Settings, mail: ParsedMail) -> Resolutio
     return Resolution(None)
 
 
-def is_participant(session: Session, settings: Settings, ticket: Ticket, address: str) -> bool:
-    """Its customer, staff, one of its Cc participants, or an address on its correspondence."""
+def is_participant(session: Session, settings: Settings, ticket: Ticket, address: str, *,
+                   staff: bool) -> bool:
+    """Its customer, proven staff (`staff`), one of its Cc participants, or an address on its
+    correspondence. An unproven staff address is only ever its customer: it is on the
+    correspondence of every ticket its staff member was notified of or answered."""
     address = address.lower()
-    if address == ticket.customer or settings.is_staff(address):
+    if staff or address == ticket.customer:
         return True
+    if settings.is_staff(address):
+        return False
     if session.exec(select(Participant.id).where(Participant.ticket_id == ticket.id,
                                                  Participant.address == address)).first():
         return True
@@ -103,8 +117,8 @@ def is_participant(session: Session, settings: Settings, ticket: Ticket, address
                for sender, recipients in session.exec(query.limit(100)))
 
 
-def _by_number(session: Session, settings: Settings, sender: str,
-               numbers: list[str]) -> tuple[Ticket | None, str | None]:
+def _by_number(session: Session, settings: Settings, sender: str, numbers: list[str], *,
+               staff: bool) -> tuple[Ticket | None, str | None]:
     """The first ticket among `numbers` the sender takes part in; else (None, the first known
     number, which the sender claimed) — unknown numbers are skipped."""
     numbers = numbers[:NUMBERS_PER_PLACE]
@@ -117,7 +131,7 @@ def _by_number(session: Session, settings: Settings, sender: str,
         ticket = known.get(number)
         if ticket is None:
             continue
-        if is_participant(session, settings, ticket, sender):
+        if is_participant(session, settings, ticket, sender, staff=staff):
             return ticket, None
         claimed = claimed or number
     return None, claimed
@@ -135,18 +149,19 @@ def _returned_message_ids(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_QUOTED_MESSAGE_ID.findall(text)))[:10]
 
 
-def _by_proven_reference(session: Session, settings: Settings,
-                         mail: ParsedMail) -> tuple[Ticket | None, str | None]:
+def _by_proven_reference(session: Session, settings: Settings, mail: ParsedMail, *,
+                         staff: bool) -> tuple[Ticket | None, str | None]:
     """The ticket of the first reference the sender may use — signed for them, or on a ticket
     they take part in; else (None, the ticket of the first reference, which they claimed)."""
     claimed: str | None = None
     participant: dict[int, bool] = {}
     for message_id, ticket in _references(session, mail.thread_ids):
-        if signed_for(settings.mail.secret_file, message_id, mail.sender):
+        if signed_for(settings, message_id, mail.sender):
             return ticket, None
         assert ticket.id is not None
         if ticket.id not in participant:
-            participant[ticket.id] = is_participant(session, settings, ticket, mail.sender)
+            participant[ticket.id] = is_participant(session, settings, ticket, mail.sender,
+                                                    staff=staff)
         if participant[ticket.id]:
             return ticket, None
         claimed = claimed or ticket.number

@@ -32,8 +32,7 @@ def verified_staff(settings: Settings, mail: ParsedMail) -> bool:
     if settings.mail.staff_auth == "from":
         return True
     if settings.mail.staff_auth == "token":
-        return any(signed_for(settings.mail.secret_file, mid, mail.sender)
-                   for mid in mail.thread_ids)
+        return any(signed_for(settings, mid, mail.sender) for mid in mail.thread_ids)
     domain = mail.sender.rpartition("@")[2].lower()
     for header in mail.authentication_results:
         authserv, _, results = header.partition(";")

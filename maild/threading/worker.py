@@ -129,7 +129,7 @@ def _settle(engine: Engine, settings: Settings, templates: Templates, clock: Clo
             source, message_id = rows[item.inbound_id]
             in_hand(item.inbound_id)
             results.append(_settle_one(session, settings, templates, clock,
-                                       Received(item.inbound_id, source, message_id, item.raw),
+                                       Received(item.inbound_id, source, message_id),
                                        item))
     for result in results:
         if result.state == InboundState.FAILED:
