@@ -33,12 +33,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
 from maild.config import Settings
-from maild.models import Direction, Message, Outbox, Participant, Ticket
+from maild.models import Direction, Ticket
 from maild.parsing import ParsedMail
+from maild.rows import rows_of
 from maild.signing import signed_for
 from maild.subject import find_numbers, find_tags
 from maild.threading.staffmail import new_text
@@ -51,6 +51,13 @@ TEXT_SCAN_CHARS = 64 * 1024
 # A customer names one or two tickets; a text with dozens of numbers is a list, not a reference.
 # Looking up only the first few keeps every mail to one small query per place.
 NUMBERS_PER_PLACE = 20
+
+# Who takes part in a ticket: asked for nearly every reply, straight to the driver
+# (`maild.rows`); the tickets themselves are loaded as the session's objects, to be changed.
+_CC_PARTICIPANT = "SELECT id FROM participant WHERE ticket_id = :ticket AND address = :address"
+_ON_CORRESPONDENCE = ("SELECT sender, recipients FROM message WHERE ticket_id = :ticket "
+                      "AND (sender = :address OR recipients LIKE '%' || :address || '%') "
+                      "LIMIT 100")
 
 
 @dataclass(frozen=True)
@@ -105,16 +112,12 @@ def is_participant(session: Session, settings: Settings, ticket: Ticket, address
         return True
     if settings.is_staff(address):
         return False
-    if session.exec(select(Participant.id).where(Participant.ticket_id == ticket.id,
-                                                 Participant.address == address)).first():
+    rows = rows_of(session)
+    if rows.first(_CC_PARTICIPANT, ticket=ticket.id, address=address):
         return True
-    query = select(Message.sender, Message.recipients).where(
-        Message.ticket_id == ticket.id,
-        or_(col(Message.sender) == address, col(Message.recipients).contains(address)),
-    )
-    # `contains` is a substring test; confirm the whole address on the candidates.
-    return any(sender == address or address in recipients.split(",")
-               for sender, recipients in session.exec(query.limit(100)))
+    # LIKE is a substring test; confirm the whole address on the candidates.
+    return any(row["sender"] == address or address in row["recipients"].split(",")
+               for row in rows.rows(_ON_CORRESPONDENCE, ticket=ticket.id, address=address))
 
 
 def _by_number(session: Session, settings: Settings, sender: str, numbers: list[str], *,
@@ -180,18 +183,18 @@ def _references(session: Session, message_ids: tuple[str, ...],
     ticket, in the order of `message_ids`."""
     if not message_ids:
         return []
-    query = select(Message.ticket_id, Message.message_id).where(
-        Message.message_id.in_(message_ids)  # type: ignore[union-attr]
-    ).order_by(Message.id)  # type: ignore[arg-type]
-    if sent_only:
-        query = query.where(Message.direction == Direction.OUT)
+    rows = rows_of(session)
+    wanted = {f"m{i}": mid for i, mid in enumerate(message_ids)}
+    listed = ", ".join(f":{name}" for name in wanted)
     # ascending ids: when two tickets hold the same Message-ID the newest one wins
-    found = {mid: ticket_id for ticket_id, mid in session.exec(query)}
+    found = {row["message_id"]: row["ticket_id"] for row in rows.rows(
+        f"SELECT ticket_id, message_id FROM message WHERE message_id IN ({listed})"
+        + (" AND direction = :out" if sent_only else "") + " ORDER BY id",
+        **wanted, out=Direction.OUT.value)}
     # Every copy maild sent has a Message-ID of its own (the Cc copies of an answer too).
-    found.update({mid: ticket_id for ticket_id, mid in session.exec(
-        select(Outbox.ticket_id, Outbox.message_id).where(
-            col(Outbox.message_id).in_(message_ids), col(Outbox.ticket_id).is_not(None)))
-        if mid not in found and ticket_id is not None})
+    found.update({row["message_id"]: row["ticket_id"] for row in rows.rows(
+        f"SELECT ticket_id, message_id FROM outbox WHERE message_id IN ({listed}) "
+        "AND ticket_id IS NOT NULL", **wanted) if row["message_id"] not in found})
     tickets = {t.id: t for t in session.exec(
         select(Ticket).where(col(Ticket.id).in_(set(found.values()))))} if found else {}
     # In-Reply-To first, then the newest reference
