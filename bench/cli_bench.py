@@ -298,7 +298,7 @@ class Daemon:
             last = now
 
     def pids(self) -> list[int]:
-        """The intake and its descendants (the worker, multiprocessing's resource tracker)."""
+        """The intake and its descendants (the worker)."""
         parents: dict[int, int] = {}
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():

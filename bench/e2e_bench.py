@@ -109,21 +109,20 @@ def rss_mib(pid: int) -> tuple[float, float, float]:
 
 
 def family(intake: int) -> list[int]:
-    """`maild run` and every process it started: the worker, multiprocessing's resource
-    tracker — all maild processes, as the issue counts memory."""
+    """`maild run` and every process it started (the worker): all maild processes, as the
+    issue counts memory."""
     children = [int(child) for task in Path(f"/proc/{intake}/task").iterdir()
                 for child in (task / "children").read_text().split()]
     return [intake, *children]
 
 
 def worker_pid(intake: int) -> int:
-    """The worker process `maild run` starts (its child that is not multiprocessing's
-    resource tracker)."""
+    """The worker process `maild run` starts (its child `python -P -m maild.daemon.worker`)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         for task in Path(f"/proc/{intake}/task").iterdir():
             for child in (task / "children").read_text().split():
-                if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                if b"maild.daemon.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
                     return int(child)
         time.sleep(0.1)
     raise TimeoutError("maild run started no worker process")

@@ -239,8 +239,8 @@ class MaildProcess:
         self.process = None
 
     def worker_pid(self, timeout: float = 30.0) -> int:
-        """The pid of the worker process (the intake's child that is not multiprocessing's
-        resource tracker)."""
+        """The pid of the worker process (the intake's child `python -P -m maild.daemon.worker`;
+        the other, at start, is `maild init`)."""
         assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -249,7 +249,7 @@ class MaildProcess:
                     command = Path(f"/proc/{child}/cmdline").read_bytes()
                 except OSError:
                     continue
-                if b"resource_tracker" not in command:
+                if b"maild.daemon.worker" in command:
                     return child
             time.sleep(0.05)
         raise TimeoutError(f"maild run (pid {self.process.pid}) started no worker")

@@ -30,6 +30,7 @@ The two live in modules of their own, `maild.daemon.intake` and `maild.daemon.wo
 what they share in `maild.daemon.shared`, because each is an interpreter that imports only what
 it uses: the worker never loads the listeners, the IMAP client or the web channel, and the
 intake never loads SQLAlchemy, the ORM or the templates — it reaches the database over DB-API
-alone, and runs `maild init` at start in a short-lived process of its own. Each holds memory
+alone, and runs `maild init` at start as a short-lived command of its own. Both children
+are plain subprocesses, sharing what they must through inherited descriptors. Each holds memory
 only for its own part (bench/README.md, e2e_bench's RSS).
 """

@@ -12,16 +12,15 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
+import subprocess
 import threading
 import time
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from maild import config
 from maild.app import App, secret
 from maild.claims import interrupted
-from maild.daemon.shared import SPAWN, Shared, start_worker
+from maild.daemon.shared import Shared, start_child, start_worker
 from maild.dbapi import Pool
 from maild.errors import MaildError, StorageUnavailable
 from maild.ingest.accept import Accepted, accept_on
@@ -48,7 +47,7 @@ class Intake:
         self.listener: SmtpListener | None = None
         self.web: WebServer | None = None
         self.pollers: list[ImapPoller] = []
-        self.worker: Any = None
+        self.worker: subprocess.Popen[bytes] | None = None
         self.worker_started = 0.0
         self.spool: Spool | None = None
         self.handoff: HandoffListener | None = None
@@ -111,11 +110,8 @@ class Intake:
 
     def start_worker(self) -> None:
         self.shared.in_hand.value = 0
-        self.worker = SPAWN.Process(
-            target=start_worker, name="maild-worker",
-            args=(self.app.settings.path, self.shared, os.getpid(),
-                  logging.getLogger().level))
-        self.worker.start()
+        self.worker = start_worker(self.app.settings.path, self.shared, os.getpid(),
+                                   logging.getLogger().level)
         self.worker_started = time.monotonic()
 
     def supervise(self) -> None:
@@ -123,7 +119,8 @@ class Intake:
         and restart it when one message holds it longer than `mail.processing_timeout`."""
         backoff = 1.0
         while not self.stop.wait(0.5):
-            if self.worker.is_alive():
+            assert self.worker is not None
+            if self.worker.poll() is None:
                 if self.hung():
                     self.stop_hung_worker()
                     self.start_worker()  # at once: the message's attempts are counted
@@ -132,7 +129,7 @@ class Intake:
                 continue
             self.worker_died()
             log.error("worker exited with %s; restarting it in %.0f s",
-                      _exit_status(self.worker.exitcode), backoff)
+                      _exit_status(self.worker.returncode), backoff)
             if self.stop.wait(backoff):
                 break
             backoff = min(backoff * 2, WORKER_RESTART_MAX_SECONDS)
@@ -150,16 +147,17 @@ class Intake:
         limit = f"{self.app.settings.mail.processing_timeout.total_seconds():g}s"
         log.error("worker has been threading inbound %s for longer than "
                   "mail.processing_timeout (%s): stopping it", inbound_id, limit)
+        assert self.worker is not None
         self.worker.kill()
-        self.worker.join()
+        self.worker.wait()
         self.record_interruption(inbound_id, f"threading took longer than "
                                  f"mail.processing_timeout ({limit})")
 
     def worker_died(self) -> None:
         inbound_id = self.shared.in_hand.value
-        if inbound_id:
+        if inbound_id and self.worker is not None:
             self.record_interruption(inbound_id, "the worker died while threading it ("
-                                     f"{_exit_status(self.worker.exitcode)})")
+                                     f"{_exit_status(self.worker.returncode)})")
 
     def record_interruption(self, inbound_id: int, what: str) -> None:
         self.shared.in_hand.value = 0
@@ -182,11 +180,12 @@ class Intake:
             poller.join(timeout=10)
         self.shared.stop()
         if self.worker is not None:
-            self.worker.join(timeout=60)
-            if self.worker.is_alive():
+            try:
+                self.worker.wait(timeout=60)
+            except subprocess.TimeoutExpired:
                 log.warning("worker did not stop in time; terminating it")
                 self.worker.terminate()
-                self.worker.join()
+                self.worker.wait()
         if self.spool is not None:
             self.spool.close()
         self.readers.close()
@@ -194,44 +193,13 @@ class Intake:
 
 
 def initialise(config_path: str) -> None:
-    """`maild init` — the database, the keys, the schema, the queues and staff — in a process
-    of its own: what it imports (SQLAlchemy, the ORM, Alembic) goes when it ends. Raises
-    MaildError with what went wrong."""
-    ours, theirs = SPAWN.Pipe(duplex=False)
-    child = SPAWN.Process(target=_initialise, name="maild-init",
-                          args=(config_path, theirs, logging.getLogger().level))
-    child.start()
-    theirs.close()
-    try:
-        problem = ours.recv()
-    except EOFError:  # it closed its end without a word: it worked, or died (the exit status)
-        problem = None
-    child.join()
-    ours.close()
-    if problem:
-        raise MaildError(problem)
-    if child.exitcode != 0:
-        raise MaildError(f"maild init failed ({_exit_status(child.exitcode)})")
-
-
-def _initialise(config_path: str, report: Any, level: int) -> None:
-    """The init process: nothing sent on `report` when it worked, else the one line saying
-    what did not (a traceback of anything unforeseen goes to stderr, and the exit status 1)."""
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="maild %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    from maild.db import init  # here, not at the top: the intake must not import it
-
-    try:
-        app = App(config.load(config_path))
-        try:
-            init(app.engine, app.settings)
-        finally:
-            app.close()
-    except (MaildError, OSError) as exc:
-        report.send(str(exc))
-    finally:
-        report.close()
+    """`maild init` — the database, the keys, the schema, the queues and staff — as a command
+    of its own, which says what it did or what went wrong: what it imports (SQLAlchemy, the
+    ORM, Alembic) goes when it ends. Raises MaildError when it failed."""
+    verbose = ["--verbose"] if logging.getLogger().level <= logging.DEBUG else []
+    child = start_child(["-m", "maild", "--config", config_path, *verbose, "init"])
+    if child.wait() != 0:
+        raise MaildError(f"maild init failed ({_exit_status(child.returncode)})")
 
 
 def run(app: App) -> int:

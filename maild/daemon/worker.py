@@ -42,8 +42,15 @@ DUTIES_EVERY = timedelta(seconds=30)
 WORKER_NICENESS = 10
 
 
+def main(argv: list[str]) -> None:
+    """Entry point of the worker process (`maild.daemon.shared.start_worker`): the config
+    file, the descriptors of what it shares with the intake, the intake's pid, the log level."""
+    config_path, fds, parent, level = argv
+    worker_main(config_path, Shared([int(fd) for fd in fds.split(",")]), int(parent),
+                int(level))
+
+
 def worker_main(config_path: str, shared: Shared, parent: int, level: int) -> None:
-    """Entry point of the worker process."""
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="maild %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -146,3 +153,7 @@ def _die_with_parent() -> None:
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
