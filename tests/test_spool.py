@@ -261,3 +261,36 @@ def test_a_spool_left_by_an_older_maild_is_rekeyed_when_the_worker_opens_it(
         mover.close()
     [row] = inbound(engine)
     assert (row.dedupe_key, row.message_id) == (identify(raw(1)).key, "spool-1@example.org")
+
+
+def test_try_store_declines_at_once_while_another_writer_holds_the_spool(
+    database: Path, intake: Spool, mover: Spool, engine: Engine
+) -> None:
+    """The SMTP listener stores on its event loop only when nobody else writes: while the
+    worker's mover (another process, here another connection) holds the spool, `try_store`
+    says so at once instead of waiting, and `store` (the listener's thread) waits its turn."""
+    import threading
+    import time
+
+    assert intake.try_store(bytes(mail(message_id="<a@example.org>")), source="smtp",
+                            now=WHEN) is not None
+    with closing(sqlite3.connect(spool_path(database), isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        declined = intake.try_store(bytes(mail(message_id="<b@example.org>")), source="smtp",
+                                    now=WHEN)
+        assert declined is None and time.monotonic() - started < 0.1
+        waited: list[object] = []
+        writer = threading.Thread(target=lambda: waited.append(intake.store(
+            bytes(mail(message_id="<b@example.org>")), source="smtp", now=WHEN)))
+        writer.start()
+        time.sleep(0.05)
+        assert not waited  # still waiting for the lock (busy_timeout 0.2 s)
+        other.execute("COMMIT")
+        writer.join()
+    assert len(waited) == 1 and not waited[0].duplicate  # type: ignore[attr-defined]
+    again = intake.try_store(bytes(mail(message_id="<b@example.org>")), source="smtp",
+                             now=WHEN)
+    assert again is not None and again.duplicate
+    assert mover.move_into(engine, 10) == 2
+    assert [row.message_id for row in inbound(engine)] == ["a@example.org", "b@example.org"]

@@ -82,8 +82,13 @@ class Intake:
             except OSError as exc:  # the pipe then threads its mail itself, as without a daemon
                 log.error("cannot listen on the hand-off socket %s: %s", handoff, exc)
         if settings.smtp is not None:
-            handler = StoringHandler(lambda raw, sender: self.store(raw, "smtp", sender),
-                                     settings.mail.accept, self.notify)
+            spool = self.spool
+            handler = StoringHandler(
+                lambda raw, sender: self.store(raw, "smtp", sender), settings.mail.accept,
+                self.notify, store_now=None if spool is None else (
+                    lambda raw, sender: spool.try_store(raw, source="smtp",
+                                                        now=self.app.clock.now(),
+                                                        envelope_from=sender)))
             self.listener = SmtpListener(settings.smtp, handler)
             self.listener.start()
         if settings.web is not None:

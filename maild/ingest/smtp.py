@@ -36,8 +36,14 @@ Store = Callable[[bytes, str | None], Accepted]
 class StoringHandler:
     """aiosmtpd handler: the return value of each hook is the SMTP reply."""
 
-    def __init__(self, store: Store, accept: tuple[str, ...], wake: Callable[[], None]) -> None:
+    def __init__(self, store: Store, accept: tuple[str, ...], wake: Callable[[], None],
+                 store_now: Callable[[bytes, str | None], Accepted | None] | None = None
+                 ) -> None:
+        """`store` may wait (a lock, the disk), so it runs on a thread of its own; `store_now`,
+        when there is one, stores right away or declines at once (None), and runs on the event
+        loop (`maild.ingest.spool.Spool.try_store`)."""
         self.store = store
+        self.store_now = store_now
         self.accept = {address.lower() for address in accept}
         self.wake = wake
 
@@ -55,8 +61,10 @@ class StoringHandler:
         raw = unstuff_bare_lf_lines(envelope.original_content or b"")
         sender = envelope.mail_from or ""
         try:
-            accepted = await asyncio.get_running_loop().run_in_executor(
-                None, self.store, raw, sender)
+            accepted = self.store_now(raw, sender) if self.store_now else None
+            if accepted is None:
+                accepted = await asyncio.get_running_loop().run_in_executor(
+                    None, self.store, raw, sender)
         except StorageUnavailable as exc:
             log.warning("could not store a message from %s: %s", session.peer, exc)
             return "451 4.3.0 Could not store the message, please try again later"

@@ -49,39 +49,50 @@ CREATE TABLE IF NOT EXISTS spool (
     raw BLOB NOT NULL
 )
 """
+class _Busy(Exception):
+    """Another writer has the spool this instant (`try_store`)."""
+
+
 MOVE_BYTES = 64 << 20  # what one move holds in memory at most (unless one message is bigger)
 log = logging.getLogger("maild.spool")
 
 
 class Spool:
-    """One connection to the spool file, shared by the threads of one process."""
+    """One connection to the spool file, shared by the threads of one process (and, in the
+    intake, a second one that never waits: `try_store`)."""
 
     def __init__(self, path: Path, busy_timeout: float, *, mover: bool = False) -> None:
         self.path = path
         self._lock = threading.Lock()
+        self._db = self._connect(path, busy_timeout, mover=mover)
+        self._now: sqlite3.Connection | None = None  # try_store's
+        if mover:
+            self._upgrade()
+
+    @staticmethod
+    def _connect(path: Path, busy_timeout: float, *, mover: bool) -> sqlite3.Connection:
         try:
-            self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
-                                       check_same_thread=False)
+            db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
+                                 check_same_thread=False)
             # A queue file: after a burst of big messages it shrinks back once they have moved
             # on (auto_vacuum, set when the file is created: setting it takes the write lock;
             # the WAL is cut back to 64 MiB after each checkpoint).
-            if not self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'spool'").fetchone():
-                self._db.execute("PRAGMA auto_vacuum=FULL")
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA journal_size_limit={64 << 20}")
+            if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'spool'").fetchone():
+                db.execute("PRAGMA auto_vacuum=FULL")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA journal_size_limit={64 << 20}")
             # The intake's commits are what a 250 promises: on disk before the answer. The
             # mover only deletes rows already committed to `inbound`; a delete lost in a crash
             # is redone harmlessly, so it need not wait for the disk.
-            self._db.execute(f"PRAGMA synchronous={'NORMAL' if mover else 'FULL'}")
+            db.execute(f"PRAGMA synchronous={'NORMAL' if mover else 'FULL'}")
             if not mover:
                 # Checkpoints copy the WAL into the file and fsync it: the mover does that, so a
                 # commit answering an SMTP client never also pays for a checkpoint.
-                self._db.execute("PRAGMA wal_autocheckpoint=0")
-            self._db.execute(_SCHEMA)
-            if mover:
-                self._upgrade()
+                db.execute("PRAGMA wal_autocheckpoint=0")
+            db.execute(_SCHEMA)
         except sqlite3.Error as exc:
             raise StorageUnavailable(f"cannot open the intake spool {path}: {exc}") from exc
+        return db
 
     def _upgrade(self) -> None:
         """A spool written by a maild before 2026-12-01 has no `message_id` and keys of the
@@ -99,6 +110,8 @@ class Spool:
 
     def close(self) -> None:
         self._db.close()
+        if self._now is not None:
+            self._now.close()
 
     # --- the intake's side --------------------------------------------------------------------
 
@@ -110,29 +123,58 @@ class Spool:
         identity = identify(raw)
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    inserted = self._db.execute(
-                        "INSERT INTO spool (dedupe_key, message_id, source, envelope_from,"
-                        " received_at, raw) VALUES (?, ?, ?, ?, ?, ?)"
-                        " ON CONFLICT (dedupe_key) DO NOTHING",
-                        (identity.key, identity.message_id, source, envelope_from,
-                         now.isoformat(), raw))
-                    if inserted.rowcount == 1:
-                        accepted = Accepted(int(inserted.lastrowid or 0), False, "spool",
-                                            identity)
-                    else:
-                        [(existing,)] = self._db.execute(
-                            "SELECT id FROM spool WHERE dedupe_key = ?",
-                            (identity.key,)).fetchall()
-                        accepted = Accepted(int(existing), True, "spool", identity)
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    if self._db.in_transaction:
-                        self._db.execute("ROLLBACK")
-                    raise
-            except sqlite3.Error as exc:
-                raise StorageUnavailable(f"intake spool: {exc}") from exc
+                return self._insert(self._db, raw, identity, source, now, envelope_from)
+            except _Busy as busy:  # still locked after the busy timeout
+                raise StorageUnavailable(f"intake spool: {busy.__cause__}") from busy
+
+    def try_store(
+        self, raw: bytes, *, source: str, now: datetime, envelope_from: str | None = None
+    ) -> Accepted | None:
+        """`store`, but only if nobody else is writing to the spool this instant; None when
+        somebody is (then `store` it from a thread that may wait). The SMTP listener stores
+        on its event loop this way: most messages need no hand-off to a thread — which cost
+        a sixth of the intake's CPU per message — yet the loop never waits for a lock."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if self._now is None:
+                self._now = self._connect(self.path, 0.0, mover=False)
+            return self._insert(self._now, raw, identify(raw), source, now, envelope_from)
+        except _Busy:
+            return None
+        finally:
+            self._lock.release()
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, raw: bytes, identity: Identity, source: str,
+                now: datetime, envelope_from: str | None) -> Accepted:
+        try:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # any kind of busy
+                    raise _Busy from exc
+                raise
+            try:
+                inserted = db.execute(
+                    "INSERT INTO spool (dedupe_key, message_id, source, envelope_from,"
+                    " received_at, raw) VALUES (?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT (dedupe_key) DO NOTHING",
+                    (identity.key, identity.message_id, source, envelope_from,
+                     now.isoformat(), raw))
+                if inserted.rowcount == 1:
+                    accepted = Accepted(int(inserted.lastrowid or 0), False, "spool", identity)
+                else:
+                    [(existing,)] = db.execute("SELECT id FROM spool WHERE dedupe_key = ?",
+                                               (identity.key,)).fetchall()
+                    accepted = Accepted(int(existing), True, "spool", identity)
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(f"intake spool: {exc}") from exc
         return accepted
 
     # --- the worker's side --------------------------------------------------------------------
