@@ -60,6 +60,14 @@ class Intake:
             return accept_on(writer, raw, source=source, now=self.app.clock.now(),
                              envelope_from=envelope_from)
 
+    def store_now(self, raw: bytes, envelope_from: str | None) -> Accepted | None:
+        """`store` from the SMTP listener's event loop: into the spool if nobody else writes to
+        it this instant (`Spool.try_store`), else None — then `store` it on a thread."""
+        if self.spool is None:
+            return None
+        return self.spool.try_store(raw, source="smtp", now=self.app.clock.now(),
+                                    envelope_from=envelope_from)
+
     def notify(self) -> None:
         self.shared.wake()
 
@@ -82,13 +90,8 @@ class Intake:
             except OSError as exc:  # the pipe then threads its mail itself, as without a daemon
                 log.error("cannot listen on the hand-off socket %s: %s", handoff, exc)
         if settings.smtp is not None:
-            spool = self.spool
-            handler = StoringHandler(
-                lambda raw, sender: self.store(raw, "smtp", sender), settings.mail.accept,
-                self.notify, store_now=None if spool is None else (
-                    lambda raw, sender: spool.try_store(raw, source="smtp",
-                                                        now=self.app.clock.now(),
-                                                        envelope_from=sender)))
+            handler = StoringHandler(lambda raw, sender: self.store(raw, "smtp", sender),
+                                     settings.mail.accept, self.notify, self.store_now)
             self.listener = SmtpListener(settings.smtp, handler)
             self.listener.start()
         if settings.web is not None:
