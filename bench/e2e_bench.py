@@ -117,12 +117,14 @@ def family(intake: int) -> list[int]:
 
 
 def worker_pid(intake: int) -> int:
-    """The worker process `maild run` starts (its child `python -P -m maild.daemon.worker`)."""
+    """The worker process `maild run` starts: its child `python -P -m maild.daemon.worker`
+    (in checkouts before 2026-12-02, its multiprocessing child; `--source` measures those)."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         for task in Path(f"/proc/{intake}/task").iterdir():
             for child in (task / "children").read_text().split():
-                if b"maild.daemon.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                command = Path(f"/proc/{child}/cmdline").read_bytes()
+                if b"maild.daemon.worker" in command or b"spawn_main" in command:
                     return int(child)
         time.sleep(0.1)
     raise TimeoutError("maild run started no worker process")
