@@ -292,6 +292,9 @@ url = "{url}"
 support_address = "support@example.com"
 accept = ["support@example.com"]
 language = "auto"
+# One key for every instance of a system (required on PostgreSQL: the Message-IDs one
+# instance signs, another checks).
+secret_file = "{outbox}.key"
 
 [smtp]
 listen = "127.0.0.1:{port}"
