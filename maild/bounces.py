@@ -42,6 +42,12 @@ _RECEIPT_TYPES = {"message/disposition-notification", "message/global-dispositio
 _MAX_PARTS = 200      # a report has a handful of parts; hostile mail is refused elsewhere
 _MAX_DEPTH = 10
 _MAX_TEXT = 256 * 1024  # the text scanned for a status code or a quoted Message-ID
+# flufl.bounce's detectors match every line of every part against their patterns, about 25 µs
+# a line here: a "bounce" of 25 MB of short lines took two minutes, past the worker's
+# `mail.processing_timeout` (bench/hostile_campaign.py --threading found it). The formats it
+# knows say what failed in the MTA's own words at the top, before the returned mail, so it
+# reads the first lines only.
+_MAX_FLUFL_LINES = 2000
 _MAX_DIAGNOSTIC = 500
 
 _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
@@ -102,14 +108,22 @@ class Verdict:
 
 def detect(raw: bytes) -> Verdict:
     """The verdict on one raw message (RFC 5322 bytes, any line endings)."""
-    msg = _parse(raw)
+    data = _one_line_ending(raw)
+    msg = _parse(data)
     if msg is None:
         return Verdict(False, why="not parseable")
-    return detect_message(msg)
+    cut = -1
+    for _ in range(_MAX_FLUFL_LINES):
+        cut = data.find(b"\n", cut + 1)
+        if cut < 0:
+            break
+    head = _parse(data[:cut + 1]) if cut >= 0 else None
+    return detect_message(msg, head=head)
 
 
-def detect_message(msg: Message) -> Verdict:
-    """The verdict on a message parsed with the stdlib `email` package (compat32 policy)."""
+def detect_message(msg: Message, *, head: Message | None = None) -> Verdict:
+    """The verdict on a message parsed with the stdlib `email` package (compat32 policy);
+    `head`: the same cut after its first lines, for flufl.bounce (`_MAX_FLUFL_LINES`)."""
     parts = list(_parts(msg))
     types = {_content_type(p) for p in parts}
     report_type = str(msg.get_param("report-type", "", header="content-type") or "").lower() \
@@ -135,7 +149,7 @@ def detect_message(msg: Message) -> Verdict:
         # support address gets people's replies, whose quoted "To:" lines its loosest
         # heuristics take for failed recipients. Only mail a mail system sent is asked.
         return Verdict(False)
-    failures = _flufl_failures(msg, parts)
+    failures = _flufl_failures(msg, parts, head or msg)
     if failures:
         return Verdict(True, tuple(failures), returned, "flufl.bounce")
     failures = _notice_failures(msg, parts)
@@ -160,9 +174,12 @@ class _TextHeaders(Compat32):
 _POLICY = _TextHeaders()
 
 
-def _parse(raw: bytes) -> Message | None:
+def _one_line_ending(raw: bytes) -> bytes:
     # The stdlib parser wants one kind of line ending; real bounces have CR-only and mixed ones.
-    data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+def _parse(data: bytes) -> Message | None:
     try:
         return BytesParser(policy=_POLICY).parsebytes(data)
     except Exception:  # the feedparser is built never to raise; a report must not crash us
@@ -381,9 +398,9 @@ def _message_id(value: str) -> str | None:
 # --- other formats ----------------------------------------------------------------------------
 
 
-def _flufl_failures(msg: Message, parts: list[Message]) -> list[Failure]:
+def _flufl_failures(msg: Message, parts: list[Message], head: Message) -> list[Failure]:
     try:
-        temporary, permanent = all_failures(msg)
+        temporary, permanent = all_failures(head)
     except Exception:  # a detector's regex met a shape it did not expect: no verdict
         return []
     if not (temporary or permanent):
