@@ -465,6 +465,8 @@ OUTGOING_HEADERS = {b"return-path", b"delivered-to", b"from", b"to", b"cc", b"su
                     b"x-auto-response-suppress", b"x-maild-ticket", b"mime-version",
                     b"content-type", b"content-transfer-encoding", b"content-disposition"}
 ALLOWED_TAGS = {"html", "head", "meta", "body", "p", "br"}  # what compose's HTML part is made of
+# What a mail client may render as part of the mail: maild's own HTML part only, never a file.
+SHOWN_INLINE = ("text/html", "application/xhtml+xml", "image/svg+xml", "message/", "multipart/")
 
 
 class _Tags(HTMLParser):
@@ -478,7 +480,8 @@ class _Tags(HTMLParser):
 
 def check_outgoing(raw: bytes) -> None:
     """A mail maild wrote: only the headers maild writes, each once at most where it must be,
-    no line break inside a header, no HTML of the customer's in its HTML part."""
+    no line break inside a header, no HTML of the customer's in its HTML part, and no file a
+    client would show as part of the mail (a customer's HTML page, SVG or message)."""
     head = raw.split(b"\r\n\r\n", 1)[0]
     assert b"\r\n\r\n" in raw, "no header block"
     lines = head.split(b"\r\n")
@@ -493,7 +496,14 @@ def check_outgoing(raw: bytes) -> None:
     for name, value in message.items():
         assert "\r" not in str(value) and "\n" not in str(value), (name, value)
     for part in message.walk():
-        if part.get_content_type() == "text/html":
+        ctype = part.get_content_type()
+        if part.is_multipart():
+            assert ctype in ("multipart/mixed", "multipart/alternative"), ctype
+        elif part.get_content_disposition() == "attachment":
+            assert not ctype.startswith(SHOWN_INLINE), ctype  # a file, never shown as mail
+        else:
+            assert ctype in ("text/plain", "text/html"), ctype
+        if ctype == "text/html":
             parser = _Tags()
             parser.feed(str(part.get_content()))
             assert parser.tags <= ALLOWED_TAGS, parser.tags

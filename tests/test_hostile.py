@@ -27,6 +27,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from maild import config
+from maild.compose import OutgoingFile, _file_part
 from maild.errors import ConfigError
 from maild.headers import MAX_FILENAME_BYTES, safe_filename
 from maild.parsing import MessageTooComplex, parse_message
@@ -174,6 +175,44 @@ def test_customer_html_and_header_breaks_stay_text_in_the_staff_notice(
     html = str(html_part.get_content())
     assert "&lt;img src=x onerror=alert(1)&gt;" in html  # the subject, as text
     assert "<img" not in html
+
+
+def test_a_customer_html_page_svg_or_message_reaches_staff_as_a_file_not_shown_as_mail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Attachments a client would render inside the staff notice — an HTML page, an SVG, a
+    forwarded message (which RFC 2046 forbids in base64 besides) — go as
+    application/octet-stream under their names; the others keep their type (found by
+    bench/hostile_campaign.py --threading: a text/html attachment with an `<img onerror>`)."""
+    helpdesk = Helpdesk(tmp_path, capsys, notify="true")
+    files = [("text/html", "page.html", b"<img src=x onerror=alert(1)>"),
+             ("image/svg+xml", "logo.svg", b"<svg onload=alert(1)/>"),
+             ("image/png", "shot.png", b"\x89PNG\r\n")]
+    raw = (b"From: Eve <eve@example.org>\r\nTo: support@example.com\r\nSubject: files\r\n"
+           b"Message-ID: <files@example.org>\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="m"\r\n\r\n--m\r\n'
+           b"Content-Type: text/plain\r\n\r\nSee the files.\r\n"
+           + b"".join(b"--m\r\nContent-Type: %s\r\nContent-Transfer-Encoding: base64\r\n"
+                      b'Content-Disposition: attachment; filename="%s"\r\n\r\n%s\r\n'
+                      % (ctype.encode(), name.encode(), base64.b64encode(data))
+                      for ctype, name, data in files) + b"--m--\r\n")
+    assert helpdesk.ingest(raw).code == 0
+    sent = [p.read_bytes() for p in _sent(helpdesk)]
+    notices = [BytesParser(policy=policy.default).parsebytes(s) for s in sent]
+    notices = [m for m in notices if recipient(m) == "alice@example.com"]
+    assert len(notices) == 1 and len(sent) == 3
+    for raw_sent in sent:
+        check_outgoing(raw_sent)
+    assert isinstance(notices[0], EmailMessage)
+    got = {str(a.get_filename()): (a.get_content_type(), a.get_payload(decode=True))
+           for a in notices[0].iter_attachments()}
+    assert got == {"page.html": ("application/octet-stream", files[0][2]),
+                   "logo.svg": ("application/octet-stream", files[1][2]),
+                   "shot.png": ("image/png", files[2][2])}, got
+    # A message/rfc822 part the parser could not open is kept as a file of that type.
+    forwarded = _file_part(OutgoingFile("fwd.eml", "message/rfc822", b"From: x@y\r\n\r\nhi"))
+    assert forwarded.get_content_type() == "application/octet-stream"
+    assert forwarded.get_filename() == "fwd.eml"
 
 
 # --- bounded resources ------------------------------------------------------------------------
