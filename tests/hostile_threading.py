@@ -68,6 +68,7 @@ BATCH = 100  # as maild.daemon.worker
 STAFF = ("alice@example.com", "bob@example.com")
 START = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)  # a Tuesday, 09:00 in Moscow
 MAX_ROUNDS = 50  # worker rounds a batch may take before what is left counts as stuck
+MAX_SAVED = 50   # batches whose messages are kept with their findings
 
 CONFIG = """
 [database]
@@ -188,6 +189,7 @@ class ThreadingCampaign:
         self.outbox = Path(self.app.settings.outbound.maildir) / "new"
         self.references: list[Reference] = []
         self.told: set[tuple[str, int]] = set()  # rows left unsettled, reported once
+        self.saved = 0
         self.report = Report()
 
     def close(self) -> None:
@@ -418,14 +420,20 @@ class ThreadingCampaign:
             return [row._mapping for row in connection.execute(text(sql))]
 
     def _finding(self, case: _Case | None, what: str, batch: list[_Case]) -> None:
-        """A crash or a broken check: counted, told, and its messages kept."""
+        """A crash or a broken check: counted and told; the messages of its batch kept (once
+        a batch, for the first `MAX_SAVED` batches), with what happened."""
         self.report.counts["crashes" if "raised" in what else "broken checks"] += 1
         label = case.label if case else f"batch of {batch[0].label}"
-        folder = self.failures / label.replace("/", "-").replace(" ", "-")
-        for one in batch:
-            self._save(folder / f"{one.label.rsplit('/', 1)[-1]}.eml", one.raw)
-        self._save(folder / "what.txt", f"{what}\n\n{traceback.format_exc()}".encode())
-        self.report.violations.append(f"{label}: {what} (saved under {folder})")
+        folder = self.failures / f"{batch[0].label}-batch".replace("/", "-").replace(" ", "-")
+        self.report.violations.append(f"{label}: {what} (batch under {folder})")
+        if not folder.exists() and self.saved >= MAX_SAVED:
+            return
+        if not folder.exists():
+            self.saved += 1
+            for one in batch:
+                self._save(folder / f"{one.label.rsplit('/', 1)[-1]}.eml", one.raw)
+        with open(folder / "what.txt", "a", encoding="utf-8") as out:
+            out.write(f"{label}: {what}\n\n{traceback.format_exc()}\n")
 
     @staticmethod
     def _save(path: Path, data: bytes) -> None:
