@@ -316,6 +316,29 @@ def fifty_mb() -> bytes:
             + encoded.replace(b"\n", b"\r\n") + b"--b--\r\n")
 
 
+def test_8_bit_bytes_between_thousands_of_encoded_words_cost_one_walk_of_the_parts(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each run of 8-bit bytes not in UTF-8 is read in the charset the message declares for
+    its text; that was looked up again for each run, a walk over all the parts each: 5,000
+    runs and 500 parts took 44 s of CPU (found by bench/hostile_campaign.py --threading). Now
+    once a message."""
+    import maild.parsing
+
+    asked: list[int] = []
+    real = maild.parsing._declared_charset
+    monkeypatch.setattr(maild.parsing, "_declared_charset",
+                        lambda part: asked.append(1) or real(part))
+    subject = b"=?utf-8?q?a?= \xe9t\xe9 " * 5_000
+    parts = b"--b\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\nx\r\n" * 500
+    mail = parse_message(b"From: ivan@example.org\r\nTo: support@example.com\r\nSubject: "
+                         + subject + b"\r\nMIME-Version: 1.0\r\n"
+                         b"Content-Type: multipart/mixed; boundary=b\r\n\r\n" + parts
+                         + b"--b--\r\n")
+    assert mail.subject.startswith("a été a été")
+    assert len(asked) < 5 * 500, len(asked)  # a few walks, not one per run of bytes
+
+
 def test_thousands_of_references_thread_by_the_root_and_the_latest(helpdesk: Helpdesk) -> None:
     """A References header of 70,000 ids (more parameters than PostgreSQL's protocol carries in
     one statement, 65,535): the root and the latest are kept, and the reply lands on its
