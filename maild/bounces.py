@@ -218,7 +218,8 @@ def _text(part: Message) -> str:
         charset = part.get_content_charset() or "utf-8"
         try:
             return payload[:_MAX_TEXT].decode(charset, "replace")
-        except LookupError:
+        except (LookupError, UnicodeError, ValueError):  # no such codec; or one that takes no
+            # "replace" (idna) or fails whatever it is given (undefined)
             return payload[:_MAX_TEXT].decode("utf-8", "replace")
     raw = part.get_payload()
     return raw[:_MAX_TEXT] if isinstance(raw, str) else ""

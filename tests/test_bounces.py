@@ -273,3 +273,17 @@ def test_flufl_bounce_reads_the_first_lines_of_a_long_bounce_only(
                       b"Subject: x\r\n\r\n" + b"x\r\n" * 1_000_000).bounce
     assert given[0] > 10, given
     assert max(given[1:]) <= maild.bounces._MAX_FLUFL_LINES + 1, given
+
+
+@pytest.mark.parametrize("charset", ["idna", "undefined", "x-unknown", "hex"])
+def test_a_notice_in_a_charset_that_cannot_decode_it_is_read_as_utf_8(charset: str) -> None:
+    """`idna` takes no "replace", `undefined` fails whatever it is given: the detector raised,
+    and the message was failed instead of threaded (found by bench/hostile_campaign.py
+    --threading)."""
+    raw = (f"From: MAILER-DAEMON@mx.example.net\r\nTo: support@example.com\r\n"
+           f"Subject: Undelivered Mail\r\nMIME-Version: 1.0\r\n"
+           f"Content-Type: text/plain; charset={charset}\r\n\r\n"
+           "Your message to ivan@example.org could not be delivered: user unknown.\r\n"
+           "Status: 5.1.1\r\n").encode()
+    verdict = detect(raw)
+    assert verdict.bounce and verdict.recipients == ("ivan@example.org",), verdict
