@@ -44,6 +44,12 @@ _RECEIPT_TYPES = {"message/disposition-notification", "message/global-dispositio
 _MAX_PARTS = 200      # a report has a handful of parts; hostile mail is refused elsewhere
 _MAX_DEPTH = 10
 _MAX_TEXT = 256 * 1024  # the text scanned for a status code or a quoted Message-ID
+# flufl.bounce's detectors match every line of every part against their patterns, about 25 µs
+# a line here: a "bounce" of 25 MB of short lines took two minutes, past the worker's
+# `mail.processing_timeout` (bench/hostile_campaign.py --threading found it). The formats it
+# knows say what failed in the MTA's own words at the top, before the returned mail, so it
+# reads the first lines only.
+_MAX_FLUFL_LINES = 2000
 _MAX_DIAGNOSTIC = 500
 
 _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
@@ -140,7 +146,8 @@ def detect_message(msg: Message) -> Verdict:
         # support address gets people's replies, whose quoted "To:" lines its loosest
         # heuristics take for failed recipients. Only mail a mail system sent is asked.
         return Verdict(False)
-    failures = _flufl_failures(msg, parts)
+    head = _head(msg)
+    failures = _flufl_failures(msg, parts, head) if head is not None else []
     if failures:
         return Verdict(True, tuple(failures), returned, "flufl.bounce")
     failures = _notice_failures(msg, parts)
@@ -161,6 +168,22 @@ def _header(msg: Message, name: str) -> str:
 
 def _text_of(value: str) -> str:
     return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def _head(msg: Message) -> Message | None:
+    """The message cut after its first `_MAX_FLUFL_LINES` lines, for flufl.bounce, whose
+    detectors cost about 25 µs a line: a 12 MB "bounce" of short lines took a minute of CPU.
+    None when it cannot be made (then flufl.bounce is not asked)."""
+    try:
+        data = msg.as_bytes()
+        cut = -1
+        for _ in range(_MAX_FLUFL_LINES):
+            cut = data.find(b"\n", cut + 1)
+            if cut < 0:
+                return msg  # short enough as it is
+        return message_tree(data[:cut + 1])
+    except Exception:  # a tree the generator cannot write back, a cut too complex to parse
+        return None
 
 
 def _parts(msg: Message) -> Iterator[Message]:
@@ -195,7 +218,8 @@ def _text(part: Message) -> str:
         charset = part.get_content_charset() or "utf-8"
         try:
             return payload[:_MAX_TEXT].decode(charset, "replace")
-        except LookupError:
+        except (LookupError, UnicodeError, ValueError):  # no such codec; or one that takes no
+            # "replace" (idna) or fails whatever it is given (undefined)
             return payload[:_MAX_TEXT].decode("utf-8", "replace")
     raw = part.get_payload()
     return raw[:_MAX_TEXT] if isinstance(raw, str) else ""
@@ -375,9 +399,9 @@ def _message_id(value: str) -> str | None:
 # --- other formats ----------------------------------------------------------------------------
 
 
-def _flufl_failures(msg: Message, parts: list[Message]) -> list[Failure]:
+def _flufl_failures(msg: Message, parts: list[Message], head: Message) -> list[Failure]:
     try:
-        temporary, permanent = all_failures(msg)
+        temporary, permanent = all_failures(head)
     except Exception:  # a detector's regex met a shape it did not expect: no verdict
         return []
     if not (temporary or permanent):

@@ -207,10 +207,19 @@ def _text_part(text: str, subtype: str = "plain") -> Message:
     return part
 
 
+# Types a mail client may show as part of the mail rather than as a file: a customer's HTML
+# page, SVG or forwarded message would be rendered inside maild's staff notice, and message/*
+# and multipart/* may not be base64 at all (RFC 2046 5.1, 5.2). They go as plain files.
+_SHOWN_INLINE = ("text/html", "application/xhtml+xml", "image/svg+xml", "message/", "multipart/")
+
+
 def _file_part(attachment: OutgoingFile) -> Message:
     """An attachment in base64; a file name outside ASCII in RFC 2231 form (`filename*=`),
     which every current mail client reads, plus the RFC 2047 form older Outlooks look for."""
-    maintype, _, subtype = attachment.content_type.partition("/")
+    content_type = attachment.content_type.lower()
+    if content_type.startswith(_SHOWN_INLINE):
+        content_type = "application/octet-stream"
+    maintype, _, subtype = content_type.partition("/")
     part = MIMEBase(maintype or "application", subtype or "octet-stream")
     part.set_payload(attachment.data)
     encode_base64(part)

@@ -11,18 +11,37 @@ characters; customer text that tries to start a header line (`\\r\\nBcc:`) or ca
 staff mail. Then the whole message may have its line ends changed, NULs sprinkled or its tail
 cut off.
 
-Shared by tests/test_hostile.py (a short form in the normal suite) and bench/hostile_campaign.py
-(the long form: 100,000 messages).
+`drawn` takes a pool of them at a fixed seed, and `cases` derives any number more by mutating
+the pool at random (`mutate`: drawing costs about 40 ms a message, a mutant almost nothing).
+What must hold of every message is written here once: `check_parsed` (what parsing stores),
+`check_settled` (how its inbound row ends) and `check_outgoing` (every mail maild writes).
+
+Shared by tests/test_hostile.py (the short forms in the normal suite), tests/hostile_threading.py
+(the campaign through threading) and bench/hostile_campaign.py (the long forms: 100,000
+messages).
 """
 
 from __future__ import annotations
 
 import base64
 import quopri
+import random
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import quote
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as fixed_seed
 from hypothesis import strategies as st
+
+from maild.headers import MAX_FILENAME_BYTES, safe_filename
+from maild.parsing import ParsedMail
 
 INJECTED = "X-Injected"  # a header name customer text tries to smuggle into maild's mail
 INJECTIONS = [f"\r\n{INJECTED}: yes", f"\n{INJECTED}: yes", f"\r{INJECTED}: yes",
@@ -351,3 +370,140 @@ def messages(draw: st.DrawFn) -> bytes:
     if draw(st.integers(0, 9)) == 0:
         raw = raw[:draw(st.integers(0, len(raw)))]  # cut off in transit
     return raw
+
+
+def drawn(count: int, seed: int) -> list[bytes]:
+    """`count` messages drawn from `messages()`, the same ones for the same seed."""
+    pool: list[bytes] = []
+
+    @fixed_seed(seed)
+    @settings(max_examples=count, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(messages())
+    def collect(raw: bytes) -> None:
+        pool.append(raw)
+
+    collect()
+    return pool
+
+
+def cases(rng: random.Random, pool: list[bytes], count: int) -> Iterator[bytes]:
+    """The pool, then mutants of it, `count` in all."""
+    for n in range(count):
+        yield pool[n] if n < len(pool) else mutate(rng, rng.choice(pool), rng.choice(pool))
+
+
+def mutate(rng: random.Random, raw: bytes, other: bytes) -> bytes:
+    """One to three random changes: a byte flipped; NUL, CR, LF, a blank line, `--` or `=?` put
+    in; a range cut, doubled (to a few MB at most) or moved to the end; the tail of `other`
+    spliced on; line ends changed; the tail cut off; the boundary parameter renamed."""
+    for _ in range(rng.randint(1, 3)):
+        n = len(raw)
+        at, to = sorted((rng.randint(0, n), rng.randint(0, n)))
+        kind = rng.randrange(9)
+        if kind == 0 and n:
+            i = rng.randrange(n)
+            raw = raw[:i] + bytes([rng.randrange(256)]) + raw[i + 1:]
+        elif kind == 1:
+            raw = raw[:at] + rng.choice([b"\x00", b"\r", b"\n", b"\r\n\r\n", b"--", b"=?",
+                                         b"\r\n ", b"\xff"]) + raw[at:]
+        elif kind == 2:
+            raw = raw[:at] + raw[to:]
+        elif kind == 3 and (to - at) * 10 < 2_000_000:  # a few MB at most
+            raw = raw[:to] + raw[at:to] * rng.choice([2, 10]) + raw[to:]
+        elif kind == 4:
+            raw = raw[:at] + other[rng.randint(0, len(other)):]
+        elif kind == 5:
+            raw = raw.replace(b"\r\n", b"\n") if rng.random() < 0.5 else raw.replace(b"\n", b"\r")
+        elif kind == 6:
+            raw = raw[:rng.randint(0, n)]
+        elif kind == 7:  # a range moved to the end
+            raw = raw[:at] + raw[to:] + raw[at:to]
+        else:
+            raw = raw.replace(b"boundary=", rng.choice([b"boundary=x", b"BOUNDARY=", b"b="]), 1)
+    return raw
+
+
+# --- what must hold of every message ----------------------------------------------------------
+
+def check_parsed(mail: ParsedMail) -> None:
+    """What maild stores of a message is clean, whatever came in."""
+    for text in (mail.text, mail.html, mail.subject, mail.sender_name):
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f\ud800-\udfff]", text), repr(text)
+    assert "\n" not in mail.subject and "\n" not in mail.sender_name
+    assert mail.sender and not re.search(r"[\x00-\x1f\x7f]", mail.sender), mail.sender
+    for attachment in mail.attachments:
+        check_filename(attachment.filename)
+
+
+def check_filename(name: str) -> None:
+    assert name and safe_filename(name) == name, repr(name)
+    assert not re.search(r'[/\\\x00-\x1f\x7f"<>:|?*]', name), repr(name)
+    assert name not in (".", "..") and not name.startswith((".", " ")), repr(name)
+    assert len(name.encode()) <= MAX_FILENAME_BYTES
+    assert Path("/srv/files", name).resolve().parent == Path("/srv/files")
+
+
+REFUSED_STAFF_MAIL = "staff mail about no ticket"  # the one `done` row without a ticket
+
+
+def check_settled(state: str, reason: str | None, ticket_id: int | None) -> None:
+    """An inbound row after threading: `done` on a ticket (or refused staff mail, the sender
+    told), or `failed` with its reason; never left `new`."""
+    assert state in ("done", "failed"), (state, reason)
+    if state == "failed":
+        assert (reason or "").strip(), "failed without a reason"
+    else:
+        assert ticket_id is not None or (reason or "").startswith(REFUSED_STAFF_MAIL), \
+            (state, reason)
+
+
+# Every header a mail maild writes has: compose's header block, the MIME parts' own, and the
+# envelope lines the Maildir transport puts first. Any other came from somewhere else.
+OUTGOING_HEADERS = {b"return-path", b"delivered-to", b"from", b"to", b"cc", b"subject", b"date",
+                    b"message-id", b"in-reply-to", b"references", b"auto-submitted",
+                    b"x-auto-response-suppress", b"x-maild-ticket", b"mime-version",
+                    b"content-type", b"content-transfer-encoding", b"content-disposition"}
+ALLOWED_TAGS = {"html", "head", "meta", "body", "p", "br"}  # what compose's HTML part is made of
+# What a mail client may render as part of the mail: maild's own HTML part only, never a file.
+SHOWN_INLINE = ("text/html", "application/xhtml+xml", "image/svg+xml", "message/", "multipart/")
+
+
+class _Tags(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: set[str] = set()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.add(tag)
+
+
+def check_outgoing(raw: bytes) -> None:
+    """A mail maild wrote: only the headers maild writes, each once at most where it must be,
+    no line break inside a header, no HTML of the customer's in its HTML part, and no file a
+    client would show as part of the mail (a customer's HTML page, SVG or message)."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\n\r\n" in raw, "no header block"
+    lines = head.split(b"\r\n")
+    assert all(b"\r" not in line and b"\n" not in line for line in lines), head
+    names = [line.split(b":", 1)[0].lower() for line in lines if line[:1] not in (b" ", b"\t")]
+    assert all(re.fullmatch(rb"[a-z0-9-]+", name) for name in names), names
+    assert set(names) <= OUTGOING_HEADERS, set(names) - OUTGOING_HEADERS
+    for once in (b"from", b"to", b"subject", b"message-id", b"cc", b"in-reply-to"):
+        assert names.count(once) <= 1, (once, head)
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    for name, value in message.items():
+        assert "\r" not in str(value) and "\n" not in str(value), (name, value)
+    for part in message.walk():
+        ctype = part.get_content_type()
+        if part.is_multipart():
+            assert ctype in ("multipart/mixed", "multipart/alternative"), ctype
+        elif part.get_content_disposition() == "attachment":
+            assert not ctype.startswith(SHOWN_INLINE), ctype  # a file, never shown as mail
+        else:
+            assert ctype in ("text/plain", "text/html"), ctype
+        if ctype == "text/html":
+            parser = _Tags()
+            parser.feed(str(part.get_content()))
+            assert parser.tags <= ALLOWED_TAGS, parser.tags

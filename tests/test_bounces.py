@@ -295,3 +295,59 @@ def test_an_auto_reply_and_a_feedback_report_are_no_bounces(helpdesk: Helpdesk) 
         assert not {"bounce_received", "address_undeliverable"} & {
             e["type"] for e in shown["events"]}
         assert shown["undeliverable"] == []
+
+
+def qmail_bounce(returned_lines: int) -> bytes:
+    """A bounce in qmail's own format (no DSN: only flufl.bounce reads it), returning a mail
+    of `returned_lines` short lines."""
+    return (b"From: MAILER-DAEMON@mx.example.net\r\nTo: support@example.com\r\n"
+            b"Subject: failure notice\r\nMessage-ID: <qmail-1@mx.example.net>\r\n\r\n"
+            b"Hi. This is the qmail-send program at mx.example.net.\r\n"
+            b"I'm afraid I wasn't able to deliver your message to the following addresses.\r\n"
+            b"This is a permanent error; I've given up. Sorry it didn't work out.\r\n\r\n"
+            b"<ivan@example.org>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n\r\n"
+            b"--- Below this line is a copy of the message.\r\n\r\n"
+            b"From: Support <support@example.com>\r\nSubject: [Ticket#1] x\r\n\r\n"
+            + b"x\r\n" * returned_lines)
+
+
+def test_flufl_bounce_reads_the_first_lines_of_a_long_bounce_only(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its detectors match every line against their patterns (25 µs a line): a "bounce" of
+    25 MB of short lines took two minutes, past the worker's timeout (found by
+    bench/hostile_campaign.py --threading). The MTA's words come first, so the first 2,000
+    lines still decide; the whole message is still what maild's own rules read."""
+    import maild.bounces
+
+    given: list[int] = []
+    real = maild.bounces.all_failures
+
+    def spy(msg: EmailMessage) -> object:
+        given.append(msg.as_bytes().count(b"\n"))
+        return real(msg)
+
+    monkeypatch.setattr(maild.bounces, "all_failures", spy)
+    for lines in (10, 1_000_000):
+        verdict = detect(qmail_bounce(lines))
+        assert verdict.bounce and verdict.detector == "flufl.bounce", verdict
+        assert verdict.recipients == ("ivan@example.org",) and verdict.permanent
+    # No detector matches this one, so each of them read it to its end.
+    assert not detect(b"From: MAILER-DAEMON@mx.example.net\r\nTo: support@example.com\r\n"
+                      b"Subject: x\r\n\r\n" + b"x\r\n" * 1_000_000).bounce
+    assert given[0] > 10, given
+    assert max(given[1:]) <= maild.bounces._MAX_FLUFL_LINES + 1, given
+
+
+@pytest.mark.parametrize("charset", ["idna", "undefined", "x-unknown", "hex"])
+def test_a_notice_in_a_charset_that_cannot_decode_it_is_read_as_utf_8(charset: str) -> None:
+    """`idna` takes no "replace", `undefined` fails whatever it is given: the detector raised,
+    and the message was failed instead of threaded (found by bench/hostile_campaign.py
+    --threading)."""
+    raw = (f"From: MAILER-DAEMON@mx.example.net\r\nTo: support@example.com\r\n"
+           f"Subject: Undelivered Mail\r\nMIME-Version: 1.0\r\n"
+           f"Content-Type: text/plain; charset={charset}\r\n\r\n"
+           "Your message to ivan@example.org could not be delivered: user unknown.\r\n"
+           "Status: 5.1.1\r\n").encode()
+    verdict = detect(raw)
+    assert verdict.bounce and verdict.recipients == ("ivan@example.org",), verdict

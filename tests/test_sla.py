@@ -157,6 +157,23 @@ def test_the_close_request_counts_silence_from_the_latest_answer(desk: Helpdesk)
     assert tick(desk, at("2026-12-05 11:01"))["close_requested"] == []
 
 
+
+def test_a_customer_mail_cannot_reach_is_not_asked_and_the_other_duties_go_on(
+    desk: Helpdesk
+) -> None:
+    """A sender address without a domain is kept as `b@invalid`: nothing can be sent to it.
+    Answered and silent for 3 days, that ticket is not asked to close — asking raised, and
+    the exception stopped every duty of the tick, each tick again (found by
+    bench/hostile_campaign.py --threading) — and the other ticket's close request goes out."""
+    lost = arrive(desk, at("2026-11-30 10:00"), sender="b")
+    other = arrive(desk, at("2026-11-30 10:00"))
+    assert desk.ticket(lost)["customer"] == "b@invalid"
+    for number in (lost, other):
+        act(desk, at("2026-11-30 11:00"), number, "answer", "alice@example.com", "Try A.")
+    assert tick(desk, at("2026-12-03 11:01"))["close_requested"] == [other]
+    assert desk.ticket(lost)["status"] == "waiting"
+    assert tick(desk, at("2026-12-03 11:02"))["close_requested"] == []
+
 # --- times and durations as people read them (SPEC §6), the deadline kept after a breach ------
 
 ISO_INSTANT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d|[+-]\d\d:\d\d\b")

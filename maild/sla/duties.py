@@ -114,7 +114,10 @@ def _run(ctx: Context, calendar: BusinessCalendar, ticket: Ticket,
         due = silent_since + ctx.settings.close.request_after
         if due > ctx.now:
             upcoming.append(due)
-        elif ticket.customer and _once(ctx, ticket, "close_request", silent_since):
+        elif tickets.reachable(ticket) and _once(ctx, ticket, "close_request", silent_since):
+            # Only a customer mail can reach is asked: `request_close` refuses the others (a
+            # phone contact without an address, a sender address with no domain, kept as
+            # `…@invalid`), and its refusal here stopped every duty of every ticket.
             tickets.request_close(ctx, ticket, Actor.SYSTEM)
             report.close_requests.append(ticket.number)
     if ticket.status == TicketStatus.WAITING and ticket.close_requested_at is not None:
