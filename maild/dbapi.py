@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -95,6 +95,12 @@ def display_name(url: str) -> str:
     if path is not None:
         return str(path)
     return re.sub(r"^([^:/]+://[^:/@]*):[^@]*@", r"\1:***@", url)
+
+
+def id_list(ids: Iterable[int]) -> str:
+    """Row ids for `IN (...)`, written into the SQL: integers only, so nothing to bind, and
+    any number of them ("NULL" for none: `IN (NULL)` matches nothing)."""
+    return ", ".join(str(int(i)) for i in ids) or "NULL"
 
 
 # --- the reader -------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 from maild import conversation
 from maild.clock import iso
 from maild.config import priority_name
-from maild.dbapi import Reader, Row, instant
+from maild.dbapi import Reader, Row, id_list, instant
 from maild.errors import NotFound, UnparseableMessage
 from maild.states import Direction, InboundState, OutboxState
 
@@ -251,7 +251,7 @@ def outbox_list(reader: Reader, *, state: str | None = None,
 def outbox_of(reader: Reader, ids: list[int]) -> list[dict[str, Any]]:
     """These outgoing mails (those that exist), in the order of their ids."""
     found = {row["id"]: outbox_summary(row) for row in reader.rows(
-        f"{_OUTBOX} WHERE o.id IN ({', '.join(str(int(i)) for i in ids) or 'NULL'})")}
+        f"{_OUTBOX} WHERE o.id IN ({id_list(ids)})")}
     return [found[i] for i in sorted(found)]
 
 

@@ -29,7 +29,7 @@ from maild.claims import held_elsewhere, this_worker
 from maild.clock import Clock
 from maild.config import OutboundSettings
 from maild.db import add_row, claim, core_transaction, storage_errors, transaction
-from maild.dbapi import Reader, Row, instant, reader_of_connection
+from maild.dbapi import Reader, Row, id_list, instant, reader_of_connection
 from maild.errors import PermanentFailure, TemporaryFailure
 from maild.models import Actor, Event, EventType, Outbox, OutboxState
 from maild.outbound.transports import Transport
@@ -122,7 +122,7 @@ class Deliverer:
                 log.warning("outbox %s message-id=<%s>: taking back the claim of %s",
                             row["id"], row["message_id"], row["claimed_by"] or "a lost worker")
             _set_state(db, [row["id"] for row in stale], OutboxState.PENDING, None, "")
-            due = _DUE if only is None else f"{_DUE} AND id IN ({_ids(only)})"
+            due = _DUE if only is None else f"{_DUE} AND id IN ({id_list(only)})"
             rows = [_Claimed.of(row) for row in db.rows(
                 f"{due} ORDER BY next_attempt_at, id LIMIT :limit{lock}",
                 pending=OutboxState.PENDING.value, deferred=OutboxState.DEFERRED.value, now=now,
@@ -134,7 +134,7 @@ class Deliverer:
         """Hand claimed rows back unsent: due again at their `next_attempt_at`."""
         with storage_errors(), core_transaction(self.engine) as connection:
             db = reader_of_connection(connection)
-            db.execute(f"{_UNCLAIM} AND id IN ({_ids([row.id for row in rows])})",
+            db.execute(f"{_UNCLAIM} AND id IN ({id_list([row.id for row in rows])})",
                        pending=OutboxState.PENDING.value, sending=OutboxState.SENDING.value)
 
     def _send(self, row: _Claimed, now: datetime) -> _Outcome:
@@ -210,15 +210,11 @@ class _Claimed:
                    row["message_id"], bytes(row["raw"]), row["attempts"], created, due)
 
 
-def _ids(ids: list[int]) -> str:
-    return ", ".join(str(int(i)) for i in ids) or "NULL"
-
-
 def _set_state(db: Reader, ids: list[int], state: OutboxState, claimed_at: datetime | None,
                claimed_by: str) -> None:
     if ids:
         db.execute(f"UPDATE outbox SET state = :state, claimed_at = :at, claimed_by = :by "
-                   f"WHERE id IN ({_ids(ids)})", state=state.value, at=claimed_at,
+                   f"WHERE id IN ({id_list(ids)})", state=state.value, at=claimed_at,
                    by=claimed_by)
 
 

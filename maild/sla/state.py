@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, tzinfo
 
 from maild.clock import duration_for_people, iso, time_for_people
 from maild.config import Settings, priority_name
-from maild.dbapi import Reader, instant
+from maild.dbapi import Reader, id_list, instant
 from maild.sla.calendar import BusinessCalendar
 from maild.sla.clock import SlaState, sla_state
 from maild.states import TicketStatus
@@ -98,7 +98,7 @@ def status_histories(reader: Reader,
     else:
         ids = sorted(wanted)
         batches = [reader.rows(_HISTORY.format(
-            f"IN ({', '.join(str(int(t)) for t in ids[i:i + 500])})"))
+            f"IN ({id_list(ids[i:i + 500])})"))
             for i in range(0, len(ids), 500)]
     for rows in batches:
         for row in rows:
