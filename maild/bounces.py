@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from email.header import decode_header, make_header
 from email.message import Message
+from typing import Any
 
 from flufl.bounce import all_failures
 
@@ -196,9 +197,28 @@ def _parts(msg: Message) -> Iterator[Message]:
         yield part
         if depth >= _MAX_DEPTH or _content_type(part) in _DSN_TYPES:
             continue  # a delivery-status payload is its field blocks, not parts
-        payload = part.get_payload()
+        payload = _payload(part)
         if isinstance(payload, list):
             stack.extend((p, depth + 1) for p in reversed(payload) if isinstance(p, Message))
+
+
+def _payload(part: Message) -> str | list[Any]:
+    """A part's payload as compat32 holds it: the list of its parts, or its text undecoded.
+
+    compat32 decodes the 8-bit bytes of a text payload by the charset parameter even when not
+    asked to decode, and raises for a codec that takes no "replace" (idna), fails whatever it
+    is given (undefined) or is not named by a string (an RFC 2231 parameter); such a text is
+    read as UTF-8 instead, as `_text` does."""
+    try:
+        payload = part.get_payload()
+    except Exception:
+        try:
+            payload = part.get_payload(decode=True)
+        except Exception:
+            return ""
+    if isinstance(payload, bytes):
+        return payload.decode("utf-8", "replace")
+    return payload if isinstance(payload, (str, list)) else ""
 
 
 def _content_type(part: Message) -> str:
@@ -221,7 +241,7 @@ def _text(part: Message) -> str:
         except (LookupError, UnicodeError, ValueError):  # no such codec; or one that takes no
             # "replace" (idna) or fails whatever it is given (undefined)
             return payload[:_MAX_TEXT].decode("utf-8", "replace")
-    raw = part.get_payload()
+    raw = _payload(part)
     return raw[:_MAX_TEXT] if isinstance(raw, str) else ""
 
 
@@ -286,14 +306,14 @@ def _field_blocks(report: Message) -> list[dict[str, str]]:
 
     compat32 parses `message/delivery-status` into one Message per block; any other report
     type (global-delivery-status, or a report whose MIME structure is broken) stays text."""
-    payload = report.get_payload()
+    payload = _payload(report)
     blocks: list[dict[str, str]] = []
     if isinstance(payload, list):
         for block in payload:
             if not isinstance(block, Message):
                 continue
             blocks.append({k.lower(): _unfold(_text_of(str(v))) for k, v in block.items()})
-            rest = block.get_payload()
+            rest = _payload(block)
             if isinstance(rest, str) and rest.strip():
                 blocks.extend(_text_blocks(rest))
         return blocks
@@ -376,7 +396,7 @@ def _returned_message_id(msg: Message, parts: list[Message]) -> str | None:
         ctype = _content_type(part)
         if part is msg or ctype not in _RETURNED_TYPES:
             continue
-        payload = part.get_payload()
+        payload = _payload(part)
         if isinstance(payload, list) and payload and isinstance(payload[0], Message):
             found = _message_id(_header(payload[0], "message-id"))
         else:

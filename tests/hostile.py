@@ -40,6 +40,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import seed as fixed_seed
 from hypothesis import strategies as st
 
+from maild.errors import MaildError
 from maild.headers import MAX_FILENAME_BYTES, safe_filename
 from maild.parsing import ParsedMail
 
@@ -444,15 +445,32 @@ def check_filename(name: str) -> None:
     assert Path("/srv/files", name).resolve().parent == Path("/srv/files")
 
 
+def refused_on_purpose(reason: str) -> bool:
+    """Whether a failed row's reason is a refusal maild makes on purpose: the worker writes the
+    exception's class name first, and maild raises such refusals only from `maild.errors`'
+    tree (`UnparseableMessage`, `MessageTooComplex`, `UsageError` ...). Anything else — a
+    `UnicodeError`, an `AttributeError` — is a crash the worker caught."""
+    refusals: set[str] = set()
+    classes: list[type[BaseException]] = [MaildError]
+    while classes:
+        cls = classes.pop()
+        refusals.add(cls.__name__)
+        classes += cls.__subclasses__()
+    return reason.partition(":")[0] in refusals - {"StorageUnavailable"}
+
+
 REFUSED_STAFF_MAIL = "staff mail about no ticket"  # the one `done` row without a ticket
 
 
 def check_settled(state: str, reason: str | None, ticket_id: int | None) -> None:
     """An inbound row after threading: `done` on a ticket (or refused staff mail, the sender
-    told), or `failed` with its reason; never left `new`."""
+    told), or `failed` with its reason — one of maild's refusals, not an error it caught from
+    its own code; never left `new`."""
     assert state in ("done", "failed"), (state, reason)
     if state == "failed":
         assert (reason or "").strip(), "failed without a reason"
+        assert refused_on_purpose(reason or ""), \
+            f"failed by an exception raised where maild did not mean to refuse: {reason}"
     else:
         assert ticket_id is not None or (reason or "").startswith(REFUSED_STAFF_MAIL), \
             (state, reason)

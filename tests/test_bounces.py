@@ -351,3 +351,18 @@ def test_a_notice_in_a_charset_that_cannot_decode_it_is_read_as_utf_8(charset: s
            "Status: 5.1.1\r\n").encode()
     verdict = detect(raw)
     assert verdict.bounce and verdict.recipients == ("ivan@example.org",), verdict
+
+
+@pytest.mark.parametrize("charset", ["idna", "undefined", "\"utf-8''x\""])
+def test_an_8_bit_notice_in_such_a_charset_is_read_as_utf_8(charset: str) -> None:
+    """compat32 decodes the 8-bit bytes of a payload by its charset even when not asked to
+    decode (`get_payload()`), and raised there (found by bench/hostile_campaign.py
+    --threading once the case above was fixed)."""
+    raw = (f"From: MAILER-DAEMON@mx.example.net\r\nTo: support@example.com\r\n"
+           f"Subject: Undelivered Mail\r\nMIME-Version: 1.0\r\n"
+           f"Content-Type: text/plain; charset={charset}\r\n"
+           "Content-Transfer-Encoding: 8bit\r\n\r\n"
+           "Сообщение для ivan@example.org не доставлено: user unknown.\r\n"
+           "Status: 5.1.1\r\n").encode()
+    verdict = detect(raw)
+    assert verdict.bounce and verdict.recipients == ("ivan@example.org",), verdict
