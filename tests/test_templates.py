@@ -81,3 +81,15 @@ def test_a_template_renders_into_readable_mail(template: str, language: str,
     assert "\n-- \n" in text, "signature separator"
     assert "\n--\n" not in text
     assert rendered.subject.strip() and "  " not in rendered.subject
+
+
+@pytest.mark.parametrize("template", ["notice_new", "assigned", "escalation"])
+@pytest.mark.parametrize("priority", config.PRIORITIES)
+def test_a_russian_staff_mail_names_the_priority_in_russian_and_by_its_command(
+        template: str, priority: str) -> None:
+    """"Приоритет: normal" read as an untranslated word; the name `#priority` takes stays
+    beside the Russian one, since staff type it."""
+    rendered = Templates(SETTINGS).render(template, "ru", {**context(False), "priority": priority})
+    [line] = [line for line in rendered.body.splitlines() if "Приоритет:" in line]
+    named = line.split(":", 1)[1].strip()
+    assert re.fullmatch(rf"[а-я]+ \({priority}\)", named), line
