@@ -37,7 +37,7 @@ _ASCII_PRINTABLE = "".join(chr(c) for c in range(32, 127))
 BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"  # package data (SPEC §2)
 MAX_REFERENCES = 20
 LANGUAGES = ("en", "ru")  # every template exists in each
-INCLUDES = ("_attachments",)  # pieces the templates include
+INCLUDES = ("_attachments", "_priority")  # pieces the templates include
 
 
 @dataclass(frozen=True)
