@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import date, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -300,11 +301,12 @@ class MailSettings:
     handoff_socket: str = key("", path=True)  # "" = <database>.handoff on SQLite, none else
     secret_file: str = key("", path=True)  # signs Message-IDs; "" = <database>.key on SQLite
 
-    @property
+    # Read for every mail maild handles: worked out once (settings never change in a process).
+    @cached_property
     def domain(self) -> str:
         return self.support_address.rpartition("@")[2]
 
-    @property
+    @cached_property
     def own_addresses(self) -> frozenset[str]:
         """maild's own addresses (SPEC §5): never a customer, never sent mail by maild."""
         return frozenset(a.lower() for a in (self.support_address, *self.accept))
@@ -453,9 +455,13 @@ class Settings:
     close: CloseSettings
 
     def is_staff(self, address: str) -> bool:
-        return address.lower() in {s.email.lower() for s in self.staff}
+        return address.lower() in self._staff_addresses
 
-    @property
+    @cached_property
+    def _staff_addresses(self) -> frozenset[str]:
+        return frozenset(s.email.lower() for s in self.staff)
+
+    @cached_property
     def mail_key_made_on_need(self) -> bool:
         """Is the key of `mail.secret_file` maild's to make when a command first needs it and
         finds it missing (an install from before signed Message-IDs, a lost key)? Only the
