@@ -103,6 +103,13 @@ def id_list(ids: Iterable[int]) -> str:
     return ", ".join(str(int(i)) for i in ids) or "NULL"
 
 
+def bound_list(name: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
+    """Values for `IN (...)` as parameters: the SQL (`:name0, :name1, ...`) and its
+    parameters, to pass beside the statement's others ("NULL" for none, as `id_list`)."""
+    params = {f"{name}{i}": value for i, value in enumerate(values)}
+    return ", ".join(f":{key}" for key in params) or "NULL", params
+
+
 # --- the reader -------------------------------------------------------------------------------
 
 class Reader:

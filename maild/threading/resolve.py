@@ -37,6 +37,7 @@ from sqlalchemy import bindparam
 from sqlmodel import Session, col, select
 
 from maild.config import Settings
+from maild.dbapi import bound_list
 from maild.models import Direction, Ticket
 from maild.parsing import ParsedMail
 from maild.rows import rows_of
@@ -143,6 +144,7 @@ def _by_number(session: Session, settings: Settings, sender: str, numbers: list[
 # Asked of most mail: built once (an ORM select built per call cost a third of the look-up).
 _TICKETS_NUMBERED = select(Ticket).where(
     col(Ticket.number).in_(bindparam("numbers", expanding=True)))
+_TICKETS_WITH_ID = select(Ticket).where(col(Ticket.id).in_(bindparam("ids", expanding=True)))
 
 
 def _text_numbers(text: str, tag: str) -> list[str]:
@@ -189,8 +191,7 @@ def _references(session: Session, message_ids: tuple[str, ...],
     if not message_ids:
         return []
     rows = rows_of(session)
-    wanted = {f"m{i}": mid for i, mid in enumerate(message_ids)}
-    listed = ", ".join(f":{name}" for name in wanted)
+    listed, wanted = bound_list("m", message_ids)
     # ascending ids: when two tickets hold the same Message-ID the newest one wins
     found = {row["message_id"]: row["ticket_id"] for row in rows.rows(
         f"SELECT ticket_id, message_id FROM message WHERE message_id IN ({listed})"
@@ -201,7 +202,7 @@ def _references(session: Session, message_ids: tuple[str, ...],
         f"SELECT ticket_id, message_id FROM outbox WHERE message_id IN ({listed}) "
         "AND ticket_id IS NOT NULL", **wanted) if row["message_id"] not in found})
     tickets = {t.id: t for t in session.exec(
-        select(Ticket).where(col(Ticket.id).in_(set(found.values()))))} if found else {}
+        _TICKETS_WITH_ID, params={"ids": list(set(found.values()))})} if found else {}
     # In-Reply-To first, then the newest reference
     return [(mid, tickets[found[mid]]) for mid in message_ids
             if mid in found and found[mid] in tickets]

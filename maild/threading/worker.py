@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, bindparam
+from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, col, select
 
@@ -26,6 +26,7 @@ from maild.clock import Clock
 from maild.compose import Templates
 from maild.config import Settings
 from maild.db import claim, lock, storage_errors, transaction
+from maild.dbapi import bound_list
 from maild.errors import StorageUnavailable
 from maild.models import Inbound, InboundState, Ticket
 from maild.parsing import ParsedMail, parse_message
@@ -304,14 +305,11 @@ def _earlier_in_thread(session: Session, row: Received,
     """An older inbound row, not yet threaded, whose Message-ID this message refers to."""
     if not thread_ids:
         return None
-    return session.connection().execute(_EARLIER_IN_THREAD, {
-        "ids": list(thread_ids), "row": row.id}).scalar()
-
-
-# Asked of every reply: built once (an ORM select built per call costs more than the look-up).
-_EARLIER_IN_THREAD = select(col(Inbound.id)).where(
-    col(Inbound.message_id).in_(bindparam("ids", expanding=True)),
-    col(Inbound.state) == InboundState.NEW, col(Inbound.id) < bindparam("row")).limit(1)
+    listed, ids = bound_list("id", thread_ids)
+    # Asked of every reply: straight to the driver (`maild.rows`).
+    return rows_of(session).value(
+        f"SELECT id FROM inbound WHERE message_id IN ({listed}) AND state = :new "
+        "AND id < :row LIMIT 1", **ids, new=InboundState.NEW.value, row=row.id)
 
 
 def _current(session: Session, inbound_id: int) -> Settled:
