@@ -13,6 +13,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from maild import config
+from maild.app import App
+from maild.ingest.accept import accept
+from maild.threading import process_inbound
 from tests.conftest import Helpdesk, mail, recipient
 
 MOSCOW = ZoneInfo("Europe/Moscow")  # sla.timezone of the tests' config
@@ -517,3 +521,31 @@ def test_mails_settled_in_one_transaction_fail_alone_and_thread_onto_each_other(
     # One acknowledgement per ticket, none for the failed mail or the reply.
     assert sorted(m["To"].addresses[0].addr_spec for m in helpdesk.outbox()) == \
         ["ivan@example.org", "olga@example.org"]
+
+
+def test_a_reply_taken_before_the_mail_it_answers_waits_for_it(helpdesk: Helpdesk) -> None:
+    """Two workers, or a pass that takes the reply first: the reply must not open a ticket of
+    its own while the mail it answers is still `new` — it waits, uncounted, and then joins."""
+    app = App(config.load(helpdesk.config))
+    try:
+        now = app.clock.now()
+        first = accept(app.engine, bytes(mail(message_id="<first@example.org>")),
+                       source="test", now=now)
+        reply = accept(app.engine, bytes(mail(subject="Re: Printer does not print",
+                                              message_id="<second@example.org>",
+                                              in_reply_to="<first@example.org>")),
+                       source="test", now=now)
+        waited = process_inbound(app.engine, app.settings, app.templates, app.clock,
+                                 reply.row_id)
+        assert waited.state == "new" and waited.ticket_number is None, waited
+        assert waited.reason == f"waits for inbound {first.row_id}, which it answers"
+        opened = process_inbound(app.engine, app.settings, app.templates, app.clock,
+                                 first.row_id)
+        joined = process_inbound(app.engine, app.settings, app.templates, app.clock,
+                                 reply.row_id)
+    finally:
+        app.close()
+    assert opened.ticket_number is not None and joined.ticket_number == opened.ticket_number
+    [row] = [r for r in helpdesk.run("inbound", "list", "--json").json()
+             if r["id"] == reply.row_id]
+    assert row["attempts"] == 1, row  # the wait counted no attempt
