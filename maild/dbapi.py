@@ -44,7 +44,6 @@ Row = dict[str, Any]
 SCHEMA_REVISION = "0006"
 """The Alembic revision this maild works with (tests/test_schema.py checks it is the head)."""
 
-_SQLITE_STORED = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy's SQLite DateTime stores an instant
 _URL = re.compile(r"^(?P<backend>\w+)(?:\+(?P<driver>\w+))?://(?P<rest>.*)$", re.DOTALL)
 
 
@@ -216,7 +215,9 @@ class Reader:
             if isinstance(value, datetime):
                 value = stored_utc(value)
                 if self.dialect == "sqlite":
-                    value = value.strftime(_SQLITE_STORED)
+                    # How SQLAlchemy's SQLite DateTime stores an instant (years zero-padded,
+                    # microseconds always), at a third of strftime's cost.
+                    value = value.isoformat(" ", "microseconds")
             bound[name] = value
         return bound
 
