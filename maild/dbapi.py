@@ -122,6 +122,13 @@ class Reader:
         self._writer_lock = writer_lock  # a SQLite file's: what maild's writers queue on
         self._in_snapshot = False
 
+    @property
+    def claim_lock(self) -> str:
+        """What ends a SELECT of rows to claim, as `maild.db.claim` does for SQLAlchemy: on
+        PostgreSQL `FOR UPDATE SKIP LOCKED`, so parallel workers never take the same row;
+        nothing on SQLite, where `BEGIN IMMEDIATE` serialises the writers already."""
+        return "" if self.dialect == "sqlite" else " FOR UPDATE SKIP LOCKED"
+
     def rows(self, sql: str, **params: Any) -> list[Row]:
         with self._errors():
             cursor = self.connection.cursor()

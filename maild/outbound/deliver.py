@@ -114,7 +114,7 @@ class Deliverer:
         session with its bytes was a tenth of the worker's CPU."""
         with storage_errors(), core_transaction(self.engine) as connection:
             db = reader_of_connection(connection)
-            lock = "" if db.dialect == "sqlite" else " FOR UPDATE SKIP LOCKED"  # `maild.db.claim`
+            lock = db.claim_lock
             stale = [row for row in db.rows(_SENDING + lock, sending=OutboxState.SENDING.value)
                      if not held_elsewhere(row["claimed_by"], instant(row["claimed_at"]), now,
                                            CLAIM_LEASE)]

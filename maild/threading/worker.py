@@ -25,8 +25,8 @@ from maild.claims import held_elsewhere, this_worker
 from maild.clock import Clock
 from maild.compose import Templates
 from maild.config import Settings
-from maild.db import claim, lock, storage_errors, transaction
-from maild.dbapi import bound_list
+from maild.db import lock, storage_errors, transaction
+from maild.dbapi import bound_list, id_list, instant
 from maild.errors import StorageUnavailable
 from maild.models import Inbound, InboundState, Ticket
 from maild.parsing import ParsedMail, parse_message
@@ -209,32 +209,43 @@ def _take(engine: Engine, settings: Settings, inbound_ids: list[int],
     now = datetime.now(UTC)
     taken: list[_Taken | Settled] = []
     with storage_errors(), transaction(engine) as session:
-        rows = {row.id: row for row in session.exec(claim(select(Inbound).where(
-            col(Inbound.id).in_(inbound_ids), Inbound.state == InboundState.NEW), engine))}
+        db = rows_of(session)  # straight to the driver: this runs for every batch
+        rows = {row["id"]: row for row in db.rows(
+            f"{_CLAIMABLE} AND id IN ({id_list(inbound_ids)}){db.claim_lock}",
+            new=InboundState.NEW.value)}
+        attempted = []
         for inbound_id in inbound_ids:
             row = rows.get(inbound_id)
-            if first and row is not None and row.attempts > 0:
+            if first and row is not None and row["attempts"] > 0:
                 continue  # taken alone, in its own round
             if row is None:
                 taken.append(_current(session, inbound_id))
-            elif held_elsewhere(row.claimed_by, row.claimed_at, now, _lease(settings)):
+            elif held_elsewhere(row["claimed_by"], instant(row["claimed_at"]), now,
+                                _lease(settings)):
                 taken.append(Settled(inbound_id, InboundState.NEW,
-                                     reason=f"in hand of {row.claimed_by}"))
-            elif row.attempts >= MAX_ATTEMPTS:
-                row.state = InboundState.FAILED
-                row.reason = (f"given up after {row.attempts} attempts that did not finish (the "
-                              "worker crashed, was killed or hung on it)"
-                              + (f"; last: {row.reason}" if row.reason else ""))[:1000]
-                row.processed_at = now
-                _release(row)
+                                     reason=f"in hand of {row['claimed_by']}"))
+            elif row["attempts"] >= MAX_ATTEMPTS:
+                reason = (f"given up after {row['attempts']} attempts that did not finish (the "
+                          "worker crashed, was killed or hung on it)"
+                          + (f"; last: {row['reason']}" if row["reason"] else ""))[:1000]
+                db.execute(_SETTLED, id=inbound_id, state=InboundState.FAILED.value,
+                           ticket=None, reason=reason, at=now)
                 log.error("inbound %s message-id=<%s> failed: %s", inbound_id,
-                          row.message_id or "-", row.reason)
-                taken.append(Settled(inbound_id, InboundState.FAILED, reason=row.reason))
+                          row["message_id"] or "-", reason)
+                taken.append(Settled(inbound_id, InboundState.FAILED, reason=reason))
             else:
-                row.attempts += 1
-                row.claimed_by, row.claimed_at = this_worker(), now
-                taken.append(_Taken(inbound_id, row.raw, row.envelope_from))
+                attempted.append(inbound_id)
+                taken.append(_Taken(inbound_id, bytes(row["raw"]), row["envelope_from"]))
+        if attempted:
+            db.execute(f"{_ATTEMPTED} WHERE id IN ({id_list(attempted)})", me=this_worker(),
+                       at=now)
     return taken
+
+
+# The claim of `_take`: the rows still `new`, then each attempt counted and claimed at once.
+_CLAIMABLE = ("SELECT id, attempts, claimed_by, claimed_at, reason, message_id, raw, "
+              "envelope_from FROM inbound WHERE state = :new")
+_ATTEMPTED = "UPDATE inbound SET attempts = attempts + 1, claimed_by = :me, claimed_at = :at"
 
 
 def _give_back(engine: Engine, inbound_ids: list[int]) -> None:
