@@ -32,6 +32,7 @@ from typing import Any
 
 from flufl.bounce import all_failures
 
+from maild.headers import single_line
 from maild.parsing import MessageTooComplex, message_tree
 
 # Actions of RFC 3464 §2.3.3 that say the mail went on, or arrived: not a failure.
@@ -55,7 +56,10 @@ _MAX_DIAGNOSTIC = 500
 
 _STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _REPLY_CODE = re.compile(r"^\s*([245]\d\d)(?:[\s-]|$)")
-_QUOTED_MESSAGE_ID = re.compile(r"^[ \t>]*Message-ID:\s*<([^<>\s]+@[^<>\s]+)>",
+# A Message-ID between brackets: no space and no control character (a NUL is no id, and
+# PostgreSQL refuses it in a look-up).
+_BRACKETED_ID = r"<([^<>\s\x00-\x1f\x7f]+@[^<>\s\x00-\x1f\x7f]+)>"
+_QUOTED_MESSAGE_ID = re.compile(rf"^[ \t>]*Message-ID:\s*{_BRACKETED_ID}",
                                 re.IGNORECASE | re.MULTILINE)
 _ADDRESS = re.compile(r"[^\s@<>()\[\],;:\"']+@[a-z0-9-]+(?:\.[a-z0-9-]+)+", re.IGNORECASE)
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)\s*:\s?(.*)$")
@@ -71,6 +75,13 @@ class Failure:
     reply_code: str = ""  # the SMTP reply, e.g. "550"; "" when not given
     diagnostic: str = ""  # what the remote server said, on one line
     action: str = ""      # RFC 3464 Action (failed, delayed); "" for a non-DSN bounce
+
+    def __post_init__(self) -> None:
+        # A report is a stranger's text, and all of this is stored (events, the undeliverable
+        # mark) and shown to staff: on one line, no NUL (PostgreSQL refuses it in text) nor any
+        # other control character, whichever detector read it.
+        for name in ("recipient", "status", "reply_code", "diagnostic", "action"):
+            object.__setattr__(self, name, single_line(getattr(self, name)))
 
 
 @dataclass(frozen=True)
@@ -412,7 +423,7 @@ def _returned_message_id(msg: Message, parts: list[Message]) -> str | None:
 
 
 def _message_id(value: str) -> str | None:
-    found = re.search(r"<([^<>\s]+@[^<>\s]+)>", value)
+    found = re.search(_BRACKETED_ID, value)
     return found.group(1) if found else None
 
 
