@@ -79,7 +79,9 @@ def message_ids(text: str) -> list[str]:
     if not found:
         # Some clients omit the angle brackets; take bare tokens that look like ids.
         found = [t for t in text.split() if re.fullmatch(r"[^@]+@[^@]+", t.strip("<>"))]
-    ids = [normalize_message_id(m) for m in found]
+    # No control character stays in an id: a NUL is no part of one, and PostgreSQL refuses it
+    # in text (a look-up by it failed the mail).
+    ids = [_CONTROL.sub("", normalize_message_id(m)) for m in found]
     return [i for i in ids if i and len(i) <= _MAX_MSGID]
 
 

@@ -372,16 +372,16 @@ def test_what_a_report_says_is_stored_without_nul_or_control_characters() -> Non
     """A report's text goes into events, the undeliverable mark and staff notices; PostgreSQL
     refuses a NUL in text, and the bounce failed instead of being threaded (found by the
     stricter check of tests/hostile.py on PostgreSQL)."""
-    raw = ("From: MAILER-DAEMON@mx.example.net\r\nTo: support@example.com\r\n"
-           "Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
-           'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
-           "--b\r\nContent-Type: text/plain\r\n\r\nNot delivered.\r\n"
-           "--b\r\nContent-Type: message/delivery-status\r\n\r\n"
-           "Reporting-MTA: dns; mx.example.net\r\n\r\n"
-           "Final-Recipient: rfc822; iv\x00an@example.org\r\nAction: fail\x00ed\r\n"
-           "Status: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 user\x00 unknown\x1b[31m\r\n"
-           "--b\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-           "Message-ID: <maild.1\x00@example.com>\r\n--b--\r\n").encode()
+    raw = (b"From: MAILER-DAEMON@mx.example.net\r\nTo: support@example.com\r\n"
+           b"Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+           b"--b\r\nContent-Type: text/plain\r\n\r\nNot delivered.\r\n"
+           b"--b\r\nContent-Type: message/delivery-status\r\n\r\n"
+           b"Reporting-MTA: dns; mx.example.net\r\n\r\n"
+           b"Final-Recipient: rfc822; iv\x00an@example.org\r\nAction: fail\x00ed\r\n"
+           b"Status: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 user\x00 unknown\x1b[31m\r\n"
+           b"--b\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+           b"Message-ID: <maild.1\x00@example.com>\r\n--b--\r\n")
     verdict = detect(raw)
     assert verdict.bounce, verdict
     [failure] = verdict.failures

@@ -537,3 +537,15 @@ def _parses_or_has_no_sender(data: bytes) -> None:
         assert "\x00" not in value
         value.encode("utf-8")
     assert len(mail.subject.splitlines()) <= 1
+
+
+def test_message_ids_hold_no_control_characters() -> None:
+    """A NUL inside a Message-ID, In-Reply-To or References is no part of the id: PostgreSQL
+    refuses it in text, and the look-up by it failed the mail (found by tests/test_hostile.py
+    on PostgreSQL)."""
+    raw = (b"From: ivan@example.org\r\nTo: support@example.com\r\nSubject: x\r\n"
+           b"Message-ID: <m\x00id@example.org>\r\nIn-Reply-To: <r\x00e@example.org>\r\n"
+           b"References: <f\x01oo@example.org> <ok@example.org>\r\n\r\nHello\r\n")
+    mail = parse_message(raw)
+    assert mail.message_id == "mid@example.org"
+    assert set(mail.thread_ids) == {"re@example.org", "foo@example.org", "ok@example.org"}
