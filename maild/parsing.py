@@ -301,15 +301,17 @@ def _without_stray_header_lines(data: bytes) -> bytes:
 
 
 def header_text(msg: Message, name: str) -> str:
-    """A header decoded to text (8-bit bytes, RFC 2047 words), unfolded; "" when absent.
-    Never raises."""
+    """A header decoded to text (8-bit bytes, RFC 2047 words), unfolded, on one line (a line
+    break of any kind a space) without NUL or other control characters — what reads a header
+    may store it, an automatic mail's reason for one; "" when absent. Never raises."""
     raw = _raw_header(msg, name)
     if not raw:
         return ""
     try:
-        return _decode_words(raw, msg)
+        text = _decode_words(raw, msg)
     except Exception:  # a decoder bug must not cost the message: keep what can be read
-        return raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        text = raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return _clean(" ".join(text.splitlines()))
 
 
 def _raw_header(msg: Message, name: str) -> str:

@@ -549,3 +549,13 @@ def test_message_ids_hold_no_control_characters() -> None:
     mail = parse_message(raw)
     assert mail.message_id == "mid@example.org"
     assert set(mail.thread_ids) == {"re@example.org", "foo@example.org", "ok@example.org"}
+
+
+def test_a_header_read_as_text_holds_no_control_characters() -> None:
+    """An automatic mail's reason quotes its Auto-Submitted header and is stored: a NUL in it
+    failed the mail on PostgreSQL (found by tests/test_hostile.py there)."""
+    raw = (b"From: ivan@example.org\r\nTo: support@example.com\r\nSubject: x\x00y\r\n"
+           b"Auto-Submitted: auto-\x00replied\x1b[31m\r\n\r\nHello\r\n")
+    mail = parse_message(raw)
+    assert mail.automatic and mail.automatic_reason.isprintable(), mail.automatic_reason
+    assert "\x00" not in mail.subject
