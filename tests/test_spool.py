@@ -18,7 +18,7 @@ from maild import config
 from maild.db import make_engine, transaction
 from maild.dedupe import identify
 from maild.errors import StorageUnavailable
-from maild.ingest.accept import accept
+from maild.ingest.accept import Accepted, accept
 from maild.ingest.spool import Spool, SpoolBacklog, backlog_at, spool_path
 from maild.models import Inbound, InboundState
 from tests.conftest import Helpdesk, mail
@@ -264,7 +264,7 @@ def test_a_spool_left_by_an_older_maild_is_rekeyed_when_the_worker_opens_it(
 
 
 def test_try_store_declines_at_once_while_another_writer_holds_the_spool(
-    database: Path, intake: Spool, mover: Spool, engine: Engine
+    database: Path, mover: Spool, engine: Engine
 ) -> None:
     """The SMTP listener stores on its event loop only when nobody else writes: while the
     worker's mover (another process, here another connection) holds the spool, `try_store`
@@ -272,25 +272,29 @@ def test_try_store_declines_at_once_while_another_writer_holds_the_spool(
     import threading
     import time
 
-    assert intake.try_store(bytes(mail(message_id="<a@example.org>")), source="smtp",
-                            now=WHEN) is not None
-    with closing(sqlite3.connect(spool_path(database), isolation_level=None)) as other:
-        other.execute("BEGIN IMMEDIATE")
-        started = time.monotonic()
-        declined = intake.try_store(bytes(mail(message_id="<b@example.org>")), source="smtp",
-                                    now=WHEN)
-        assert declined is None and time.monotonic() - started < 0.1
-        waited: list[object] = []
-        writer = threading.Thread(target=lambda: waited.append(intake.store(
-            bytes(mail(message_id="<b@example.org>")), source="smtp", now=WHEN)))
-        writer.start()
-        time.sleep(0.05)
-        assert not waited  # still waiting for the lock (busy_timeout 0.2 s)
-        other.execute("COMMIT")
-        writer.join()
-    assert len(waited) == 1 and not waited[0].duplicate  # type: ignore[attr-defined]
-    again = intake.try_store(bytes(mail(message_id="<b@example.org>")), source="smtp",
-                             now=WHEN)
-    assert again is not None and again.duplicate
+    # Built once: `mail` dates a message now, and one built a clock tick later would be another
+    # message (the Date is part of what `maild.dedupe` compares).
+    second = bytes(mail(message_id="<b@example.org>", date=WHEN))
+    # A busy timeout far beyond the test's pauses: a loaded machine cannot make the waiting
+    # store give up, and "at once" stays far below it.
+    with closing(Spool(spool_path(database), busy_timeout=30)) as intake:
+        assert intake.try_store(bytes(mail(message_id="<a@example.org>")), source="smtp",
+                                now=WHEN) is not None
+        with closing(sqlite3.connect(spool_path(database), isolation_level=None)) as other:
+            other.execute("BEGIN IMMEDIATE")
+            started = time.monotonic()
+            declined = intake.try_store(second, source="smtp", now=WHEN)
+            assert declined is None and time.monotonic() - started < 5
+            waited: list[Accepted] = []
+            writer = threading.Thread(target=lambda: waited.append(
+                intake.store(second, source="smtp", now=WHEN)))
+            writer.start()
+            time.sleep(0.2)
+            assert not waited  # still waiting for the lock
+            other.execute("COMMIT")
+            writer.join()
+        assert len(waited) == 1 and not waited[0].duplicate
+        again = intake.try_store(second, source="smtp", now=WHEN)
+        assert again is not None and again.duplicate
     assert mover.move_into(engine, 10) == 2
     assert [row.message_id for row in inbound(engine)] == ["a@example.org", "b@example.org"]
