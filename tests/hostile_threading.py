@@ -29,7 +29,9 @@ and the timer duties (escalations) fall due as in a working week.
    closed tickets (and reopen them), and the answers are built from hostile tickets too.
 5. *Check.* Every inbound row of the batch `check_settled` (none left `new` or claimed);
    every mail delivered into the Maildir `check_outgoing` (then removed, so the folder stays
-   small; its reference kept for follow-ups); no outbox row left due, in hand or dead.
+   small; its reference kept for follow-ups); no outbox row left due, in hand or dead. A
+   follow-up that did not land on the ticket it answers is kept under `failures/strayed/`
+   with where it went (`strayed.txt`), to be explained; it is counted, not a violation.
 
 An exception out of any of maild's calls is a crash: counted, its traceback and the batch's
 messages saved under `failures`, and the campaign goes on with the next batch.
@@ -69,6 +71,7 @@ STAFF = ("alice@example.com", "bob@example.com")
 START = datetime(2026, 12, 1, 6, 0, tzinfo=UTC)  # a Tuesday, 09:00 in Moscow
 MAX_ROUNDS = 50  # worker rounds a batch may take before what is left counts as stuck
 MAX_SAVED = 50   # batches whose messages are kept with their findings
+MAX_STRAYED = 500  # follow-ups kept that did not land on the ticket they answer
 
 CONFIG = """
 [database]
@@ -190,6 +193,7 @@ class ThreadingCampaign:
         self.references: list[Reference] = []
         self.told: set[tuple[str, int]] = set()  # rows left unsettled, reported once
         self.saved = 0
+        self.strayed = 0
         self.report = Report()
 
     def close(self) -> None:
@@ -353,7 +357,10 @@ class ThreadingCampaign:
             if row["state"] == "failed":
                 self.failed[_reason_kind(row["reason"])] += 1
             if case.follows is not None:
-                counts[_followed(row, case.follows)] += 1
+                landed = _followed(row, case.follows)
+                counts[landed] += 1
+                if landed != _ON_THEIR_TICKET:
+                    self._strayed(case, case.follows, row, landed)
             cpu = case.store_cpu + watch.spent.get(case.row, 0.0)
             self.report.slowest = max(self.report.slowest, (cpu, case.label, len(case.raw)))
             if cpu == self.report.slowest[0]:
@@ -363,6 +370,21 @@ class ThreadingCampaign:
             if ("inbound", row["id"]) not in self.told:
                 self.told.add(("inbound", row["id"]))
                 self.report.violations.append(f"inbound {row['id']} left new")
+
+    def _strayed(self, case: _Case, ref: Reference, row: Any, landed: str) -> None:
+        """A follow-up that did not land on the ticket it answers: kept with where it went, so
+        each can be explained (the first `MAX_STRAYED`), and not counted as a violation —
+        a hostile message may name another ticket or reuse a Message-ID of its own."""
+        if self.strayed >= MAX_STRAYED:
+            return
+        self.strayed += 1
+        folder = self.failures / "strayed"
+        name = case.label.replace("/", "-").replace(" ", "-")
+        self._save(folder / f"{name}.eml", case.raw)
+        with open(folder / "strayed.txt", "a", encoding="utf-8") as out:
+            out.write(f"{name}.eml: answers {ref.number} <{ref.message_id}>; {landed}: "
+                      f"inbound {row['id']} {row['state']}, ticket {row['number']}, "
+                      f"{row['reason'][:200]!r}\n")
 
     @property
     def failed(self) -> Counter[str]:
@@ -463,11 +485,14 @@ def follow_up(rng: random.Random, raw: bytes, ref: Reference) -> bytes:
     return b"\r\n".join(head) + b"\r\n" + raw
 
 
+_ON_THEIR_TICKET = "follow-ups: threaded onto their ticket"
+
+
 def _followed(row: Any, ref: Reference) -> str:
     if row["state"] == "failed":
         return "follow-ups: failed"
     if row["number"] == ref.number:
-        return "follow-ups: threaded onto their ticket"
+        return _ON_THEIR_TICKET
     return "follow-ups: on another ticket" if row["number"] else "follow-ups: no ticket"
 
 
