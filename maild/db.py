@@ -29,6 +29,7 @@ from maild.errors import StorageUnavailable
 from maild.keys import create_key
 from maild.models import Queue, Staff
 from maild.rows import rows_of
+from maild.tracked import tracker_of
 from maild.writelock import WriterLock
 
 log = logging.getLogger("maild.db")
@@ -120,7 +121,11 @@ def add_object(session: Session, model: type[_Model], values: dict[str, Any]) ->
     row, as if loaded: what the caller changes on it later is flushed as an UPDATE. For the
     rows the operations go on to change or read (a new ticket, a stored incoming message): an
     ORM insert's flush cost about 0.44 ms, this about 0.17 ms (most of it building the
-    SQLModel object)."""
+    SQLModel object). Inside `maild.tracked.tracking` (the worker) the object is the
+    tracker's instead, outside the session, and the tracker writes its changes."""
+    tracker = tracker_of(session)
+    if tracker is not None:
+        return tracker.insert(model, values)
     rows = rows_of(session)
     row_id = rows.insert(model, values)
     found = model(**{**rows.defaults(model), **values, "id": row_id})

@@ -33,8 +33,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from maild.config import Settings
 from maild.dbapi import bound_list
@@ -44,6 +43,7 @@ from maild.rows import rows_of
 from maild.signing import signed_for
 from maild.subject import find_numbers, find_tags
 from maild.threading.staffmail import new_text
+from maild.tracked import Tracker, tracker_of
 
 _QUOTED_MESSAGE_ID = re.compile(r"^\s*Message-ID:\s*<([^<>\s]+)>", re.IGNORECASE | re.MULTILINE)
 
@@ -55,7 +55,7 @@ TEXT_SCAN_CHARS = 64 * 1024
 NUMBERS_PER_PLACE = 20
 
 # Who takes part in a ticket: asked for nearly every reply, straight to the driver
-# (`maild.rows`); the tickets themselves are loaded as the session's objects, to be changed.
+# (`maild.rows`); the tickets themselves are the tracker's objects, to be changed.
 _CC_PARTICIPANT = "SELECT id FROM participant WHERE ticket_id = :ticket AND address = :address"
 _ON_CORRESPONDENCE = ("SELECT sender, recipients FROM message WHERE ticket_id = :ticket "
                       "AND (sender = :address OR recipients LIKE '%' || :address || '%') "
@@ -129,7 +129,7 @@ def _by_number(session: Session, settings: Settings, sender: str, numbers: list[
     numbers = numbers[:NUMBERS_PER_PLACE]
     if not numbers:
         return None, None
-    known = {t.number: t for t in session.exec(_TICKETS_NUMBERED, params={"numbers": numbers})}
+    known = {t.number: t for t in _tickets(session).load(Ticket, "number", numbers)}
     claimed: str | None = None
     for number in numbers:
         ticket = known.get(number)
@@ -141,10 +141,13 @@ def _by_number(session: Session, settings: Settings, sender: str, numbers: list[
     return None, claimed
 
 
-# Asked of most mail: built once (an ORM select built per call cost a third of the look-up).
-_TICKETS_NUMBERED = select(Ticket).where(
-    col(Ticket.number).in_(bindparam("numbers", expanding=True)))
-_TICKETS_WITH_ID = select(Ticket).where(col(Ticket.id).in_(bindparam("ids", expanding=True)))
+def _tickets(session: Session) -> Tracker:
+    """The worker's tracker (`maild.tracked`): the tickets are read straight from the driver,
+    and what the operations change on them is written when the message is applied."""
+    tracker = tracker_of(session)
+    if tracker is None:
+        raise RuntimeError("resolve runs inside maild.tracked.tracking (the worker)")
+    return tracker
 
 
 def _text_numbers(text: str, tag: str) -> list[str]:
@@ -201,8 +204,7 @@ def _references(session: Session, message_ids: tuple[str, ...],
     found.update({row["message_id"]: row["ticket_id"] for row in rows.rows(
         f"SELECT ticket_id, message_id FROM outbox WHERE message_id IN ({listed}) "
         "AND ticket_id IS NOT NULL", **wanted) if row["message_id"] not in found})
-    tickets = {t.id: t for t in session.exec(
-        _TICKETS_WITH_ID, params={"ids": list(set(found.values()))})} if found else {}
+    tickets = {t.id: t for t in _tickets(session).load(Ticket, "id", list(set(found.values())))}
     # In-Reply-To first, then the newest reference
     return [(mid, tickets[found[mid]]) for mid in message_ids
             if mid in found and found[mid] in tickets]

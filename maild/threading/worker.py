@@ -32,6 +32,7 @@ from maild.models import Inbound, InboundState, Ticket
 from maild.parsing import ParsedMail, parse_message
 from maild.rows import rows_of
 from maild.threading.apply import Context, Received, apply_message
+from maild.tracked import tracking
 
 log = logging.getLogger("maild.threading")
 MAX_ATTEMPTS = 3  # SPEC §9: a message that crashes or hangs the worker is taken at most 3 times
@@ -143,7 +144,9 @@ def _settle_one(session: Session, settings: Settings, templates: Templates, cloc
     now = clock.now()
     if item.mail is not None:
         try:
-            with session.begin_nested():
+            # The tickets and messages it touches are tracked objects (`maild.tracked`):
+            # their changes are written before the savepoint ends, or dropped with it.
+            with session.begin_nested(), tracking(session):
                 return _apply(session, settings, templates, now, row, item.mail)
         except StorageUnavailable:
             raise  # the database, not the message (`maild.rows`): the batch is given back

@@ -1,0 +1,110 @@
+"""`maild.tracked`: the worker's tickets and messages, read and written straight to the driver,
+are the objects the ORM would have given it, and exactly what changed on them is written."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from maild import config
+from maild.db import add_object, make_engine, transaction
+from maild.models import Message, Ticket, TicketStatus
+from maild.rows import rows_of
+from maild.tracked import tracker_of, tracking
+from tests.conftest import Helpdesk, mail
+
+LATER = datetime(2027, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(helpdesk: Helpdesk) -> Iterator[Engine]:
+    engine = make_engine(config.load(helpdesk.config).database)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def ticket_id(helpdesk: Helpdesk, engine: Engine) -> int:
+    number = helpdesk.ingest(mail()).out.strip()
+    with transaction(engine, readonly=True) as session:
+        found = session.exec(select(Ticket).where(Ticket.number == number)).one()
+        assert found.id is not None
+        return found.id
+
+
+def columns(engine: Engine, model: type[Ticket] | type[Message], row_id: int) -> dict[str, object]:
+    """A row as the ORM loads it, every column."""
+    with transaction(engine, readonly=True) as session:
+        found = session.get(model, row_id)
+        assert found is not None
+        return {c.name: getattr(found, c.name) for c in model.__table__.columns}  # type: ignore[attr-defined]
+
+
+def test_a_tracked_ticket_holds_what_the_orm_loads(engine: Engine, ticket_id: int) -> None:
+    loaded = columns(engine, Ticket, ticket_id)
+    with transaction(engine) as session, tracking(session) as tracker:
+        tracked = tracker.get(Ticket, ticket_id)
+        assert tracked is not None
+        assert {name: getattr(tracked, name) for name in loaded} == loaded
+        assert [type(getattr(tracked, name)) for name in loaded] == \
+            [type(value) for value in loaded.values()]
+        assert tracked not in session  # outside the unit of work
+        # One object per row within the block, changes and all.
+        tracked.subject = "changed in memory"
+        [again] = tracker.load(Ticket, "number", [tracked.number])
+        assert again is tracked and again.subject == "changed in memory"
+
+
+def test_only_what_changed_is_written_when_the_block_ends(engine: Engine,
+                                                          ticket_id: int) -> None:
+    before = columns(engine, Ticket, ticket_id)
+    with transaction(engine) as session, tracking(session) as tracker:
+        tracked = tracker.get(Ticket, ticket_id)
+        assert tracked is not None
+        tracked.status = TicketStatus.WAITING
+        tracked.answered_at = LATER
+        tracked.breached = True
+        tracked.owner = before["owner"]  # set, but to what it was
+        # Another writer changes a column this block did not touch: it must survive the save.
+        rows_of(session).execute("UPDATE ticket SET customer_name = :name WHERE id = :id",
+                                 name="Written meanwhile", id=ticket_id)
+    after = columns(engine, Ticket, ticket_id)
+    assert after == {**before, "status": "waiting", "answered_at": LATER, "breached": True,
+                     "customer_name": "Written meanwhile"}
+
+
+def test_an_error_in_the_block_writes_nothing_and_ends_the_tracking(
+    engine: Engine, ticket_id: int
+) -> None:
+    before = columns(engine, Ticket, ticket_id)
+    with transaction(engine) as session:
+        with pytest.raises(RuntimeError), tracking(session) as tracker:
+            tracked = tracker.get(Ticket, ticket_id)
+            assert tracked is not None
+            tracked.subject = "never written"
+            raise RuntimeError("the message failed")
+        assert tracker_of(session) is None
+    assert columns(engine, Ticket, ticket_id) == before
+
+
+def test_add_object_inserts_through_the_tracker_and_its_changes_are_saved(
+    engine: Engine, ticket_id: int
+) -> None:
+    with transaction(engine) as session, tracking(session) as tracker:
+        message = add_object(session, Message, {
+            "ticket_id": ticket_id, "direction": "in", "kind": "customer",
+            "sender": "ivan@example.org", "subject": "More", "created_at": LATER})
+        assert message not in session and message.id is not None
+        assert tracker.get(Message, message.id) is message
+        assert (message.body, message.html, message.reply_to) == ("", False, "")  # defaults
+        message.kind = "staff"
+        message_id = message.id
+    stored = columns(engine, Message, message_id)
+    assert (stored["kind"], stored["subject"], stored["created_at"]) == ("staff", "More", LATER)
+    with transaction(engine, readonly=True) as session:
+        kinds = list(session.exec(select(Message.kind).where(col(Message.id) == message_id)))
+    assert kinds == ["staff"]
