@@ -45,8 +45,8 @@ class Tracker:
         self._held: dict[tuple[type[SQLModel], int], tuple[SQLModel, dict[str, Any]]] = {}
 
     def load(self, model: type[_Model], column: str, values: list[Any]) -> list[_Model]:
-        """The rows of `model` whose `column` is one of `values`, as tracked objects (the ones
-        already held as they are now, changes and all)."""
+        """The rows of `model` whose `column` (a name of maild's, never input) is one of
+        `values`, as tracked objects (the ones already held as they are now, changes and all)."""
         if not values:
             return []
         shape = _shape(model)
@@ -111,6 +111,14 @@ def tracking(session: Session) -> Iterator[Tracker]:
 def tracker_of(session: Session) -> Tracker | None:
     """The tracker of the block the session is in, if any."""
     found: Tracker | None = session.info.get(_KEY)
+    return found
+
+
+def tracker_in(session: Session) -> Tracker:
+    """The tracker of the block the session must be in (threading runs only in one)."""
+    found = tracker_of(session)
+    if found is None:
+        raise RuntimeError("threading runs inside maild.tracked.tracking (the worker's)")
     return found
 
 

@@ -52,7 +52,7 @@ from maild.threading.staffmail import (
     read_staff_mail,
 )
 from maild.tickets import Contact, Context
-from maild.tracked import tracker_of
+from maild.tracked import tracker_in
 
 # Context is re-exported for the worker
 __all__ = ["Applied", "Context", "Received", "apply_message"]
@@ -376,9 +376,7 @@ def _note_reused_message_id(ctx: Context, ticket: Ticket, inbound: Received) -> 
     other_id, other_ticket = earlier["id"], earlier["ticket_id"]
     where = ""
     if other_ticket is not None:
-        tracker = tracker_of(ctx.session)
-        assert tracker is not None, "threading runs inside maild.tracked.tracking"
-        other = tracker.get(Ticket, other_ticket)
+        other = tracker_in(ctx.session).get(Ticket, other_ticket)
         where = f", ticket {other.number}" if other is not None else ""
     tickets.event(ctx, ticket, EventType.MESSAGE_ID_REUSED, Actor.SYSTEM,
                   f"Message-ID <{inbound.message_id}> also names a different message "

@@ -35,7 +35,7 @@ from maild.outbox import queue_mail
 from maild.parsing import ParsedMail
 from maild.threading.resolve import Resolution
 from maild.tickets import Context
-from maild.tracked import tracker_of
+from maild.tracked import tracker_in
 
 _TICKET_OF_SENT = select(col(Outbox.ticket_id)).where(
     col(Outbox.message_id) == bindparam("message_id"), col(Outbox.ticket_id).is_not(None)
@@ -130,6 +130,4 @@ def _tell_staff(ctx: Context, ticket: Ticket, failures: list[dict[str, str]]) ->
 
 def _ticket(ctx: Context, query: Executable, **values: str) -> Ticket | None:
     ticket_id = ctx.session.connection().execute(query, values).scalar()
-    tracker = tracker_of(ctx.session)
-    assert tracker is not None, "threading runs inside maild.tracked.tracking"
-    return tracker.get(Ticket, ticket_id) if ticket_id is not None else None
+    return tracker_in(ctx.session).get(Ticket, ticket_id) if ticket_id is not None else None

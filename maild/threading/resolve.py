@@ -43,7 +43,7 @@ from maild.rows import rows_of
 from maild.signing import signed_for
 from maild.subject import find_numbers, find_tags
 from maild.threading.staffmail import new_text
-from maild.tracked import Tracker, tracker_of
+from maild.tracked import tracker_in
 
 _QUOTED_MESSAGE_ID = re.compile(r"^\s*Message-ID:\s*<([^<>\s]+)>", re.IGNORECASE | re.MULTILINE)
 
@@ -129,7 +129,7 @@ def _by_number(session: Session, settings: Settings, sender: str, numbers: list[
     numbers = numbers[:NUMBERS_PER_PLACE]
     if not numbers:
         return None, None
-    known = {t.number: t for t in _tickets(session).load(Ticket, "number", numbers)}
+    known = {t.number: t for t in tracker_in(session).load(Ticket, "number", numbers)}
     claimed: str | None = None
     for number in numbers:
         ticket = known.get(number)
@@ -139,15 +139,6 @@ def _by_number(session: Session, settings: Settings, sender: str, numbers: list[
             return ticket, None
         claimed = claimed or number
     return None, claimed
-
-
-def _tickets(session: Session) -> Tracker:
-    """The worker's tracker (`maild.tracked`): the tickets are read straight from the driver,
-    and what the operations change on them is written when the message is applied."""
-    tracker = tracker_of(session)
-    if tracker is None:
-        raise RuntimeError("resolve runs inside maild.tracked.tracking (the worker)")
-    return tracker
 
 
 def _text_numbers(text: str, tag: str) -> list[str]:
@@ -204,7 +195,7 @@ def _references(session: Session, message_ids: tuple[str, ...],
     found.update({row["message_id"]: row["ticket_id"] for row in rows.rows(
         f"SELECT ticket_id, message_id FROM outbox WHERE message_id IN ({listed}) "
         "AND ticket_id IS NOT NULL", **wanted) if row["message_id"] not in found})
-    tickets = {t.id: t for t in _tickets(session).load(Ticket, "id", list(set(found.values())))}
+    tickets = {t.id: t for t in tracker_in(session).load(Ticket, "id", list(set(found.values())))}
     # In-Reply-To first, then the newest reference
     return [(mid, tickets[found[mid]]) for mid in message_ids
             if mid in found and found[mid] in tickets]
