@@ -3,7 +3,7 @@ or (`--threading`) through parsing and threading into a real installation.
 
     .venv/bin/python bench/hostile_campaign.py --cases 100000 --seeds 2000 --workers 2
     nice -n 10 .venv/bin/python bench/hostile_campaign.py --threading --cases 100000 \\
-        --seeds 2000 --workers 2 [--seed 0] [--root DIR] [--failures DIR]
+        --seeds 2000 --workers 2 [--seed 0] [--root DIR] [--failures DIR] [--postgres]
 
 Each worker draws `--seeds / --workers` messages from the hypothesis strategy of
 tests/hostile.py (hypothesis drawing is about 40 ms a message on this machine), and then
@@ -18,7 +18,8 @@ safe, `tests.hostile.check_parsed`) or is refused as `UnparseableMessage` (no se
 message saved under `--failures`.
 
 `--threading`: each worker runs tests/hostile_threading.py's `ThreadingCampaign` on an
-installation of its own (SQLite under `--root`, default a temporary folder): every case parsed
+installation of its own (SQLite under `--root`, default a temporary folder; with `--postgres`
+a database of its own in a private PostgreSQL cluster, `tests/pg.py`): every case parsed
 as above, then stored as the pipe stores it, threaded by `process_pending`, its mail delivered
 into a Maildir by the app's deliverer, with follow-ups to earlier acknowledgements mixed in and
 staff answering and closing tickets; after each batch the inbound rows and every mail delivered
@@ -81,7 +82,7 @@ def worker(args: tuple[int, int, int, str, int]) -> tuple[Counter[str], int, flo
     return outcomes, len(pool), drawing, parse_time
 
 
-def threading_worker(args: tuple[int, int, int, str, int, str]) -> Any:
+def threading_worker(args: tuple[int, int, int, str, int, str, str | None]) -> Any:
     import logging
 
     from tests.hostile import cases, drawn
@@ -92,12 +93,12 @@ def threading_worker(args: tuple[int, int, int, str, int, str]) -> Any:
     # flufl.bounce logs each detector that raises (its Yale detector on a From it cannot
     # split, hundreds of times) with a traceback; maild takes that as no verdict.
     logging.getLogger("flufl.bounce").setLevel(logging.CRITICAL)
-    index, count, seeds, failures, seed, root = args
+    index, count, seeds, failures, seed, root, url = args
     began = time.perf_counter()
     pool = drawn(seeds, seed=seed + index)
     print(f"worker {index}: {len(pool)} drawn in {time.perf_counter() - began:.0f} s",
           file=sys.stderr, flush=True)
-    campaign = ThreadingCampaign(Path(root, f"worker-{index}"), seed=seed + index,
+    campaign = ThreadingCampaign(Path(root, f"worker-{index}"), seed=seed + index, url=url,
                                  name=f"worker-{index}", failures=Path(failures),
                                  progress=lambda line: print(line, file=sys.stderr, flush=True))
     return campaign.run(cases(random.Random(seed + index), pool, count))
@@ -114,6 +115,9 @@ def main() -> None:
                         help="through parsing and threading, not parsing alone")
     parser.add_argument("--root", help="--threading: where the installations go "
                         "(default: a temporary folder, removed afterwards)")
+    parser.add_argument("--postgres", action="store_true",
+                        help="--threading: each installation on a database of its own in a "
+                        "private PostgreSQL cluster (tests/pg.py), not SQLite")
     args = parser.parse_args()
     jobs = [(i, args.cases // args.workers + (i < args.cases % args.workers),
              args.seeds // args.workers, args.failures, args.seed) for i in range(args.workers)]
@@ -140,14 +144,27 @@ def threading_main(args: argparse.Namespace, jobs: list[tuple[int, int, int, str
     from tests.hostile_threading import Report
 
     start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="maild-hostile-") as tmp:
-        root = args.root or tmp
-        with multiprocessing.Pool(args.workers) as pool:
-            reports = pool.map(threading_worker, [(*job, root) for job in jobs])
+    cluster = None
+    if args.postgres:
+        from tests.pg import PostgresCluster
+
+        cluster = PostgresCluster()
+        cluster.start()
+    try:
+        urls = [cluster.create_database() if cluster else None for _ in jobs]
+        with tempfile.TemporaryDirectory(prefix="maild-hostile-") as tmp:
+            root = args.root or tmp
+            with multiprocessing.Pool(args.workers) as pool:
+                reports = pool.map(threading_worker,
+                                   [(*job, root, url) for job, url in zip(jobs, urls, strict=True)])
+    finally:
+        if cluster is not None:
+            cluster.stop()
     total = Report()
     for report in reports:
         total.add(report)
-    print(f"--threading: {args.workers} workers (an installation each), seed {args.seed}, "
+    print(f"--threading on {'PostgreSQL' if args.postgres else 'SQLite'}: {args.workers} "
+          f"workers (an installation each), seed {args.seed}, "
           f"{args.seeds} drawn by hypothesis, the rest mutants; "
           f"{time.perf_counter() - start:.0f} s wall in all, drawing included. Per worker:")
     for i, report in enumerate(reports):
