@@ -21,13 +21,16 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import format_datetime, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from maild.cli import main
 from tests.pg import PostgresCluster
 from tests.smtp_sink import SmtpSink
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 ON_POSTGRES = os.environ.get("MAILD_TEST_DATABASE", "sqlite") == "postgresql"
 _cluster: Any = None  # the session's PostgreSQL cluster, started when first asked for
@@ -226,6 +229,18 @@ def sink() -> Iterator[SmtpSink]:
 @pytest.fixture
 def helpdesk(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[Helpdesk]:
     yield Helpdesk(tmp_path, capsys)
+
+
+@pytest.fixture
+def engine(helpdesk: Helpdesk) -> Iterator[Engine]:
+    """An engine on the `helpdesk`'s database, for a test that reads or writes it directly
+    (imported here, not above: some tests look at what a command imports in this process)."""
+    from maild import config
+    from maild.db import make_engine
+
+    engine = make_engine(config.load(helpdesk.config).database)
+    yield engine
+    engine.dispose()
 
 
 def mail(

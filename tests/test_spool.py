@@ -28,13 +28,6 @@ WHEN = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-def engine(helpdesk: Helpdesk) -> Iterator[Engine]:
-    engine = make_engine(config.load(helpdesk.config).database)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
 def database(helpdesk: Helpdesk) -> Path:
     return helpdesk.root / "var" / "maild.db"
 

@@ -3,28 +3,19 @@ are the objects the ORM would have given it, and exactly what changed on them is
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from maild import config
-from maild.db import add_object, make_engine, transaction
+from maild.db import add_object, transaction
 from maild.models import Message, Ticket, TicketStatus
 from maild.rows import rows_of
 from maild.tracked import tracker_of, tracking
 from tests.conftest import Helpdesk, mail
 
 LATER = datetime(2027, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
-
-
-@pytest.fixture
-def engine(helpdesk: Helpdesk) -> Iterator[Engine]:
-    engine = make_engine(config.load(helpdesk.config).database)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
