@@ -36,7 +36,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from tests.servers import wait_port  # noqa: E402
+from tests.servers import ServiceManager, wait_port  # noqa: E402
 from tests.smtp_sink import free_port  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
@@ -218,10 +218,12 @@ def maild(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     log = open(root / "maild.log", "wb")  # noqa: SIM115
     subprocess.run([sys.executable, "-m", "maild", "--config", str(root / "maild.toml"),
                     "init"], check=True, stdout=log, stderr=log, cwd=REPO)
+    manager = ServiceManager()  # measured from READY=1: the daemon's start is not a mail's
     server = subprocess.Popen([sys.executable, "-m", "maild", "--config",
                                str(root / "maild.toml"), "run"], stdout=log, stderr=log,
-                              cwd=REPO)
+                              cwd=REPO, env={**os.environ, "NOTIFY_SOCKET": manager.address})
     try:
+        manager.wait_ready()
         wait_port(port)
         worker = worker_pid(server.pid)
         cpu0, worker_cpu0 = cpu_seconds(server.pid), cpu_seconds(worker)
@@ -248,6 +250,7 @@ def maild(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
         log.close()
+        manager.close()
     # Flat means: the paced run, after the fast one, did not grow what the processes hold.
     memory = {"intake_rss_mib": after_paced[0][0],
               "worker_rss_mib": after_paced[processes.index(worker)][0],

@@ -56,7 +56,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 import workload  # noqa: E402
 
-from tests.servers import wait_port  # noqa: E402
+from tests.servers import ServiceManager, wait_port  # noqa: E402
 from tests.smtp_sink import free_port  # noqa: E402
 
 HELPDESK = "django-helpdesk==2.6.1"
@@ -402,11 +402,18 @@ class Maild:
                        check=True, stdout=self.logs[0], stderr=self.logs[0], cwd=REPO)
 
     def start(self) -> None:
-        for config, log in zip(self.configs, self.logs, strict=True):
+        """Every `maild run` up and ready (READY=1, as systemd is told): what a daemon costs
+        to start is not part of any mail's cost, django-helpdesk's start is (a process per
+        run of get_email)."""
+        managers = [ServiceManager() for _ in self.configs]
+        for config, log, manager in zip(self.configs, self.logs, managers, strict=True):
             self.processes.append(subprocess.Popen(
                 [sys.executable, "-m", "maild", "--config", str(config), "run"],
-                stdout=log, stderr=log, cwd=REPO))
-        for port in self.ports:
+                stdout=log, stderr=log, cwd=REPO,
+                env={**os.environ, "NOTIFY_SOCKET": manager.address}))
+        for port, manager in zip(self.ports, managers, strict=True):
+            manager.wait_ready()
+            manager.close()
             wait_port(port, timeout=60)
 
     def stop(self) -> list[int]:

@@ -8,8 +8,10 @@ and every name taken from customer text pass through `single_line` before reachi
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.charset import QP, Charset
@@ -40,6 +42,7 @@ BUILTIN_TEMPLATES = Path(__file__).resolve().parent / "templates"  # package dat
 MAX_REFERENCES = 20
 LANGUAGES = ("en", "ru")  # every template exists in each
 INCLUDES = ("_attachments", "_priority")  # pieces the templates include
+TEMPLATE_RECHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,28 @@ class Templates:
             keep_trailing_newline=True,
         )
         self.env.filters["size"] = _size_filter
+        self._loaded: dict[str, tuple[jinja2.Template, float]] = {}  # name: (it, checked at)
+
+    def load_all(self) -> None:
+        """Compile every template of the set now (the worker, before it says it is ready), so
+        the first mail does not wait for it. One that is missing or broken is left to fail the
+        message that needs it, with its reason (`check-config` lists them)."""
+        for language in LANGUAGES:
+            for template in (*TEMPLATES, *INCLUDES):
+                with contextlib.suppress(jinja2.TemplateError):
+                    self._template(f"{language}/{template}.txt")
+
+    def _template(self, name: str) -> jinja2.Template:
+        """The compiled template, its file checked for changes at most once a second: Jinja2
+        would look at the file for every mail, and an operator who mends a template only
+        needs the next mail to see it."""
+        now = time.monotonic()
+        held = self._loaded.get(name)
+        if held is not None and now - held[1] < TEMPLATE_RECHECK_SECONDS:
+            return held[0]
+        template = self.env.get_template(name)
+        self._loaded[name] = (template, now)
+        return template
 
     def problems(self, languages: tuple[str, ...]) -> list[str]:
         """What is missing or broken in the set (for `check-config`): one line each."""
@@ -109,7 +134,7 @@ class Templates:
         return found
 
     def render(self, kind: str, language: str, context: dict[str, Any]) -> Rendered:
-        text = self.env.get_template(f"{language}/{kind}.txt").render(
+        text = self._template(f"{language}/{kind}.txt").render(
             {**context, "language": language})
         head, _, body = text.partition("\n\n")
         if not head.startswith("Subject:"):

@@ -17,6 +17,7 @@ from datetime import date, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from maild.errors import ConfigError
@@ -280,6 +281,16 @@ def key(default: Any = MISSING, *, factory: Callable[[], Any] | None = None,
 class DatabaseSettings:
     url: str = key("sqlite:///var/maild.db", path=True)
     busy_timeout: timedelta = key(timedelta(seconds=5), convert=_duration)
+
+    @cached_property
+    def shown_url(self) -> str:
+        """The URL as logs and `systemctl status` show it: without a password it may hold
+        (`postgresql://maild:secret@db/maild`)."""
+        parts = urlsplit(self.url)
+        if parts.password is None:
+            return self.url
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,31 @@ service lmtp {{
     def log(self) -> str:
         path = self.dir / "dovecot.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+
+class ServiceManager:
+    """The receiving end of `$NOTIFY_SOCKET`, systemd's side of sd_notify(3): give a
+    `maild run` `env={"NOTIFY_SOCKET": manager.address}`, then `wait_ready()`. The socket is
+    abstract (`@...`), so no path can be too long or left behind."""
+
+    def __init__(self) -> None:
+        self.address = f"@maild-notify-{os.getpid()}-{uuid.uuid4().hex}"
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.socket.bind("\0" + self.address[1:])
+
+    def next(self, timeout: float = 60.0) -> dict[str, str]:
+        """The next notification, as its `NAME=value` lines."""
+        self.socket.settimeout(timeout)
+        datagram = self.socket.recv(4096).decode()
+        return dict(line.split("=", 1) for line in datagram.splitlines())
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.next(max(0.1, deadline - time.monotonic())).get("READY") != "1":
+            pass
+
+    def close(self) -> None:
+        self.socket.close()
 
 
 class MaildProcess:

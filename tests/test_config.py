@@ -182,3 +182,14 @@ def test_the_support_address_is_required(tmp_path: Path) -> None:
         config.load(path)
     [problem] = raised.value.problems
     assert problem.startswith(f"{path}:mail.support_address: missing")
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("sqlite:////var/lib/maild/maild.db", "sqlite:////var/lib/maild/maild.db"),
+    ("postgresql://maild:s3cr%40t@db.example:5432/maild",
+     "postgresql://maild:***@db.example:5432/maild"),
+    ("postgresql+psycopg://maild@db/maild", "postgresql+psycopg://maild@db/maild"),
+    ("postgresql://u:p@[::1]:5432/x?sslmode=require", "postgresql://u:***@[::1]:5432/x?sslmode=require"),
+])
+def test_the_database_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    assert config.DatabaseSettings(url=url).shown_url == shown

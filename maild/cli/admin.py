@@ -63,7 +63,7 @@ def init(app: App, args: argparse.Namespace) -> int:
     from maild.db import init as init_database
 
     init_database(app.engine, app.settings)
-    print(f"database ready: {app.settings.database.url}")
+    print(f"database ready: {app.settings.database.shown_url}")
     return 0
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from maild.app import App, secret
 from maild.claims import interrupted
 from maild.daemon.shared import Shared, start_child, start_worker
+from maild.daemon.systemd import notify as tell_service_manager
 from maild.dbapi import Pool
 from maild.errors import MaildError, StorageUnavailable
 from maild.ingest.accept import Accepted, accept_on
@@ -49,6 +50,7 @@ class Intake:
         self.pollers: list[ImapPoller] = []
         self.worker: subprocess.Popen[bytes] | None = None
         self.worker_started = 0.0
+        self.announced = False  # READY=1 sent to systemd
         self.spool: Spool | None = None
         self.handoff: HandoffListener | None = None
 
@@ -113,11 +115,12 @@ class Intake:
             log.info("IMAP poller %s: %s@%s:%s %s (%s)", mailbox.name, mailbox.username,
                      mailbox.host, mailbox.port, mailbox.folder,
                      "IDLE" if mailbox.idle else f"every {mailbox.poll_seconds}s")
-        log.info("maild running: database %s, outbound %s", settings.database.url,
+        log.info("maild running: database %s, outbound %s", settings.database.shown_url,
                  settings.outbound.transport)
 
     def start_worker(self) -> None:
         self.shared.in_hand.value = 0
+        self.shared.worker_ready.value = 0
         self.worker = start_worker(self.app.settings.path, self.shared, os.getpid(),
                                    logging.getLogger().level)
         self.worker_started = time.monotonic()
@@ -128,6 +131,7 @@ class Intake:
         backoff = 1.0
         while not self.stop.wait(0.5):
             assert self.worker is not None
+            self.announce_ready()
             if self.worker.poll() is None:
                 if self.hung():
                     self.stop_hung_worker()
@@ -142,6 +146,21 @@ class Intake:
                 break
             backoff = min(backoff * 2, WORKER_RESTART_MAX_SECONDS)
             self.start_worker()
+
+    def announce_ready(self) -> None:
+        """READY=1 to systemd (`Type=notify`), once: the listeners are up and the first worker
+        has its imports and templates loaded, so the first mail is threaded at once — or that
+        worker died, and then the intake is up all the same, storing mail while it restarts
+        the worker: better than systemd stopping the service for a start that never ends."""
+        assert self.worker is not None
+        if self.announced or not (self.shared.worker_ready.value
+                                  or self.worker.poll() is not None):
+            return
+        self.announced = True
+        tell_service_manager("READY=1", f"STATUS=maild running: database "
+                             f"{self.app.settings.database.shown_url}, outbound "
+                             f"{self.app.settings.outbound.transport}")
+        log.info("ready: the worker has loaded its imports and templates")
 
     def hung(self) -> bool:
         since = self.shared.in_hand_since.value
@@ -178,6 +197,7 @@ class Intake:
 
     def shutdown(self) -> None:
         self.stop.set()
+        tell_service_manager("STOPPING=1")
         if self.handoff is not None:  # first: a pipe from now on threads its mail itself
             self.handoff.stop()
         if self.listener is not None:

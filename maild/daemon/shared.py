@@ -24,12 +24,13 @@ import time
 from collections.abc import Sequence
 
 # The shared values, at fixed places in the shared memory.
-_STOP, _IN_HAND, _IN_HAND_SINCE, _SIZE = 0, 8, 16, 24
+_STOP, _READY, _IN_HAND, _IN_HAND_SINCE, _SIZE = 0, 1, 8, 16, 24
 
 
 class Shared:
-    """What the intake and the worker share: a wake-up call, a stop flag, and which inbound
-    message the worker is threading since when (the intake's watch for a hang).
+    """What the intake and the worker share: a wake-up call, a stop flag, whether the worker
+    is ready (its imports and templates loaded), and which inbound message the worker is
+    threading since when (the intake's watch for a hang).
 
     Nothing here takes a lock that a process could die holding. A multiprocessing Event does
     (its Condition's semaphore): a worker killed -9 inside `wait` or `clear` left it held, and
@@ -50,6 +51,7 @@ class Shared:
         os.set_blocking(self._ring, False)
         self._memory = mmap.mmap(self._memory_fd, _SIZE)
         self._stop = ctypes.c_int8.from_buffer(self._memory, _STOP)
+        self.worker_ready = ctypes.c_int8.from_buffer(self._memory, _READY)  # 1: ready to thread
         self.in_hand = ctypes.c_int64.from_buffer(self._memory, _IN_HAND)  # inbound id; 0: none
         # time.monotonic() when it was taken (one clock for every process of the machine)
         self.in_hand_since = ctypes.c_double.from_buffer(self._memory, _IN_HAND_SINCE)

@@ -62,6 +62,8 @@ def worker_main(config_path: str, shared: Shared, parent: int, level: int) -> No
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: shared.stop())
     worker = Worker(App(config.load(config_path)), shared, parent)
+    worker.app.templates.load_all()  # before "ready": the first mail should not wait for them
+    shared.worker_ready.value = 1
     try:
         worker.loop()
     finally:
