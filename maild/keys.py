@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 MIN_KEY_BYTES = 16
-_cache: dict[str, tuple[float, bytes]] = {}
+_cache: dict[str, tuple[int, bytes]] = {}  # file: (its mtime in ns, its key)
 
 
 def create_key(file_name: str) -> bool:
@@ -47,16 +47,16 @@ def read_key(file_name: str, *, create: bool = False) -> bytes:
     """The key in `file_name`, read again whenever the file changes: a new key takes effect
     at once. A missing file raises (OSError) — `maild init` makes it — unless `create`: then
     this makes it, as init would (`create_key`)."""
-    path = Path(file_name)
     try:
-        mtime = path.stat().st_mtime
+        mtime = os.stat(file_name).st_mtime_ns  # for every mail signed: no Path built first
     except FileNotFoundError:
         if not create:
             raise
         create_key(file_name)  # or another process did, a moment ago: that is the key
-        mtime = path.stat().st_mtime
+        mtime = os.stat(file_name).st_mtime_ns
     cached = _cache.get(file_name)
     if cached is None or cached[0] != mtime:
+        path = Path(file_name)
         key = path.read_bytes().strip()
         if len(key) < MIN_KEY_BYTES:
             raise ValueError(f"{path}: the key is shorter than {MIN_KEY_BYTES} bytes")

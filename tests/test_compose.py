@@ -1,14 +1,30 @@
-"""`maild.compose` writes a plain-text mail's MIME part itself (`_plain_text`): byte for byte
-what compat32's generator writes for the same text, which stays the path for every other mail
-(HTML alternatives, attachments, lines SMTP cannot carry)."""
+"""`maild.compose` writes a mail's MIME parts itself: a text part byte for byte what compat32's
+generator writes for the same text (`_plain_text`; the generator stays the path for lines SMTP
+cannot carry), and the multiparts of HTML alternatives and attachments as a mail client reads
+what the generator would have written."""
 
 from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maild.compose import _SMTP_COMPAT32, _plain_text, _text_part
+from maild import config
+from maild.compose import (
+    _SMTP_COMPAT32,
+    Envelope,
+    OutgoingFile,
+    Rendered,
+    _plain_text,
+    _text_part,
+    build_message,
+)
 
 TEXTS = [
     "Hello,\nyour ticket is 2026120100042.\n\n-- \nmaild, support@example.com\n",
@@ -35,3 +51,48 @@ def test_any_text_is_written_as_the_generator_writes_it(text: str) -> None:
 @pytest.mark.parametrize("text", ["x" * 999 + "\n", "ж" * 500 + "\n", "a\n" + "b" * 1200])
 def test_what_needs_quoted_printable_is_left_to_the_generator(text: str) -> None:
     assert _plain_text(text) is None
+
+
+SETTINGS = config.from_mapping({"mail": {"support_address": "support@example.com"}})
+FILES = (
+    OutgoingFile("журнал ошибок.txt", "text/plain", "ошибка 42\n".encode() * 3000),
+    OutgoingFile("shot.png", "image/png", os.urandom(100_000)),
+    OutgoingFile("empty.bin", "application/octet-stream", b""),
+    OutgoingFile("page.html", "text/html", b"<html>--=_maild_ not a boundary</html>"),
+)
+
+
+@pytest.mark.parametrize("html", [False, True])
+@pytest.mark.parametrize("body", [
+    "Здравствуйте, Алиса!\n\nНовое обращение.\n\n-- \nmaild\n",
+    "a line SMTP cannot carry: " + "x" * 1200 + "\n",
+    "--=_maild_0123 looks like a boundary\n",
+])
+def test_a_mail_with_files_and_html_reads_as_written(html: bool, body: str) -> None:
+    """What a mail client sees in a mail with an HTML alternative and files: the text, the
+    HTML, each file's name, type and exact bytes — and each mail carrying a file shares its
+    part, written once."""
+    envelope = Envelope(message_id="maild.1.2@example.com", to_address="alice@example.com",
+                        to_name="Alice", html=html, attachments=FILES)
+    raw = build_message(SETTINGS, Rendered("[Ticket#1] Принтер", body), envelope,
+                        datetime(2026, 12, 2, 12, 0, tzinfo=UTC))
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    assert b"\n" not in raw.replace(b"\r\n", b"")  # every line ends as SMTP's do
+    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    assert isinstance(msg, EmailMessage) and msg.defects == []
+    assert msg.get_content_type() == "multipart/mixed"
+    text = msg.get_body(("plain",))
+    assert text is not None and text.get_content().replace("\r\n", "\n") == body
+    shown = msg.get_body(("html",))
+    if html:
+        assert shown is not None and body.split()[1] in shown.get_content()
+    else:
+        assert shown is None
+    files = [(a.get_filename(), a.get_content_type(), a.get_payload(decode=True))
+             for a in msg.iter_attachments()]
+    assert files == [("журнал ошибок.txt", "text/plain", FILES[0].data),
+                     ("shot.png", "image/png", FILES[1].data),
+                     ("empty.bin", "application/octet-stream", b""),
+                     ("page.html", "application/octet-stream", FILES[3].data)]
+    assert all(part.defects == [] for part in msg.walk())
+    assert FILES[1].part is FILES[1].part  # written once, for every mail that carries it

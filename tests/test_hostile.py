@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from maild import config
-from maild.compose import OutgoingFile, _file_part
+from maild.compose import OutgoingFile
 from maild.errors import ConfigError
 from maild.headers import MAX_FILENAME_BYTES, safe_filename
 from maild.parsing import MessageTooComplex, parse_message
@@ -210,7 +210,8 @@ def test_a_customer_html_page_svg_or_message_reaches_staff_as_a_file_not_shown_a
                    "logo.svg": ("application/octet-stream", files[1][2]),
                    "shot.png": ("image/png", files[2][2])}, got
     # A message/rfc822 part the parser could not open is kept as a file of that type.
-    forwarded = _file_part(OutgoingFile("fwd.eml", "message/rfc822", b"From: x@y\r\n\r\nhi"))
+    forwarded = BytesParser(policy=policy.default).parsebytes(
+        OutgoingFile("fwd.eml", "message/rfc822", b"From: x@y\r\n\r\nhi").part)
     assert forwarded.get_content_type() == "application/octet-stream"
     assert forwarded.get_filename() == "fwd.eml"
 

@@ -5,7 +5,10 @@ signature separator — rendered by the real `Templates` and built by the real `
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import time
 from datetime import UTC, datetime
 from email import policy
 from email.parser import BytesParser
@@ -14,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from maild import config
-from maild.compose import LANGUAGES, Envelope, Templates, build_message
+from maild.compose import LANGUAGES, TEMPLATE_RECHECK_SECONDS, Envelope, Templates, build_message
 from maild.mailkinds import ALL, TEMPLATES
 from maild.models import Ticket
 
@@ -93,3 +96,27 @@ def test_a_russian_staff_mail_names_the_priority_in_russian_and_by_its_command(
     [line] = [line for line in rendered.body.splitlines() if "Приоритет:" in line]
     named = line.split(":", 1)[1].strip()
     assert re.fullmatch(rf"[а-я]+ \({priority}\)", named), line
+
+
+def test_a_mended_template_or_include_is_seen_within_a_second_by_a_running_process(
+    tmp_path: Path
+) -> None:
+    """The daemon's worker keeps its compiled templates; an operator who edits one (or a
+    piece it includes) must not have to restart it: the next mail after a second sees it."""
+    folder = tmp_path / "templates"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "templates", folder)
+    templates = Templates(config.from_mapping({"mail": {
+        "support_address": "support@example.com", "templates_dir": str(folder)}}))
+    values = context(breached=False)
+    assert "Priority: high" in templates.render("notice_new", "en", values).body
+
+    notice, priority = folder / "en" / "notice_new.txt", folder / "en" / "_priority.txt"
+    notice.write_text(notice.read_text().replace("a new ticket", "A NEW TICKET"))
+    priority.write_text("{{ priority | upper }}")
+    later = time.time() + 5  # a new mtime however coarse the file system's clock
+    for path in (notice, priority):
+        os.utime(path, (later, later))
+
+    time.sleep(TEMPLATE_RECHECK_SECONDS + 0.1)
+    body = templates.render("notice_new", "en", values).body
+    assert "A NEW TICKET" in body and "Priority: HIGH" in body
