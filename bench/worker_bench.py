@@ -16,7 +16,13 @@ times, and the least of each source's runs is printed: CPU time only grows with 
 machine runs (caches, the other hyperthread), so the quietest run is the closest to the code's
 own cost, and a before and an after measured in one run share the machine's load.
 
-    .venv/bin/python bench/worker_bench.py [--count 300] [--runs 3] [--source DIR ...] [--json]
+With `--workload peer` the mails are peer_bench's (bench/workload.py: four languages, HTML
+alternatives and HTML-only bodies, 5 % with a 100 KB attachment, the follow-ups quoting the
+first mail and answering the acknowledgement); the default `plain` is one short text/plain
+body each, the shape of every figure in bench/README before issue #12's seventh part.
+
+    .venv/bin/python bench/worker_bench.py [--count 300] [--runs 3] [--source DIR ...]
+                                           [--workload plain|peer] [--json]
     git archive BASE | tar -x -C /tmp/base && \\
         .venv/bin/python bench/worker_bench.py --source /tmp/base --source .
 """
@@ -70,7 +76,9 @@ from maild.db import init
 from maild.ingest.accept import accept
 from maild.threading import process_pending
 
-root, count = Path(sys.argv[1]), int(sys.argv[2])
+root, count, shape = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+sys.path.insert(0, sys.argv[4])  # this checkout's bench/, for workload.py
+import workload
 app = App(load(root / "maild.toml"))
 init(app.engine, app.settings)
 deliverer = app.deliverer()
@@ -103,18 +111,33 @@ def phase(mails):
             "deliver_ms": 1000 * (done - threaded) / len(mails)}
 
 
-new = phase([mail(i, f"Принтер {i} не печатает" if i % 3 == 0 else f"Problem {i}: export fails",
-                  "Здравствуйте! Не работает печать.\n" if i % 3 == 0
-                  else "Hello, the export fails with error 42.\n", f"new-{i}@example.org")
-             for i in range(count)])
+if shape == "peer":
+    originals = workload.new_tickets(count, 1)
+    new = phase([workload.render(m) for m in originals])
+else:
+    new = phase([mail(i, f"Принтер {i} не печатает" if i % 3 == 0
+                      else f"Problem {i}: export fails",
+                      "Здравствуйте! Не работает печать.\n" if i % 3 == 0
+                      else "Hello, the export fails with error 42.\n", f"new-{i}@example.org")
+                 for i in range(count)])
 db = sqlite3.connect(root / "maild.db")
 acks = db.execute("SELECT t.customer, t.number, t.subject, o.message_id FROM outbox o "
-                  "JOIN ticket t ON t.id = o.ticket_id WHERE o.kind = 'ack'").fetchall()
+                  "JOIN ticket t ON t.id = o.ticket_id WHERE o.kind = 'ack' "
+                  "ORDER BY t.id").fetchall()
 db.close()
-follow = phase([mail(int(customer.removeprefix("customer").split("@")[0]),
-                     f"Re: [Ticket#{number}] {subject}", "Thank you, one more thing.\n",
-                     f"follow-{number}@example.org", ack)
-                for customer, number, subject, ack in acks])
+if shape == "peer":
+    by_address = {m.address: m for m in originals}
+    follow = phase([workload.render(f, subject=f"Re: [Ticket#{number}] {f.subject}",
+                                    in_reply_to=f"<{ack}>",
+                                    references=[by_address[customer].message_id, f"<{ack}>"])
+                    for f, (customer, number, subject, ack) in zip(
+                        workload.follow_ups([by_address[a[0]] for a in acks], 1), acks,
+                        strict=True)])
+else:
+    follow = phase([mail(int(customer.removeprefix("customer").split("@")[0]),
+                         f"Re: [Ticket#{number}] {subject}", "Thank you, one more thing.\n",
+                         f"follow-{number}@example.org", ack)
+                    for customer, number, subject, ack in acks])
 db = sqlite3.connect(root / "maild.db")
 states = dict(db.execute("SELECT state, count(*) FROM inbound GROUP BY state").fetchall())
 events = db.execute("SELECT count(*) FROM event WHERE type = 'message_received'").fetchone()[0]
@@ -124,12 +147,13 @@ print(json.dumps({"new": new, "follow_up": follow, "inbound": states, "followed"
 '''
 
 
-def run_once(source: Path, count: int) -> dict[str, Any]:
+def run_once(source: Path, count: int, shape: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="maild-worker-bench-") as tmp:
         root = Path(tmp)
         (root / "maild.toml").write_text(CONFIG.format(root=root))
         env = {**os.environ, "PYTHONPATH": str(source)}
-        done = subprocess.run([sys.executable, "-c", CHILD, str(root), str(count)], env=env,
+        done = subprocess.run([sys.executable, "-c", CHILD, str(root), str(count), shape,
+                               str(REPO / "bench")], env=env,
                               capture_output=True, text=True, cwd=root)
         if done.returncode != 0:
             raise RuntimeError(f"{source}: {done.stderr[-3000:]}")
@@ -147,13 +171,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs of each source, in turns")
     parser.add_argument("--source", action="append", default=[],
                         help="a checkout whose maild to measure (repeatable; default: this one)")
+    parser.add_argument("--workload", choices=("plain", "peer"), default="plain",
+                        help="short text/plain mails, or peer_bench's (bench/workload.py)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     sources = [Path(s).resolve() for s in args.source] or [REPO]
     runs: dict[Path, list[dict[str, Any]]] = {s: [] for s in sources}
     for _ in range(args.runs):
         for source in sources:
-            runs[source].append(run_once(source, args.count))
+            runs[source].append(run_once(source, args.count, args.workload))
     summary = {str(s): {phase: {part: min(r[phase][part] for r in found)
                                 for part in ("thread_ms", "deliver_ms")}
                         for phase in ("new", "follow_up")}
@@ -161,7 +187,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"CPU ms per mail, least of {args.runs} runs of {args.count}:")
+    print(f"CPU ms per mail, least of {args.runs} runs of {args.count} ({args.workload} mails):")
     print(f"{'source':40} {'new: thread':>12} {'deliver':>8} {'follow-up: thread':>18} "
           f"{'deliver':>8}")
     for source, found in summary.items():

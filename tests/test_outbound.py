@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from maild import config
 from maild.clock import FixedClock
 from maild.db import make_engine, transaction
 from maild.models import Event, Outbox
-from maild.outbound import Deliverer, MaildirTransport, SmtpTransport
+from maild.outbound import Deliverer, MaildirTransport, SmtpTransport, transports
 from tests.conftest import Helpdesk, mail
 from tests.smtp_sink import SmtpSink
 
@@ -133,14 +134,70 @@ def test_mail_past_its_lifetime_is_given_up_and_recorded(helpdesk: Helpdesk) -> 
 
 def test_maildir_delivery_of_the_same_row_twice_leaves_one_file(tmp_path: Path) -> None:
     transport = MaildirTransport(tmp_path / "box")
-    transport.send("support@example.com", "a@example.org", b"Subject: x\r\n\r\nbody\r\n",
-                   "1764064800.M7maild")
-    transport.send("support@example.com", "a@example.org", b"Subject: x\r\n\r\nbody\r\n",
-                   "1764064800.M7maild")
+    for _batch in range(2):  # in one batch, and again in the next
+        for _ in range(2):
+            transport.send("support@example.com", "a@example.org",
+                           b"Subject: x\r\n\r\nbody\r\n", "1764064800.M7maild")
+        transport.close()
     [only] = list((tmp_path / "box" / "new").iterdir())
     assert only.read_bytes().endswith(b"Subject: x\r\n\r\nbody\r\n")
     assert b"Delivered-To: a@example.org" in only.read_bytes()
     assert list((tmp_path / "box" / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("syncfs", [True, False], ids=["one syncfs", "an fsync a file"])
+def test_a_maildir_batch_is_seen_in_new_only_once_it_is_durable(
+    tmp_path: Path, syncfs: bool
+) -> None:
+    """A reader of new/ never sees a file a crash could still take back: the batch waits in
+    tmp/ until it has been synced, then moves as a whole — with one syncfs(2), or where that
+    does not report errors, an fsync of each file."""
+    transport = MaildirTransport(tmp_path / "box")
+    transport._syncfs = syncfs and transports._syncfs_reports_errors()
+    for i in range(3):
+        transport.send("support@example.com", f"c{i}@example.org", b"Subject: x\r\n\r\nb\r\n",
+                       f"1764064800.M{i}maild")
+    assert list((tmp_path / "box" / "new").iterdir()) == []
+    assert len(list((tmp_path / "box" / "tmp").iterdir())) == 3
+    transport.close()
+    assert len(list((tmp_path / "box" / "new").iterdir())) == 3
+    assert list((tmp_path / "box" / "tmp").iterdir()) == []
+
+
+def test_a_maildir_batch_that_cannot_be_made_durable_is_deferred_then_sent_once(
+    helpdesk: Helpdesk
+) -> None:
+    _owe_mail(helpdesk, 2)
+    box = helpdesk.root / "var" / "outbox"
+    transport = MaildirTransport(box)
+    deliverer = _deliverer(helpdesk, transport)
+    queued = _rows(deliverer)[-1].created_at
+    # The batch is written into tmp/, and then new/ cannot take it.
+    for sub in ("tmp", "cur"):
+        (box / sub).mkdir(parents=True)
+    (box / "new").write_text("not a folder")
+    transport._ready = True  # as after an earlier batch
+    report = deliverer.deliver_due(FixedClock(queued + timedelta(minutes=1)))
+    assert report.sent == [] and len(report.deferred) == 2
+    assert all(r.state == "deferred" and "maildir" in r.last_error for r in _rows(deliverer))
+    (box / "new").unlink()
+    report = deliverer.deliver_due(FixedClock(queued + timedelta(hours=1)))
+    assert len(report.sent) == 2
+    assert len(list((box / "new").iterdir())) == 2
+    assert list((box / "tmp").iterdir()) == []
+    assert all(r.state == "sent" for r in _rows(deliverer))
+
+
+@pytest.mark.parametrize(("system", "release", "reports"), [
+    ("linux", "6.18.44-fc-v1045", True), ("linux", "5.8.0", True), ("linux", "5.4.0-42", False),
+    ("linux", "4.19.0", False), ("darwin", "23.1.0", False)])
+def test_syncfs_is_trusted_only_where_it_reports_write_back_errors(
+    monkeypatch: pytest.MonkeyPatch, system: str, release: str, reports: bool
+) -> None:
+    monkeypatch.setattr(transports.sys, "platform", system)
+    monkeypatch.setattr(transports.os, "uname", lambda: os.uname_result(
+        ("Linux", "host", release, "#1", "x86_64")))
+    assert transports._syncfs_reports_errors() is reports
 
 
 def test_a_crashed_claim_is_taken_back_after_its_lease(helpdesk: Helpdesk) -> None:

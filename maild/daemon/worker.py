@@ -106,8 +106,7 @@ class Worker:
                 settled = process_pending(self.app.engine, self.app.settings,
                                           self.app.templates, self.app.clock, BATCH,
                                           should_stop=self.stopping, in_hand=self.in_hand)
-                report = deliverer.deliver_due(self.app.clock, limit=BATCH,
-                                               should_stop=self.stopping)
+                report = deliverer.deliver_due(self.app.clock, should_stop=self.stopping)
                 if started:
                     self.scheduler.run_pending()
                 else:

@@ -102,7 +102,7 @@ class Deliverer:
                                  for rest in rows[index + 1:]]
                     break
         finally:
-            self.transport.close()
+            outcomes = self._end_batch(outcomes, clock.now())
             self._record(outcomes)
         for outcome in outcomes:
             getattr(report, _REPORTED[outcome.state]).append(outcome.row.id)
@@ -159,6 +159,19 @@ class Deliverer:
             self.outage = None
         log.info("outbox %s message-id=<%s> to %s sent", row.id, row.message_id, row.rcpt_to)
         return _Outcome(row, OutboxState.SENT, now)
+
+    def _end_batch(self, outcomes: list[_Outcome], now: datetime) -> list[_Outcome]:
+        """Close the transport; when it says the batch is not durable (a Maildir's sync
+        failed), what it took is deferred, not sent: it is written again at the next try."""
+        try:
+            self.transport.close()
+        except TemporaryFailure as exc:
+            taken = [o for o in outcomes if o.state == OutboxState.SENT]
+            if taken:
+                log.warning("outbound: %d mails not made durable, deferred: %s", len(taken), exc)
+            return [self._defer(o.row, now, str(exc)) if o.state == OutboxState.SENT else o
+                    for o in outcomes]
+        return outcomes
 
     def _defer(self, row: _Claimed, now: datetime, error: str) -> _Outcome:
         attempts = row.attempts + 1
