@@ -180,6 +180,7 @@ def test_a_maildir_batch_that_cannot_be_made_durable_is_deferred_then_sent_once(
     report = deliverer.deliver_due(FixedClock(queued + timedelta(minutes=1)))
     assert report.sent == [] and len(report.deferred) == 2
     assert all(r.state == "deferred" and "maildir" in r.last_error for r in _rows(deliverer))
+    assert list((box / "tmp").iterdir()) == []  # nothing left behind to be mistaken for mail
     (box / "new").unlink()
     report = deliverer.deliver_due(FixedClock(queued + timedelta(hours=1)))
     assert len(report.sent) == 2

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import smtplib
@@ -19,7 +20,7 @@ import socket
 import ssl
 import sys
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from maild.errors import PermanentFailure, TemporaryFailure
 
@@ -59,14 +60,11 @@ class MaildirTransport:
                 self._ready = True
             name = self.filename(delivery_id)
             envelope = f"Return-Path: <{mail_from}>\r\nDelivered-To: {rcpt_to}\r\n".encode()
-            fd = os.open(f"{self.root}/tmp/{name}",
-                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, envelope + raw)
+            with open(f"{self.root}/tmp/{name}", "wb") as fh:
+                fh.write(envelope + raw)
                 if not self._syncfs:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
+                    fh.flush()
+                    os.fsync(fh.fileno())
             self._batch[name] = None
         except OSError as exc:
             self._ready = False
@@ -86,6 +84,9 @@ class MaildirTransport:
             _fsync_dir(self.root / "new")
         except OSError as exc:
             self._ready = False
+            for name in names:  # what did not reach new/ is written again when retried
+                with contextlib.suppress(OSError):
+                    os.unlink(f"{self.root}/tmp/{name}")
             raise TemporaryFailure(f"maildir {self.root}: {exc}") from exc
 
     def filename(self, delivery_id: str) -> str:
@@ -194,14 +195,20 @@ def _syncfs(path: Path) -> None:
     """Everything written on the file system holding `path` made durable."""
     import ctypes  # only for a Maildir, and only here
 
-    libc = ctypes.CDLL(None, use_errno=True)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        if libc.syncfs(fd) != 0:
+        if _libc().syncfs(fd) != 0:
             error = ctypes.get_errno()
             raise OSError(error, f"syncfs: {os.strerror(error)}")
     finally:
         os.close(fd)
+
+
+@functools.cache
+def _libc() -> Any:
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
 
 
 def _fsync_dir(path: Path) -> None:
