@@ -318,6 +318,33 @@ def test_the_ticket_counter_gives_unique_consecutive_numbers_under_contention(
     assert query(pg_url, "SELECT day, value FROM ticket_counter") == [("20261201", 200)]
 
 
+def test_a_numbering_connection_the_server_closed_is_replaced_without_a_duplicate(
+    desk: Helpdesk, pg_url: str
+) -> None:
+    """The counter advances on a connection each thread keeps; after a server restart (here:
+    every backend of the database terminated) the next number still comes, once."""
+    settings = config.load(desk.config)
+    when = at("2026-12-01 12:00")
+
+    def work(engine: Engine) -> list[str]:
+        numbers = []
+        for _ in range(2):
+            with transaction(engine) as session:
+                numbers.append(next_number(session, when, settings.sla.zone))
+        query(pg_url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        for _ in range(2):
+            with transaction(engine) as session:
+                numbers.append(next_number(session, when, settings.sla.zone))
+        return numbers
+
+    assert with_engine(settings, work) == [f"20261201{i:05d}" for i in range(1, 5)]
+    assert query(pg_url, "SELECT day, value FROM ticket_counter") == [("20261201", 4)]
+    # The engine disposed (every command's is, at its end), its connections are closed too.
+    assert query(pg_url, "SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                         "current_database() AND pid <> pg_backend_pid()") == [(0,)]
+
+
 def test_the_same_mail_accepted_by_four_intakes_at_once_is_stored_once(
     desk: Helpdesk, pg_url: str
 ) -> None:
