@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from datetime import datetime
-from weakref import WeakKeyDictionary, WeakSet
+from weakref import WeakKeyDictionary
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine, event
@@ -69,8 +69,8 @@ def _kept_connections(engine: Engine) -> dict[int, Connection]:
         kept = _kept.get(engine)
         if kept is None:
             kept = _kept[engine] = {}
-            if engine not in _listening:  # an engine may be used again after a dispose
-                _listening.add(engine)
+            # An engine may be used again after a dispose: listen once.
+            if not event.contains(engine, "engine_disposed", _close_kept):
                 event.listen(engine, "engine_disposed", _close_kept)
         return kept
 
@@ -85,7 +85,6 @@ def _close_kept(engine: Engine) -> None:
 
 
 _kept: WeakKeyDictionary[Engine, dict[int, Connection]] = WeakKeyDictionary()
-_listening: WeakSet[Engine] = WeakSet()
 _lock = threading.Lock()
 
 
