@@ -45,6 +45,9 @@ sys.path.insert(0, str(REPO))
 from tests.servers import ServiceManager, wait_port  # noqa: E402
 from tests.smtp_sink import free_port  # noqa: E402
 
+sys.path.insert(0, str(REPO / "bench"))
+import machine  # noqa: E402
+
 TICK = os.sysconf("SC_CLK_TCK")
 MAILS_PER_NEW = 3  # the acknowledgement and a notice to each of the two staff members
 
@@ -318,6 +321,7 @@ def main() -> int:
     parser.add_argument("--profile", metavar="PATH",
                         help="sample maild's worker with py-spy during the fast run")
     args = parser.parse_args()
+    file_cost_before = machine.file_creation_us()
     with tempfile.TemporaryDirectory(prefix="maild-e2e-") as tmp:
         root = Path(tmp)
         (root / "c").mkdir()
@@ -325,9 +329,12 @@ def main() -> int:
         results = {"ceiling": ceiling(root / "c", args), "maild": maild(root / "m", args)}
     results["ratio"] = results["maild"]["fast"]["per_second"] / \
         results["ceiling"]["fast"]["per_second"]
+    results["file_system"] = machine.file_system(None, file_cost_before,
+                                                 machine.file_creation_us())
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
+    print(results["file_system"])
     for name in ("ceiling", "maild"):
         fast, paced = results[name]["fast"], results[name]["paced"]
         print(f"{name:8} fast: {fast['per_second']:7.1f} msg/s accepted, "

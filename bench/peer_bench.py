@@ -54,6 +54,7 @@ from sqlalchemy.engine import Engine
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
+import machine  # noqa: E402
 import workload  # noqa: E402
 
 from tests.servers import ServiceManager, wait_port  # noqa: E402
@@ -586,6 +587,7 @@ def report(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
           f"({meta['closed']} to closed tickets), seed {args.seed}; of the "
           f"{2 * args.count} mails {meta['html']} with an HTML alternative, "
           f"{meta['html_only']} HTML-only, {meta['attachments']} with a 100 KB attachment")
+    print(results["file_system"])
     for key, r in results["systems"].items():
         print(r["label"] + (f" (a get_email run with an empty inbox: "
                             f"{1000 * r['startup']['cpu_seconds']:.0f} CPU ms)"
@@ -643,6 +645,7 @@ def main() -> int:
     new = workload.new_tickets(args.count, args.seed)
     follow = workload.follow_ups(new, args.seed)
     closed = workload.closed_indices(args.count, args.seed)
+    file_cost_before = machine.file_creation_us()
     work = Path(tempfile.mkdtemp(prefix="maild-peer-"))
     (work / "new").mkdir()
     size = 0
@@ -692,6 +695,8 @@ def main() -> int:
             print(f"work folder kept: {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
+    results["file_system"] = machine.file_system(None, file_cost_before,
+                                                 machine.file_creation_us())
     if "django-helpdesk" in systems:
         peer = systems["django-helpdesk"]
         for key, r in systems.items():

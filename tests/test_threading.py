@@ -3,11 +3,13 @@ duplicates."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import datetime
 from email.header import Header
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -549,3 +551,36 @@ def test_a_reply_taken_before_the_mail_it_answers_waits_for_it(helpdesk: Helpdes
     [row] = [r for r in helpdesk.run("inbound", "list", "--json").json()
              if r["id"] == reply.row_id]
     assert row["attempts"] == 1, row  # the wait counted no attempt
+
+
+def test_a_batch_is_threaded_without_a_temporary_file(helpdesk: Helpdesk, tmp_path: Path) -> None:
+    """Each message of a batch is settled in a savepoint, whose undo copy of the pages it
+    changes SQLite keeps in a statement journal. Past 64 KiB that used to spill into a new file
+    in SQLite's temporary directory, once per transaction (a file created and deleted: as dear
+    as a Maildir delivery, and a failure wherever that directory is full or read-only). The
+    journal stays in memory now: the directory is never touched."""
+    from email import policy as email_policy
+
+    for i in range(5):  # pages that exist before the batch, for its savepoints to change
+        assert helpdesk.ingest(mail(sender=f"Early {i} <early{i}@example.org>")).code == 0
+    app = App(config.load(helpdesk.config))
+    try:
+        for i in range(25):  # one transaction's worth (MESSAGES_PER_TRANSACTION)
+            accept(app.engine, mail(sender=f"Customer {i} <c{i}@example.org>",
+                                    subject=f"Export {i} fails",
+                                    body=f"Step {i} of the export fails.\n" * 400
+                                    ).as_bytes(policy=email_policy.SMTP),
+                   source="pipe", now=app.clock.now())
+    finally:
+        app.close()
+    scratch = tmp_path / "sqlite-tmp"
+    scratch.mkdir()
+    before = scratch.stat().st_mtime_ns
+    # A process of its own: SQLite reads SQLITE_TMPDIR once per process.
+    ticked = subprocess.run(
+        [sys.executable, "-m", "maild", "--config", str(helpdesk.config), "tick"],
+        capture_output=True, text=True, env={**os.environ, "SQLITE_TMPDIR": str(scratch)})
+    assert ticked.returncode == 0, ticked.stderr
+    states = [r["state"] for r in helpdesk.run("inbound", "list", "--json").json()]
+    assert states == ["done"] * 30
+    assert scratch.stat().st_mtime_ns == before  # no file was created (and deleted) in it
