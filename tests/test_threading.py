@@ -557,15 +557,17 @@ def test_a_batch_is_threaded_without_a_temporary_file(helpdesk: Helpdesk, tmp_pa
     """Each message of a batch is settled in a savepoint, whose undo copy of the pages it
     changes SQLite keeps in a statement journal. Past 64 KiB that used to spill into a new file
     in SQLite's temporary directory, once per transaction (a file created and deleted: as dear
-    as a Maildir delivery, and a failure wherever that directory is full or read-only). The
-    journal stays in memory now: the directory is never touched."""
+    as a Maildir delivery, and a failure where that directory is full). The journal stays in
+    memory now: the directory is never touched."""
     from email import policy as email_policy
+
+    from maild.threading.worker import MESSAGES_PER_TRANSACTION
 
     for i in range(5):  # pages that exist before the batch, for its savepoints to change
         assert helpdesk.ingest(mail(sender=f"Early {i} <early{i}@example.org>")).code == 0
     app = App(config.load(helpdesk.config))
     try:
-        for i in range(25):  # one transaction's worth (MESSAGES_PER_TRANSACTION)
+        for i in range(MESSAGES_PER_TRANSACTION):  # one transaction's worth
             accept(app.engine, mail(sender=f"Customer {i} <c{i}@example.org>",
                                     subject=f"Export {i} fails",
                                     body=f"Step {i} of the export fails.\n" * 400
@@ -582,5 +584,5 @@ def test_a_batch_is_threaded_without_a_temporary_file(helpdesk: Helpdesk, tmp_pa
         capture_output=True, text=True, env={**os.environ, "SQLITE_TMPDIR": str(scratch)})
     assert ticked.returncode == 0, ticked.stderr
     states = [r["state"] for r in helpdesk.run("inbound", "list", "--json").json()]
-    assert states == ["done"] * 30
+    assert states == ["done"] * (5 + MESSAGES_PER_TRANSACTION)
     assert scratch.stat().st_mtime_ns == before  # no file was created (and deleted) in it
