@@ -36,6 +36,7 @@ from maild.models import (
 from maild.rows import rows_of
 from maild.signing import signed_message_id
 from maild.subject import format_tag, tagged_subject
+from maild.tracked import tracker_of
 
 # The two reads queue_mail makes for every mail, straight to the driver (`maild.rows`).
 _AUTO_REPLIES_SINCE = ("SELECT count(*) FROM outbox WHERE rcpt_to = :address "
@@ -110,6 +111,8 @@ def queue_mail(
             "raw": build_message(settings, rendered, envelope, now),
             "auto_reply": kind.capped, "state": OutboxState.PENDING, "created_at": now,
             "next_attempt_at": now})))
+        if kind.internal and ticket is not None and (tracker := tracker_of(session)):
+            tracker.remembered[_LAST_TO_STAFF, ticket.id, recipient] = envelope.message_id
     if ticket is not None:
         first_message_id, first_id = outbox_ids[0]
         copy_id = add_row(session, Message, {
@@ -167,9 +170,23 @@ def _staff_thread(session: Session, settings: Settings, ticket: Ticket, recipien
     staff member's own mail, for a refusal), so a mail client shows the ticket as one
     conversation."""
     root = f"maild.ticket.{ticket.number}@{settings.mail.domain}"
-    previous = rows_of(session).value(_LAST_TO_STAFF, ticket=ticket.id, address=recipient)
+    previous = _last_to_staff(session, ticket, recipient)
     thread = tuple(dict.fromkeys(m for m in (root, previous, *references) if m))
     return answering or previous or root, thread
+
+
+def _last_to_staff(session: Session, ticket: Ticket, recipient: str) -> str | None:
+    """The Message-ID of the last internal mail `recipient` got about `ticket`. In a worker's
+    message (`maild.tracked`) what it sent is remembered, and a ticket it opened has had no
+    mail before: a new ticket's notices ask the database nothing."""
+    tracker = tracker_of(session)
+    key = (_LAST_TO_STAFF, ticket.id, recipient)
+    if tracker is not None and (key in tracker.remembered or tracker.inserted(Ticket, ticket.id)):
+        remembered: str | None = tracker.remembered.get(key)
+        return remembered
+    found: str | None = rows_of(session).value(_LAST_TO_STAFF, ticket=ticket.id,
+                                               address=recipient)
+    return found
 
 
 def _id(ticket: Ticket) -> int:

@@ -55,16 +55,23 @@ class Rows(Reader):
 
 
 def rows_of(session: Session) -> Rows:
-    """The `Rows` of the session's current transaction (one per transaction, kept in
-    `session.info`: asking the session for its connection is itself a measurable cost)."""
-    root = session.get_transaction()
+    """The `Rows` of the session's current transaction — the innermost: a savepoint's own (one
+    per transaction, kept in `session.info`: asking the session for its connection is itself a
+    measurable cost).
+
+    Asking the session for its connection is also what makes SQLAlchemy emit a savepoint's
+    SAVEPOINT: it does so lazily, when a nested transaction first needs its connection. So the
+    first call inside each `begin_nested()` block asks, and what follows is inside it. (Kept
+    per outermost transaction, a `Rows` made in one message's savepoint was reused in the next
+    message's block, whose SAVEPOINT then never came: its writes could not be rolled back.)"""
+    current = session.get_nested_transaction() or session.get_transaction()
     kept = session.info.get(_KEY)
-    if kept is not None and kept[0] is root:
+    if kept is not None and kept[0] is current:
         rows: Rows = kept[1]
         return rows
     connection = session.connection()
     rows = Rows(connection.connection.driver_connection, connection.dialect.name)
-    session.info[_KEY] = (root, rows)
+    session.info[_KEY] = (current, rows)
     return rows
 
 

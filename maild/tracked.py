@@ -17,6 +17,12 @@ One object per row within a tracking block (an identity map by model and id), as
 keeps it. `maild.db.add_object` inserts through the tracker when one is active, so
 `maild.tickets.open_ticket` works in both worlds. What is tracked must not also be loaded
 through the session in the same block: the two objects would not know of each other.
+
+`remembered` holds what the block's own statements have told or done that a later statement of
+the block would ask the database again (whether an address is marked undeliverable, which mail
+a staff member last got about a ticket): it is dropped with the block, so a savepoint rolled
+back takes what it remembered with it. Whoever asks owns its keys, and forgets or updates one
+when it writes what the answer depends on.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class Tracker:
     def __init__(self, rows: Rows) -> None:
         self.rows = rows
         self._held: dict[tuple[type[SQLModel], int], tuple[SQLModel, dict[str, Any]]] = {}
+        self._inserted: set[tuple[type[SQLModel], int]] = set()
+        self.remembered: dict[tuple[Any, ...], Any] = {}
 
     def load(self, model: type[_Model], column: str, values: list[Any]) -> list[_Model]:
         """The rows of `model` whose `column` (a name of maild's, never input) is one of
@@ -64,7 +72,12 @@ class Tracker:
     def insert(self, model: type[_Model], values: dict[str, Any]) -> _Model:
         """Insert one row (columns not given get the model's defaults); its tracked object."""
         row_id = self.rows.insert(model, values)
+        self._inserted.add((model, row_id))
         return self._track(model, {**self.rows.defaults(model), **values, "id": row_id})
+
+    def inserted(self, model: type[SQLModel], row_id: int | None) -> bool:
+        """The row was inserted in this block: nothing written before the block refers to it."""
+        return (model, row_id) in self._inserted
 
     def save(self) -> None:
         """Write each object's changed columns, and take its values as read from now on."""

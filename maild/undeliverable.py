@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from maild.bounces import Failure
 from maild.rows import rows_of
+from maild.tracked import tracker_of
 
 # Asked of every automatic mail and every mail a person writes: straight to the driver, in the
 # session's transaction (`maild.rows`). None of it goes through the session's identity map, so
@@ -23,12 +24,21 @@ _MARK = ("INSERT INTO undeliverable (address, since, status, diagnostic, ticket_
 
 
 def marked(session: Session, address: str) -> str:
-    """Why `address` gets no automatic mail ("" when it does): what the bounce said."""
+    """Why `address` gets no automatic mail ("" when it does): what the bounce said. Asked
+    once per address in a worker's message (`maild.tracked`): a new ticket asks it of the
+    sender when it clears them, then again for their acknowledgement."""
+    tracker = tracker_of(session)
+    if tracker is not None and _key(address) in tracker.remembered:
+        said: str = tracker.remembered[_key(address)]
+        return said
     row = rows_of(session).first(_MARKED, address=address.lower())
     if row is None:
-        return ""
-    said = " ".join(x for x in (row["status"], row["diagnostic"][:120]) if x)
-    return f"undeliverable: a bounce said {said}" if said else "undeliverable: it bounced"
+        said = ""
+    else:
+        why = " ".join(x for x in (row["status"], row["diagnostic"][:120]) if x)
+        said = f"undeliverable: a bounce said {why}" if why else "undeliverable: it bounced"
+    _remember(session, address, said)
+    return said
 
 
 def sent_to(session: Session, address: str) -> bool:
@@ -44,6 +54,7 @@ def mark(session: Session, now: datetime, failure: Failure, ticket_id: int | Non
     rows_of(session).execute(_MARK, address=failure.recipient.lower(), since=now,
                              status=failure.status, diagnostic=failure.diagnostic[:500],
                              ticket_id=ticket_id, inbound_id=inbound_id)
+    _remember(session, failure.recipient, None)  # the next `marked` reads what was written
 
 
 def clear(session: Session, address: str) -> bool:
@@ -56,3 +67,19 @@ def clear(session: Session, address: str) -> bool:
 
 def _forget(session: Session, address: str) -> None:
     rows_of(session).execute(_FORGET, address=address.lower())
+    _remember(session, address, "")
+
+
+def _remember(session: Session, address: str, said: str | None) -> None:
+    """What `marked` says of `address` for the rest of the worker's message (None: ask)."""
+    tracker = tracker_of(session)
+    if tracker is None:
+        return
+    if said is None:
+        tracker.remembered.pop(_key(address), None)
+    else:
+        tracker.remembered[_key(address)] = said
+
+
+def _key(address: str) -> tuple[str, str]:
+    return _MARKED, address.lower()

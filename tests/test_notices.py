@@ -213,3 +213,37 @@ def test_a_cc_command_that_cannot_apply_is_refused_and_nothing_runs(
     ticket = desk.ticket(number)
     assert ticket["priority"] != "high" and ticket["status"] == "new"
     assert [e["detail"] for e in events(desk, number, "commands_refused")] != []
+
+
+def test_notices_of_one_batch_follow_each_other_in_each_staff_members_thread(
+        desk: Helpdesk) -> None:
+    """A new ticket and a follow-up to it, threaded in one transaction (a savepoint each): the
+    new ticket's notice starts the ticket's staff thread, and the follow-up's notice to the same
+    staff member answers that one — although it was written in the same transaction, by
+    another message's block, which knows nothing of what the first remembered."""
+    from email import policy as email_policy
+
+    from maild import config
+    from maild.app import App
+    from maild.ingest.accept import accept
+
+    app = App(config.load(desk.config))
+    try:
+        for message in (mail(message_id="<opening@example.org>"),
+                        mail(subject="Re: Printer does not print", body="Still nothing.\n",
+                             in_reply_to="<opening@example.org>",
+                             references="<opening@example.org>")):
+            accept(app.engine, message.as_bytes(policy=email_policy.SMTP), source="pipe",
+                   now=app.clock.now())
+    finally:
+        app.close()
+    assert desk.run("tick").code == 0
+
+    [ticket] = desk.tickets()
+    root = f"<maild.ticket.{ticket['number']}@example.com>"
+    to_alice = [m for m in desk.outbox() if recipient(m) == "alice@example.com"]
+    assert [m["Subject"].endswith("[new]") for m in to_alice] == [True, False]
+    first, second = to_alice
+    assert (first["In-Reply-To"], first["References"]) == (root, root)
+    assert second["In-Reply-To"] == first["Message-ID"]
+    assert second["References"].split() == [root, first["Message-ID"]]

@@ -586,3 +586,45 @@ def test_a_batch_is_threaded_without_a_temporary_file(helpdesk: Helpdesk, tmp_pa
     states = [r["state"] for r in helpdesk.run("inbound", "list", "--json").json()]
     assert states == ["done"] * (5 + MESSAGES_PER_TRANSACTION)
     assert scratch.stat().st_mtime_ns == before  # no file was created (and deleted) in it
+
+
+def test_a_mail_that_fails_after_writing_leaves_nothing_of_itself_in_its_batch(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The second mail of a batch fails after its ticket and message rows are written (its
+    acknowledgement's template is broken): its savepoint rolls all of it back, it is `failed`
+    with the reason, and the mails before and after it commit. Its savepoint used to be
+    skipped — SQLAlchemy emits a SAVEPOINT only when the block first asks for the connection,
+    and the driver connection of the first mail's block was reused — so the failed mail's
+    ticket stayed, and a retry would have opened a second one."""
+    import shutil
+    from email import policy as email_policy
+
+    from maild.compose import BUILTIN_TEMPLATES
+
+    templates = tmp_path / "templates"
+    shutil.copytree(BUILTIN_TEMPLATES, templates)
+    broken = templates / "ru" / "ack.txt"
+    broken.write_text(broken.read_text(encoding="utf-8") + "{{ no_such_variable }}\n",
+                      encoding="utf-8")
+    (tmp_path / "desk").mkdir()
+    helpdesk = Helpdesk(tmp_path / "desk", capsys, language="auto", templates=str(templates))
+    batch = [mail(sender="Ann <ann@example.org>", subject="Export fails"),
+             mail(sender="Иван <ivan@example.org>", subject="Принтер не печатает",
+                  body="Здравствуйте! Принтер не печатает, помогите пожалуйста.\n"),
+             mail(sender="Olga <olga@example.org>", subject="The scanner is slow")]
+    app = App(config.load(helpdesk.config))
+    try:
+        for message in batch:
+            accept(app.engine, message.as_bytes(policy=email_policy.SMTP), source="pipe",
+                   now=app.clock.now())
+    finally:
+        app.close()
+    assert helpdesk.run("tick").code == 0
+
+    rows = sorted(helpdesk.run("inbound", "list", "--json").json(), key=lambda r: r["id"])
+    assert [r["state"] for r in rows] == ["done", "failed", "done"]
+    assert "no_such_variable" in rows[1]["reason"]
+    assert sorted(t["customer"] for t in helpdesk.tickets()) == \
+        ["ann@example.org", "olga@example.org"]
+    assert sorted(recipient(m) for m in helpdesk.outbox()) == \
+        ["ann@example.org", "olga@example.org"]

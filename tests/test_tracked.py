@@ -99,3 +99,54 @@ def test_add_object_inserts_through_the_tracker_and_its_changes_are_saved(
     with transaction(engine, readonly=True) as session:
         kinds = list(session.exec(select(Message.kind).where(col(Message.id) == message_id)))
     assert kinds == ["staff"]
+
+
+def test_what_a_block_remembers_of_a_mark_follows_its_writes_and_ends_with_it(
+    engine: Engine, ticket_id: int
+) -> None:
+    """`undeliverable.marked` is asked once per address in a worker's message: what the block
+    wrote since changes the answer, and a block rolled back takes its answers with it."""
+    from maild import undeliverable
+    from maild.bounces import Failure
+
+    gone = Failure("gone@example.org", True, status="5.1.1", diagnostic="no such user")
+    with transaction(engine) as session:
+        with session.begin_nested(), tracking(session):
+            assert undeliverable.marked(session, "Gone@example.org") == ""
+            undeliverable.mark(session, LATER, gone, ticket_id, None)
+            assert "5.1.1" in undeliverable.marked(session, "gone@example.org")
+        with pytest.raises(RuntimeError), session.begin_nested(), tracking(session):
+            assert undeliverable.clear(session, "gone@example.org")
+            assert undeliverable.marked(session, "gone@example.org") == ""
+            raise RuntimeError("the message failed")
+        with session.begin_nested(), tracking(session):  # the clear was rolled back
+            assert "5.1.1" in undeliverable.marked(session, "gone@example.org")
+
+
+def test_staff_mail_about_a_ticket_opened_in_the_block_follows_the_block_s_own(
+    helpdesk: Helpdesk, engine: Engine, ticket_id: int
+) -> None:
+    """A ticket opened in the block has had no staff mail before it (nothing is asked of the
+    database), and a second internal mail to the same staff member answers the first."""
+    from email import message_from_bytes
+
+    from maild import config, mailkinds
+    from maild.compose import Templates
+    from maild.outbox import queue_mail
+
+    settings = config.load(helpdesk.config)
+    values = {**columns(engine, Ticket, ticket_id), "number": "2027010200001"}
+    del values["id"]
+    context = {"owner_name": "Alice", "assigned_by": "bob@example.com", "priority": "normal",
+               "queue": "General questions", "excerpt": ""}
+    with transaction(engine) as session, tracking(session):
+        opened = add_object(session, Ticket, values)
+        sent = [queue_mail(session, settings, Templates(settings), LATER, mailkinds.ASSIGNED,
+                           ticket=opened, to="alice@example.com", context=context)
+                for _ in range(2)]
+        first, second = (message_from_bytes(rows_of(session).value(
+            "SELECT raw FROM outbox WHERE id = :id", id=outbox_id)) for outbox_id in sent)
+    root = "<maild.ticket.2027010200001@example.com>"
+    assert (first["In-Reply-To"], first["References"]) == (root, root)
+    assert second["In-Reply-To"] == first["Message-ID"]
+    assert second["References"].split() == [root, first["Message-ID"]]
