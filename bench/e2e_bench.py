@@ -321,7 +321,7 @@ def main() -> int:
     parser.add_argument("--profile", metavar="PATH",
                         help="sample maild's worker with py-spy during the fast run")
     args = parser.parse_args()
-    file_cost_before = machine.file_creation_us()
+    file_system = machine.FileSystemProbe()
     with tempfile.TemporaryDirectory(prefix="maild-e2e-") as tmp:
         root = Path(tmp)
         (root / "c").mkdir()
@@ -329,8 +329,7 @@ def main() -> int:
         results = {"ceiling": ceiling(root / "c", args), "maild": maild(root / "m", args)}
     results["ratio"] = results["maild"]["fast"]["per_second"] / \
         results["ceiling"]["fast"]["per_second"]
-    results["file_system"] = machine.file_system(None, file_cost_before,
-                                                 machine.file_creation_us())
+    results["file_system"] = file_system.line()
     if args.json:
         print(json.dumps(results, indent=2))
         return 0

@@ -52,10 +52,10 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def file_creation_us(directory: str | None = None) -> float:
-    """What creating a 3 KB file in `directory` (default: the temporary directory the
-    benchmarks use) costs in CPU right now, in microseconds."""
-    probe = Path(tempfile.mkdtemp(prefix="maild-fs-probe-", dir=directory))
+def file_creation_us() -> float:
+    """What creating a 3 KB file in the temporary directory the benchmarks use costs in CPU
+    right now, in microseconds."""
+    probe = Path(tempfile.mkdtemp(prefix="maild-fs-probe-"))
     try:
         data = b"x" * 3000
         start = _cpu()
@@ -67,15 +67,21 @@ def file_creation_us(directory: str | None = None) -> float:
         shutil.rmtree(probe, ignore_errors=True)
 
 
-def file_system(directory: str | None = None, *costs: float) -> str:
-    """One line: where `directory` lives, and the `costs` of creating a file measured there."""
-    base = Path(directory or tempfile.gettempdir())
-    point, source, fstype = _mount_of(base)
-    said = ", ".join(f"{c:.0f}" for c in costs)
-    return (f"file system of {base}: {fstype} on {source} at {point}{_journal(source, fstype)};"
-            f" creating a file costs {said} µs of CPU"
-            + (" (before, after)" if len(costs) == 2 else ""))
+class FileSystemProbe:
+    """The probe of a benchmark's temporary directory: measured when made (before the run)
+    and again by `line()` (after it)."""
+
+    def __init__(self) -> None:
+        self.base = Path(tempfile.gettempdir())
+        self.before = file_creation_us()
+
+    def line(self) -> str:
+        """Where the directory lives, and what creating a file there cost before and after."""
+        point, source, fstype = _mount_of(self.base)
+        return (f"file system of {self.base}: {fstype} on {source} at {point}"
+                f"{_journal(source, fstype)}; creating a file costs {self.before:.0f}, "
+                f"{file_creation_us():.0f} µs of CPU (before, after)")
 
 
 if __name__ == "__main__":
-    print(file_system(None, file_creation_us()))
+    print(FileSystemProbe().line())

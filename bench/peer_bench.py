@@ -645,7 +645,7 @@ def main() -> int:
     new = workload.new_tickets(args.count, args.seed)
     follow = workload.follow_ups(new, args.seed)
     closed = workload.closed_indices(args.count, args.seed)
-    file_cost_before = machine.file_creation_us()
+    file_system = machine.FileSystemProbe()
     work = Path(tempfile.mkdtemp(prefix="maild-peer-"))
     (work / "new").mkdir()
     size = 0
@@ -695,8 +695,7 @@ def main() -> int:
             print(f"work folder kept: {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
-    results["file_system"] = machine.file_system(None, file_cost_before,
-                                                 machine.file_creation_us())
+    results["file_system"] = file_system.line()
     if "django-helpdesk" in systems:
         peer = systems["django-helpdesk"]
         for key, r in systems.items():

@@ -179,7 +179,7 @@ def main() -> int:
     args = parser.parse_args()
     sources = [Path(s).resolve() for s in args.source] or [REPO]
     runs: dict[Path, list[dict[str, Any]]] = {s: [] for s in sources}
-    file_cost_before = machine.file_creation_us()
+    file_system = machine.FileSystemProbe()
     for _ in range(args.runs):
         for source in sources:
             runs[source].append(run_once(source, args.count, args.workload))
@@ -187,11 +187,11 @@ def main() -> int:
                                 for part in ("thread_ms", "deliver_ms")}
                         for phase in ("new", "follow_up")}
                for s, found in runs.items()}
-    file_system = machine.file_system(None, file_cost_before, machine.file_creation_us())
+    probed = file_system.line()
     if args.json:
-        print(json.dumps({**summary, "file_system": file_system}, indent=2))
+        print(json.dumps({**summary, "file_system": probed}, indent=2))
         return 0
-    print(file_system)
+    print(probed)
     print(f"CPU ms per mail, least of {args.runs} runs of {args.count} ({args.workload} mails):")
     print(f"{'source':40} {'new: thread':>12} {'deliver':>8} {'follow-up: thread':>18} "
           f"{'deliver':>8}")
