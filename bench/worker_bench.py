@@ -21,8 +21,13 @@ alternatives and HTML-only bodies, 5 % with a 100 KB attachment, the follow-ups 
 first mail and answering the acknowledgement); the default `plain` is one short text/plain
 body each, the shape of every figure in bench/README before issue #12's seventh part.
 
+`--floor` (with `--workload peer`) adds a row in the same turns: bench/floor_worker.py, the
+least that threading and delivering those mails costs in plain Python (parse, a few inserts,
+each owed mail written out as bytes, Maildir files) without any of maild's rules — the floor
+under any rewrite of the worker, and what the gap to it is made of.
+
     .venv/bin/python bench/worker_bench.py [--count 300] [--runs 3] [--source DIR ...]
-                                           [--workload plain|peer] [--json]
+                                           [--workload plain|peer] [--floor] [--json]
     git archive BASE | tar -x -C /tmp/base && \\
         .venv/bin/python bench/worker_bench.py --source /tmp/base --source .
 """
@@ -149,13 +154,18 @@ print(json.dumps({"new": new, "follow_up": follow, "inbound": states, "followed"
 '''
 
 
+FLOOR = Path("floor (plain Python)")
+"""The pseudo-source of `--floor`: bench/floor_worker.py instead of a checkout's maild."""
+
+
 def run_once(source: Path, count: int, shape: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="maild-worker-bench-") as tmp:
         root = Path(tmp)
         (root / "maild.toml").write_text(CONFIG.format(root=root))
         env = {**os.environ, "PYTHONPATH": str(source)}
-        done = subprocess.run([sys.executable, "-c", CHILD, str(root), str(count), shape,
-                               str(REPO / "bench")], env=env,
+        child = [str(REPO / "bench" / "floor_worker.py"), str(root), str(count)] \
+            if source == FLOOR else ["-c", CHILD, str(root), str(count), shape]
+        done = subprocess.run([sys.executable, *child, str(REPO / "bench")], env=env,
                               capture_output=True, text=True, cwd=root)
         if done.returncode != 0:
             raise RuntimeError(f"{source}: {done.stderr[-3000:]}")
@@ -175,9 +185,16 @@ def main() -> int:
                         help="a checkout whose maild to measure (repeatable; default: this one)")
     parser.add_argument("--workload", choices=("plain", "peer"), default="plain",
                         help="short text/plain mails, or peer_bench's (bench/workload.py)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run bench/floor_worker.py, the least Python can do for "
+                             "these mails (peer mails only)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.floor and args.workload != "peer":
+        parser.error("--floor runs on the peer mails: add --workload peer")
     sources = [Path(s).resolve() for s in args.source] or [REPO]
+    if args.floor:
+        sources.append(FLOOR)
     runs: dict[Path, list[dict[str, Any]]] = {s: [] for s in sources}
     file_system = machine.FileSystemProbe()
     for _ in range(args.runs):
