@@ -335,7 +335,12 @@ def _all_raw_headers(msg: Message, name: str) -> tuple[str, ...]:
 
 
 def _unfold(value: str) -> str:
-    return re.sub(r"\r?\n(?=[ \t])|\r(?=[ \t])", "", value).strip("\r\n")
+    if "\n" not in value and "\r" not in value:
+        return value  # most header values are one line: no regex for them (every header read)
+    return _FOLD.sub("", value).strip("\r\n")
+
+
+_FOLD = re.compile(r"\r?\n(?=[ \t])|\r(?=[ \t])")
 
 
 def _thread_ids(value: str) -> tuple[str, ...]:
