@@ -8,15 +8,15 @@ Two servers are measured in the same run, on the same generated mails:
 - **maild**: `maild run` as a subprocess (SMTP listener, threading, Maildir outbox).
 
 For each: N mails from C client connections as fast as they go (accepted messages/s, CPU ms per
-message of the server process, p50/p99 from DATA to 250), then a paced run at `--rate`
-messages/s for the accept latency under a steady load. For maild, also the time until every
-acknowledgement is written (an outbox row, committed: the issue #12 "acknowledgements per
-second"; how many were written when the last mail was accepted, and the rate after that, when
-the worker has the machine to itself), the time until every mail (the acknowledgement and two
-staff notices a ticket) is delivered into the Maildir, and the worker process's CPU per
-message. (Before 2026-12-03 the line said "all acks in outbox after" for what is now "every
-mail delivered after".) Numbers only;
-nothing here passes or fails.
+message of the server process — for maild, the intake — p50/p99 from DATA to 250), then a paced
+run at `--rate` messages/s for the accept latency under a steady load. For maild, also the time
+until every acknowledgement is written (an outbox row, committed: the issue #12
+"acknowledgements per second"; how many were written when the last mail was accepted, and the
+rate after that, when the worker has the machine to itself), the time until every mail (the
+acknowledgement and two staff notices a ticket) is delivered into the Maildir, and the
+worker's and the sender's CPU per message. (Before 2026-12-03 the line said "all acks in
+outbox after" for what is now "every mail delivered after".) Numbers only; nothing here passes
+or fails.
 
     .venv/bin/python bench/e2e_bench.py [--count 2000] [--clients 4] [--rate 200] [--json]
 """
@@ -128,15 +128,28 @@ def family(intake: int) -> list[int]:
 def worker_pid(intake: int) -> int:
     """The worker process `maild run` starts: its child `python -P -m maild.daemon.worker`
     (in checkouts before 2026-12-02, its multiprocessing child; `--source` measures those)."""
-    deadline = time.monotonic() + 30
+    pid = child_pid(intake, (b"maild.daemon.worker", b"spawn_main"), 30.0)
+    if pid is None:
+        raise TimeoutError("maild run started no worker process")
+    return pid
+
+
+def sender_pid(intake: int) -> int | None:
+    """The sender process `maild run` starts (`python -P -m maild.daemon.sender`); None in
+    checkouts before 2026-12-06, where the worker delivered."""
+    return child_pid(intake, (b"maild.daemon.sender",), 5.0)
+
+
+def child_pid(intake: int, names: tuple[bytes, ...], timeout: float) -> int | None:
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for task in Path(f"/proc/{intake}/task").iterdir():
             for child in (task / "children").read_text().split():
                 command = Path(f"/proc/{child}/cmdline").read_bytes()
-                if b"maild.daemon.worker" in command or b"spawn_main" in command:
+                if any(name in command for name in names):
                     return int(child)
         time.sleep(0.1)
-    raise TimeoutError("maild run started no worker process")
+    return None
 
 
 def make_mails(count: int, tag: str) -> list[bytes]:
@@ -256,8 +269,9 @@ def maild(root: Path, args: argparse.Namespace) -> dict[str, Any]:
     try:
         manager.wait_ready()
         wait_port(port)
-        worker = worker_pid(server.pid)
+        worker, sender = worker_pid(server.pid), sender_pid(server.pid)
         cpu0, worker_cpu0 = cpu_seconds(server.pid), cpu_seconds(worker)
+        sender_cpu0 = cpu_seconds(sender) if sender else 0.0
         mails = make_mails(args.count, "m-fast")  # built first: no part of maild's time
         start = time.monotonic()
         acks = AckWatch(root / "maild.db", args.count, start)
@@ -281,6 +295,8 @@ def maild(root: Path, args: argparse.Namespace) -> dict[str, Any]:
         fast["cpu_ms_per_message"] = 1000 * (cpu_seconds(server.pid) - cpu0) / args.count
         fast["worker_cpu_ms_per_message"] = \
             1000 * (cpu_seconds(worker) - worker_cpu0) / args.count
+        fast["sender_cpu_ms_per_message"] = \
+            1000 * (cpu_seconds(sender) - sender_cpu0) / args.count if sender else 0.0
         after_fast = [rss_mib(pid) for pid in family(server.pid)]
         paced = send_all(port, make_mails(args.paced, "m-paced"), args.clients, args.rate)
         time.sleep(2)  # the worker threads the paced mail's tail
@@ -343,7 +359,8 @@ def main() -> int:
                  f" ({fast['acks_when_accepted']} when the last mail was accepted, then "
                  f"{fast['acks_per_second_after_accept']:.0f}/s), every mail delivered after "
                  f"{fast['all_delivered_after_s']:.1f} s"
-                 f" (worker {fast['worker_cpu_ms_per_message']:.2f} CPU ms/msg)"
+                 f" (worker {fast['worker_cpu_ms_per_message']:.2f}, sender "
+                 f"{fast['sender_cpu_ms_per_message']:.2f} CPU ms/msg)"
                  if "all_delivered_after_s" in fast else "")
               + (f", errors {fast['errors']}" if fast["errors"] else ""))
         print(f"{name:8} paced at {args.rate:.0f}/s: achieved {paced['per_second']:6.1f} msg/s, "

@@ -35,6 +35,7 @@ class App:
     _engine: Engine | None = None
     _reader: dbapi.Reader | None = None
     _templates: Templates | None = None
+    _deliverer: Deliverer | None = None
 
     @property
     def engine(self) -> Engine:
@@ -71,10 +72,14 @@ class App:
         return self._templates
 
     def deliverer(self) -> Deliverer:
-        from maild.outbound import Deliverer
+        """The outbox's deliverer, on DB-API connections of its own (no SQLAlchemy)."""
+        if self._deliverer is None:
+            from maild.outbound import Deliverer
 
-        return Deliverer(self.engine, make_transport(self.settings.outbound),
-                         self.settings.outbound)
+            self._deliverer = Deliverer(dbapi.Pool(self.settings.database),
+                                        make_transport(self.settings.outbound),
+                                        self.settings.outbound)
+        return self._deliverer
 
     def spool_path(self) -> Path | None:
         """The intake spool of `maild run`, beside a SQLite database file; None on PostgreSQL."""
@@ -100,6 +105,9 @@ class App:
         return Spool(path, self.settings.database.busy_timeout.total_seconds(), mover=mover)
 
     def close(self) -> None:
+        if self._deliverer is not None:
+            self._deliverer.close()
+            self._deliverer = None
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -108,11 +116,13 @@ class App:
 
 
 def make_transport(settings: OutboundSettings) -> Transport:
-    from maild.outbound import MaildirTransport, SmtpTransport
-
     if settings.transport == "maildir":
+        from maild.outbound.transports import MaildirTransport
+
         return MaildirTransport(settings.maildir)
     import ssl
+
+    from maild.outbound.smtp import SmtpTransport
 
     return SmtpTransport(
         settings.smtp_host, settings.smtp_port, security=settings.smtp_security,

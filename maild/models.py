@@ -30,6 +30,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from maild.dbapi import instant, stored_utc
+from maild.events import event_values
 from maild.states import (
     Actor,
     Channel,
@@ -171,13 +172,9 @@ class Event(SQLModel, table=True):
     actor: str = ""       # an address, or an Actor
     detail: str = ""
 
-    @staticmethod
-    def values(ticket_id: int, at: datetime, type_: EventType, actor: str,
-               detail: str) -> dict[str, Any]:
-        """The one way an event is made — a known type, the detail cut to a sane length — as
-        the column values of its row (events are only ever inserted: `maild.db.add_row`)."""
-        return {"ticket_id": ticket_id, "at": at, "type": str(EventType(type_)),
-                "actor": str(actor), "detail": detail[:2000]}
+    # The one way an event is made, as the column values of its row (`maild.events`; events
+    # are only ever inserted: `maild.db.add_row`).
+    values = staticmethod(event_values)
 
 
 class Inbound(SQLModel, table=True):

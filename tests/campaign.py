@@ -23,9 +23,10 @@ byte (the web form: the same post with the same token), until it is answered.
 
 **The faults.** N kills -9, each when the count of answered mails passes a point drawn at
 random in its share of M, of a target drawn at random: the worker (the intake restarts it by
-itself), the intake alone (the worker, told by PDEATHSIG, finishes what it has in hand and
-exits; the campaign restarts `maild run` at once, so for a moment an old worker and a new one
-run side by side), or both at once as a process group (as systemd's SIGKILL or a power cut
+itself), the sender (likewise, after a back-off; what it had claimed is taken back by the next
+one), the intake alone (its children, told by PDEATHSIG, finish what they have in hand and
+exit; the campaign restarts `maild run` at once, so for a moment old children and new ones
+run side by side), or all at once as a process group (as systemd's SIGKILL or a power cut
 would). Meanwhile the relay flips every 0.5–3 s between up, 4xx, 5xx and down.
 
 **What must hold** (`Report.violations` lists every breach; the counts are in `Report.counts`),
@@ -81,7 +82,7 @@ from tests.smtp_sink import MisbehavingSink, free_port
 
 SHARES = {"imap": 0.12, "pipe": 0.02, "web": 0.05, "twin": 0.04}  # SMTP takes the rest
 LEAST_PER_CHANNEL = 4
-TARGETS = (("worker", 0.4), ("intake", 0.4), ("group", 0.2))
+TARGETS = (("worker", 0.3), ("sender", 0.15), ("intake", 0.35), ("group", 0.2))
 SINK_MODES = (("up", 0.45), ("4xx", 0.2), ("5xx", 0.1), ("down", 0.25))
 SMTP_CONNECTIONS = 3
 WEB_CLIENTS = 8  # a post waits up to 15 s for the worker to name its ticket
@@ -414,13 +415,13 @@ class Campaign:
     def kill(self, target: str) -> None:
         daemon = self.daemon
         assert daemon.process is not None
-        if target == "worker":
-            pid = self.live_worker()
+        if target in ("worker", "sender"):
+            pid = self.live_child(target)
             if pid is None:  # the intake is waiting to restart it: the intake dies instead
                 target = "intake"
             else:
                 os.kill(pid, signal.SIGKILL)
-                self.kills["worker"] += 1
+                self.kills[target] += 1
                 return
         if target == "intake":
             os.kill(daemon.process.pid, signal.SIGKILL)
@@ -444,13 +445,13 @@ class Campaign:
                 time.sleep(RETRY_PAUSE)
         self.restarts += 1
 
-    def live_worker(self, timeout: float = 120.0) -> int | None:
-        """The running worker's pid (not a zombie the intake has not reaped yet), waiting up
-        to `timeout` for the intake to have one."""
+    def live_child(self, name: str, timeout: float = 120.0) -> int | None:
+        """The running worker's or sender's pid (not a zombie the intake has not reaped yet),
+        waiting up to `timeout` for the intake to have one."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                pid = self.daemon.worker_pid(timeout=1.0)
+                pid = self.daemon.child_pid(name, timeout=1.0)
                 state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
                 if state != "Z":
                     return pid
@@ -595,7 +596,8 @@ class Campaign:
             **{f"kills of the {target}": self.kills[target] for target, _ in TARGETS},
             "restarts of maild run": self.restarts,
             "maild init failed at a restart": self.init_retries,
-            "worker restarts by the intake": self.daemon.log().count("; restarting it in"),
+            "restarts of the worker or the sender by the intake":
+                self.daemon.log().count("; restarting it in"),
             "relay flips": dict(self.sink_flips),
             "client resends": dict(self.retries),
         })

@@ -218,7 +218,7 @@ class MaildProcess:
     """`maild run` as a subprocess, with its own config, database and log file."""
 
     def __init__(self, root: Path, config_text: str, *, own_group: bool = False) -> None:
-        """`own_group=True`: `maild run` leads a process group of its own (with its worker),
+        """`own_group=True`: `maild run` leads a process group of its own (with its children),
         which `kill_group()` kills as a whole, as a machine or systemd's SIGKILL would."""
         self.root = root
         self.own_group = own_group
@@ -258,16 +258,25 @@ class MaildProcess:
         self.stop(signal.SIGKILL)
 
     def kill_group(self) -> None:
-        """SIGKILL to the intake and its worker at once (needs `own_group=True`)."""
+        """SIGKILL to the intake and its children at once (needs `own_group=True`)."""
         assert self.process is not None and self.own_group
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         self.process = None
 
     def worker_pid(self, timeout: float = 30.0) -> int:
-        """The pid of the worker process (the intake's child `python -P -m maild.daemon.worker`;
-        the other, at start, is `maild init`)."""
+        """The pid of the worker process (`python -P -m maild.daemon.worker`)."""
+        return self.child_pid("worker", timeout)
+
+    def sender_pid(self, timeout: float = 30.0) -> int:
+        """The pid of the sender process (`python -P -m maild.daemon.sender`)."""
+        return self.child_pid("sender", timeout)
+
+    def child_pid(self, name: str, timeout: float = 30.0) -> int:
+        """The pid of the intake's child `python -P -m maild.daemon.<name>` (the other children
+        are the worker or the sender, and at start `maild init`)."""
         assert self.process is not None
+        wanted = f"maild.daemon.{name}".encode()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for child in _children(self.process.pid):
@@ -275,10 +284,10 @@ class MaildProcess:
                     command = Path(f"/proc/{child}/cmdline").read_bytes()
                 except OSError:
                     continue
-                if b"maild.daemon.worker" in command:
+                if wanted in command.split(b"\0"):
                     return child
             time.sleep(0.05)
-        raise TimeoutError(f"maild run (pid {self.process.pid}) started no worker")
+        raise TimeoutError(f"maild run (pid {self.process.pid}) started no {name}")
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

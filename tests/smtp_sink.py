@@ -1,7 +1,8 @@
 """A real SMTP server for tests: aiosmtpd on a free loopback port, recording what it gets.
 
 `reply` decides the answer to each RCPT (e.g. "550 5.1.1 no such user"), so a test can make the
-peer refuse for good or for now; `stop()`/`start()` take the whole server away and back.
+peer refuse for good or for now; `delay` makes it slow to answer each DATA; `stop()`/`start()`
+take the whole server away and back.
 
 `MisbehavingSink` is the relay of the kill campaign (tests/campaign.py): told at any moment to
 be `up`, to answer every message `4xx` or `5xx` after its DATA (so it knows which Message-ID it
@@ -10,6 +11,7 @@ refused), or to be `down` (no listener); it keeps a record of every answer it ga
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import threading
@@ -31,6 +33,7 @@ class Received:
 class RecordingHandler:
     messages: list[Received] = field(default_factory=list)
     reply: Callable[[str], str] = lambda rcpt: "250 OK"
+    delay: float = 0.0  # seconds before each DATA is answered
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
@@ -40,6 +43,7 @@ class RecordingHandler:
         return answer
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(self.delay)
         self.messages.append(Received(envelope.mail_from, list(envelope.rcpt_tos),
                                       envelope.original_content or envelope.content))
         return "250 OK queued"

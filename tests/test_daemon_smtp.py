@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import smtplib
@@ -43,7 +44,7 @@ tls_key = "{key}"
 transport = "smtp"
 smtp_host = "127.0.0.1"
 smtp_port = {sink_port}
-smtp_timeout = "5s"
+smtp_timeout = "{smtp_timeout}"
 retry_initial = "1s"
 retry_max = "2s"
 
@@ -63,10 +64,10 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def start_maild(root: Path, sink: SmtpSink, certificate: tuple[Path, Path],
-                protocol: str = "smtp") -> MaildProcess:
+                protocol: str = "smtp", smtp_timeout: str = "5s") -> MaildProcess:
     port = free_port()
     daemon = MaildProcess(root, CONFIG.format(
-        root=root, port=port, protocol=protocol, sink_port=sink.port,
+        root=root, port=port, protocol=protocol, sink_port=sink.port, smtp_timeout=smtp_timeout,
         cert=certificate[0], key=certificate[1]))
     daemon.port = port
     daemon.start(wait_for=port)
@@ -284,6 +285,76 @@ def test_a_550_from_the_sink_is_recorded_and_not_retried(
     assert sink.messages == []
 
 
+def test_a_relay_that_never_answers_holds_up_delivery_alone_not_threading(
+    tmp_path: Path, certificate: tuple[Path, Path]
+) -> None:
+    """The sender process waits on the relay (`maild.daemon.sender`); the worker goes on
+    threading new mail and giving out ticket numbers meanwhile."""
+    stalled = socket.socket()  # accepts the connection, never says 220
+    stalled.bind(("127.0.0.1", 0))
+    stalled.listen(8)
+    relay = SmtpSink()
+    relay.port = stalled.getsockname()[1]
+    daemon = start_maild(tmp_path, relay, certificate, smtp_timeout="120s")
+    try:
+        with smtplib.SMTP("127.0.0.1", daemon.port) as client:
+            client.send_message(mail(subject="first", sender="first@example.org"))
+        stalled.settimeout(30)
+        connection, _ = stalled.accept()  # the sender, stuck before the greeting
+        with smtplib.SMTP("127.0.0.1", daemon.port) as client:
+            for i in range(5):
+                client.send_message(mail(subject=f"later {i}", sender=f"l{i}@example.org"))
+        assert wait_until(lambda: len(daemon.tickets()) == 6), daemon.log()
+        with sqlite3.connect(tmp_path / "maild.db") as db:
+            states = dict(db.execute("SELECT rcpt_to, state FROM outbox"))
+        # Still stuck on the first: the later ones were threaded while it waited.
+        assert states["first@example.org"] == "sending", states
+        assert {states[f"l{i}@example.org"] for i in range(5)} == {"pending"}, states
+        connection.close()
+    finally:
+        daemon.stop()
+        stalled.close()
+
+
+def test_a_sender_killed_9_mid_delivery_is_restarted_and_every_ack_arrives(
+    tmp_path: Path, sink: SmtpSink, certificate: tuple[Path, Path]
+) -> None:
+    sink.handler.delay = 0.05  # a relay slow enough to be killed in the middle of
+    daemon = start_maild(tmp_path, sink, certificate)
+    try:
+        worker, sender = daemon.worker_pid(), daemon.sender_pid()
+        customers = [f"k{i}@example.org" for i in range(40)]
+        with smtplib.SMTP("127.0.0.1", daemon.port) as client:
+            for address in customers:
+                client.send_message(mail(subject=f"kill {address}", sender=address))
+        assert wait_until(lambda: len(sink.messages) >= 5, interval=0.01), daemon.log()
+        os.kill(sender, signal.SIGKILL)
+        at_kill = len(sink.messages)
+        assert at_kill < len(customers), "all delivered before the kill: the test proves nothing"
+        assert wait_until(lambda: "sender exited with killed by SIGKILL" in daemon.log()), \
+            daemon.log()
+        assert wait_until(lambda: daemon.sender_pid() != sender, timeout=30), daemon.log()
+        assert wait_until(lambda: {r for m in sink.messages for r in m.rcpt_tos}
+                          == set(customers), timeout=60), daemon.log()[-3000:]
+
+        def states() -> list[str]:
+            with sqlite3.connect(tmp_path / "maild.db") as db:
+                return [state for (state,) in db.execute("SELECT state FROM outbox")]
+
+        assert wait_until(lambda: states() == ["sent"] * len(customers)), states()
+        assert daemon.worker_pid() == worker  # threading was not disturbed
+    finally:
+        daemon.stop()
+    message_ids: dict[str, set[bytes]] = {}
+    for received in sink.messages:
+        [header] = re.findall(rb"^Message-ID: (.+?)\r?$", received.data, re.MULTILINE)
+        message_ids.setdefault(received.rcpt_tos[0], set()).add(header)
+    # One acknowledgement each. Sent again at most what the killed sender had sent and not yet
+    # recorded (and the one in flight), under the same Message-ID: a receiver can tell.
+    assert all(len(ids) == 1 for ids in message_ids.values()), message_ids
+    assert len(sink.messages) - len(customers) <= at_kill + 1
+
+
 def test_kill_9_while_mail_pours_in_loses_nothing_that_was_answered_250(
     tmp_path: Path, sink: SmtpSink, certificate: tuple[Path, Path]
 ) -> None:
@@ -337,7 +408,7 @@ def test_the_log_says_what_needs_attention(
     port = free_port()
     daemon = MaildProcess(tmp_path, CONFIG.format(
         root=tmp_path, port=port, protocol="smtp", sink_port=free_port(),  # nobody listens
-        cert=certificate[0], key=certificate[1]))
+        smtp_timeout="5s", cert=certificate[0], key=certificate[1]))
     daemon.start(wait_for=port)
     try:
         with smtplib.SMTP("127.0.0.1", port) as client:

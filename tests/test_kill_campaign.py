@@ -1,6 +1,6 @@
 """The short form of the kill campaign (tests/campaign.py; the long form is
-bench/kill_campaign.py): five kills -9 of `maild run`'s intake, worker or both, about 200 mails
-over SMTP, IMAP, the pipe and the web form, the relay flipping between up, 4xx, 5xx and down —
+bench/kill_campaign.py): five kills -9 of `maild run`'s intake, worker, sender or all, about 200
+mails over SMTP, IMAP, the pipe and the web form, the relay flipping between up, 4xx, 5xx and down —
 and afterwards every answered mail stored exactly once, every ticket consistent, every
 acknowledgement delivered or recorded dead, none twice under two Message-IDs."""
 

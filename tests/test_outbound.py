@@ -8,13 +8,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import select
 
 from maild import config
 from maild.clock import FixedClock
 from maild.db import make_engine, transaction
+from maild.dbapi import Pool
 from maild.models import Event, Outbox
-from maild.outbound import Deliverer, MaildirTransport, SmtpTransport, transports
+from maild.outbound import Deliverer, MaildirTransport, transports
+from maild.outbound.smtp import SmtpTransport
 from tests.conftest import Helpdesk, mail
 from tests.smtp_sink import SmtpSink
 
@@ -27,12 +30,17 @@ def _owe_mail(helpdesk: Helpdesk, count: int = 1) -> None:
 
 def _deliverer(helpdesk: Helpdesk, transport: object) -> Deliverer:
     settings = config.load(helpdesk.config)
-    return Deliverer(make_engine(settings.database), transport,  # type: ignore[arg-type]
+    return Deliverer(Pool(settings.database), transport,  # type: ignore[arg-type]
                      settings.outbound)
 
 
-def _rows(deliverer: Deliverer) -> list[Outbox]:
-    with transaction(deliverer.engine, readonly=True) as session:
+def _engine(helpdesk: Helpdesk) -> Engine:
+    """The installation's database, to look at what delivery did (and to set up a claim)."""
+    return make_engine(config.load(helpdesk.config).database)
+
+
+def _rows(helpdesk: Helpdesk) -> list[Outbox]:
+    with transaction(_engine(helpdesk), readonly=True) as session:
         return list(session.exec(select(Outbox).order_by(Outbox.id)))  # type: ignore[arg-type]
 
 
@@ -41,13 +49,13 @@ def test_smtp_delivery_sends_each_message_once_over_one_connection(
 ) -> None:
     _owe_mail(helpdesk, 3)
     deliverer = _deliverer(helpdesk, SmtpTransport("127.0.0.1", sink.port))
-    queued = _rows(deliverer)[-1].created_at  # the wall clock of `ingest`: no date is assumed
+    queued = _rows(helpdesk)[-1].created_at  # the wall clock of `ingest`: no date is assumed
     report = deliverer.deliver_due(FixedClock(queued + timedelta(days=1)))
     assert len(report.sent) == 3
     assert sorted(m.rcpt_tos[0] for m in sink.messages) == \
         ["c0@example.org", "c1@example.org", "c2@example.org"]
     assert all(m.mail_from == "support@example.com" for m in sink.messages)
-    assert all(r.state == "sent" for r in _rows(deliverer))
+    assert all(r.state == "sent" for r in _rows(helpdesk))
     assert not deliverer.deliver_due(FixedClock(queued + timedelta(days=2)))  # nothing twice
     assert len(sink.messages) == 3
 
@@ -58,11 +66,11 @@ def test_a_temporary_refusal_is_retried_with_doubling_back_off(
     _owe_mail(helpdesk)
     sink.handler.reply = lambda rcpt: "450 4.2.0 mailbox busy"
     deliverer = _deliverer(helpdesk, SmtpTransport("127.0.0.1", sink.port))
-    start = _rows(deliverer)[0].created_at
+    start = _rows(helpdesk)[0].created_at
     clock = FixedClock(start)
 
     assert len(deliverer.deliver_due(clock).deferred) == 1
-    [row] = _rows(deliverer)
+    [row] = _rows(helpdesk)
     assert row.state == "deferred" and row.next_attempt_at == start + timedelta(minutes=1)
     assert "450" in row.last_error
 
@@ -70,13 +78,13 @@ def test_a_temporary_refusal_is_retried_with_doubling_back_off(
     assert not deliverer.deliver_due(clock)  # not due yet
     clock.set(start + timedelta(minutes=1))
     deliverer.deliver_due(clock)
-    assert _rows(deliverer)[0].next_attempt_at == clock.now() + timedelta(minutes=2)
+    assert _rows(helpdesk)[0].next_attempt_at == clock.now() + timedelta(minutes=2)
 
     sink.handler.reply = lambda rcpt: "250 OK"
     clock.set(clock.now() + timedelta(minutes=2))
     assert len(deliverer.deliver_due(clock).sent) == 1
     assert len(sink.messages) == 1
-    assert _rows(deliverer)[0].attempts == 3
+    assert _rows(helpdesk)[0].attempts == 3
 
 
 def test_a_permanent_refusal_is_recorded_on_the_ticket_and_never_retried(
@@ -85,16 +93,16 @@ def test_a_permanent_refusal_is_recorded_on_the_ticket_and_never_retried(
     _owe_mail(helpdesk)
     sink.handler.reply = lambda rcpt: "550 5.1.1 no such user"
     deliverer = _deliverer(helpdesk, SmtpTransport("127.0.0.1", sink.port))
-    queued = _rows(deliverer)[0].created_at
+    queued = _rows(helpdesk)[0].created_at
     clock = FixedClock(queued + timedelta(days=1))
     assert len(deliverer.deliver_due(clock).dead) == 1
     sink.handler.reply = lambda rcpt: "250 OK"
     clock.set(queued + timedelta(days=2))
     assert not deliverer.deliver_due(clock)
     assert sink.messages == []
-    [row] = _rows(deliverer)
+    [row] = _rows(helpdesk)
     assert row.state == "dead" and "550" in row.last_error
-    with transaction(deliverer.engine, readonly=True) as session:
+    with transaction(_engine(helpdesk), readonly=True) as session:
         events = list(session.exec(select(Event).where(Event.type == "delivery_failed")))
     assert len(events) == 1 and "550" in events[0].detail
 
@@ -105,13 +113,13 @@ def test_an_unreachable_relay_defers_the_batch_with_one_log_line(
     down = SmtpSink()  # a free port nobody listens on
     _owe_mail(helpdesk, 3)
     deliverer = _deliverer(helpdesk, SmtpTransport("127.0.0.1", down.port, timeout=2))
-    created = max(r.created_at for r in _rows(deliverer))
+    created = max(r.created_at for r in _rows(helpdesk))
     with caplog.at_level(logging.WARNING, logger="maild.outbound"):
         report = deliverer.deliver_due(FixedClock(created))
         deliverer.deliver_due(FixedClock(created + timedelta(minutes=1)))
     assert len(report.deferred) == 3
     assert sum("cannot reach the relay" in r.message for r in caplog.records) == 1
-    assert all(r.state == "deferred" for r in _rows(deliverer))
+    assert all(r.state == "deferred" for r in _rows(helpdesk))
 
     down.start()  # the relay comes back: everything goes, once
     try:
@@ -126,9 +134,9 @@ def test_mail_past_its_lifetime_is_given_up_and_recorded(helpdesk: Helpdesk) -> 
     down = SmtpSink()
     _owe_mail(helpdesk)
     deliverer = _deliverer(helpdesk, SmtpTransport("127.0.0.1", down.port, timeout=2))
-    created = _rows(deliverer)[0].created_at
+    created = _rows(helpdesk)[0].created_at
     deliverer.deliver_due(FixedClock(created + timedelta(days=6)))
-    [row] = _rows(deliverer)
+    [row] = _rows(helpdesk)
     assert row.state == "dead" and "gave up" in row.last_error
 
 
@@ -171,7 +179,7 @@ def test_a_maildir_batch_that_cannot_be_made_durable_is_deferred_then_sent_once(
     box = helpdesk.root / "var" / "outbox"
     transport = MaildirTransport(box)
     deliverer = _deliverer(helpdesk, transport)
-    queued = _rows(deliverer)[-1].created_at
+    queued = _rows(helpdesk)[-1].created_at
     # The batch is written into tmp/, and then new/ cannot take it.
     for sub in ("tmp", "cur"):
         (box / sub).mkdir(parents=True)
@@ -179,14 +187,14 @@ def test_a_maildir_batch_that_cannot_be_made_durable_is_deferred_then_sent_once(
     transport._ready = True  # as after an earlier batch
     report = deliverer.deliver_due(FixedClock(queued + timedelta(minutes=1)))
     assert report.sent == [] and len(report.deferred) == 2
-    assert all(r.state == "deferred" and "maildir" in r.last_error for r in _rows(deliverer))
+    assert all(r.state == "deferred" and "maildir" in r.last_error for r in _rows(helpdesk))
     assert list((box / "tmp").iterdir()) == []  # nothing left behind to be mistaken for mail
     (box / "new").unlink()
     report = deliverer.deliver_due(FixedClock(queued + timedelta(hours=1)))
     assert len(report.sent) == 2
     assert len(list((box / "new").iterdir())) == 2
     assert list((box / "tmp").iterdir()) == []
-    assert all(r.state == "sent" for r in _rows(deliverer))
+    assert all(r.state == "sent" for r in _rows(helpdesk))
 
 
 @pytest.mark.parametrize(("system", "release", "reports"), [
@@ -204,8 +212,8 @@ def test_syncfs_is_trusted_only_where_it_reports_write_back_errors(
 def test_a_crashed_claim_is_taken_back_after_its_lease(helpdesk: Helpdesk) -> None:
     _owe_mail(helpdesk)
     deliverer = _deliverer(helpdesk, MaildirTransport(helpdesk.root / "var" / "outbox"))
-    created = _rows(deliverer)[0].created_at
-    with transaction(deliverer.engine) as session:  # a worker claimed it, then died
+    created = _rows(helpdesk)[0].created_at
+    with transaction(_engine(helpdesk)) as session:  # a worker claimed it, then died
         row = session.exec(select(Outbox)).one()
         row.state = "sending"
         row.claimed_at = created

@@ -34,6 +34,7 @@ from maild.clock import Clock, FixedClock
 from maild.compose import Templates
 from maild.config import DatabaseSettings, Settings
 from maild.db import make_engine, transaction
+from maild.dbapi import Pool
 from maild.ingest.accept import accept
 from maild.numbers import next_number
 from maild.outbound import Deliverer, MaildirTransport
@@ -277,14 +278,16 @@ def test_four_workers_thread_and_deliver_every_message_exactly_once(
     outbound = dataclasses.replace(settings.outbound, batch_size=7)
 
     def deliver_all(_: int) -> list[int]:
-        def work(engine: Engine) -> list[int]:
-            deliverer = Deliverer(engine, MaildirTransport(box), outbound)
+        # Each deliverer has connections of its own, like a separate process.
+        deliverer = Deliverer(Pool(settings.database), MaildirTransport(box), outbound)
+        try:
             sent: list[int] = []
             while report := deliverer.deliver_due(clock):
                 assert not report.deferred and not report.dead, report
                 sent += report.sent
             return sent
-        return with_engine(settings, work)
+        finally:
+            deliverer.close()
 
     sent = [row for worker in in_parallel(deliver_all) for row in worker]
 

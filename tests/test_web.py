@@ -403,8 +403,9 @@ def test_files_of_a_staff_answer_can_be_downloaded_from_the_status_page(site: Si
 
 def test_the_intake_holds_no_orm_while_it_serves_forms_pages_and_mail(site: Site) -> None:
     """The intake reaches the database over DB-API alone (`maild.daemon.intake`): SQLModel,
-    pydantic and SQLAlchemy would double what it holds in memory. Its worker loads them — which
-    shows the look into the running processes can see them."""
+    pydantic and SQLAlchemy would double what it holds in memory; so does its sender
+    (`maild.daemon.sender`). Its worker loads them — which shows the look into the running
+    processes can see them."""
     with site.client() as client:
         number = number_on(submit(client))
         assert client.get(site.link_in_ack(number)).status_code == 200
@@ -413,16 +414,20 @@ def test_the_intake_holds_no_orm_while_it_serves_forms_pages_and_mail(site: Site
     assert wait_until(lambda: len(site.tickets()) == 2)
     assert site.daemon.process is not None
     intake = site.daemon.process.pid
-    # One child, the worker: no third interpreter (multiprocessing's resource tracker was one).
-    [worker] = Path(f"/proc/{intake}/task/{intake}/children").read_text().split()
-    assert b"maild.daemon.worker" in Path(f"/proc/{worker}/cmdline").read_bytes()
+    # Two children, the worker and the sender: no other interpreter (multiprocessing's
+    # resource tracker was one).
+    children = Path(f"/proc/{intake}/task/{intake}/children").read_text().split()
+    worker, sender = site.daemon.worker_pid(), site.daemon.sender_pid()
+    assert sorted(children) == sorted([str(worker), str(sender)])
 
     def mapped(pid: int | str) -> str:
         return Path(f"/proc/{pid}/maps").read_text()
 
     assert "pydantic_core" in mapped(worker)
     assert "pydantic_core" not in mapped(intake)
-    probe = ("import sys, maild.daemon.intake, maild.web, maild.ingest.imap; "
+    assert "pydantic_core" not in mapped(sender)  # delivery is DB-API too
+    probe = ("import sys, maild.daemon.intake, maild.daemon.sender, maild.web, "
+             "maild.ingest.imap; "
              "print(sorted({m.split('.')[0] for m in sys.modules} & "
              "{'sqlalchemy', 'sqlmodel', 'pydantic', 'alembic'}))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,

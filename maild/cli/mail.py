@@ -288,7 +288,7 @@ def outbox_show(app: App, args: argparse.Namespace) -> int:
 def outbox_retry(app: App, args: argparse.Namespace) -> int:
     from maild.outbound import requeue
 
-    ids = requeue(app.engine, args.ids or None, app.clock.now())
+    ids = requeue(app.reader, args.ids or None, app.clock.now())
     for missing in sorted(set(args.ids) - set(ids)):
         print(f"maild: outbox {missing} is not dead or deferred (or does not exist): "
               "left as it is", file=sys.stderr)

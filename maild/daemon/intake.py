@@ -1,6 +1,7 @@
 """The intake process of `maild run` (see `maild.daemon`): the SMTP/LMTP listener, the IMAP
 pollers, the web channel and the hand-off socket store mail and wake the worker; the intake
-supervises that worker (`maild.daemon.worker`), restarting it when it dies or hangs.
+supervises that worker (`maild.daemon.worker`), restarting it when it dies or hangs, and the
+sender (`maild.daemon.sender`), restarting it when it dies.
 
 It touches the database only over DB-API (`maild.dbapi.Pool`) and imports no SQLAlchemy, ORM
 or Alembic: they would double what it holds in memory, for good. `maild init`, which the daemon
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from maild.app import App, secret
 from maild.claims import interrupted
-from maild.daemon.shared import Shared, start_child, start_worker
+from maild.daemon.shared import Shared, start_child, start_daemon_child
 from maild.daemon.systemd import notify as tell_service_manager
 from maild.dbapi import Pool
 from maild.errors import MaildError, StorageUnavailable
@@ -34,7 +35,11 @@ if TYPE_CHECKING:
     from maild.web import WebServer
 
 log = logging.getLogger("maild.daemon")
-WORKER_RESTART_MAX_SECONDS = 60.0
+WORKER_RESTART_MAX_SECONDS = 60.0  # also the sender's: the longest back-off of a restart
+# How long a stop waits for each child to finish what it has in hand (the message it threads;
+# the mail it is handing the relay, which waits at most outbound.smtp_timeout per reply), all
+# within systemd's TimeoutStopSec=60 (systemd/maild.service).
+STOP_GRACE_SECONDS = {"worker": 45.0, "sender": 10.0}
 
 
 class Intake:
@@ -50,6 +55,10 @@ class Intake:
         self.pollers: list[ImapPoller] = []
         self.worker: subprocess.Popen[bytes] | None = None
         self.worker_started = 0.0
+        self.sender: subprocess.Popen[bytes] | None = None
+        self.sender_started = 0.0
+        self.sender_backoff = 1.0
+        self.sender_restart_at: float | None = None  # it died: when to start it again
         self.announced = False  # READY=1 sent to systemd
         self.spool: Spool | None = None
         self.handoff: HandoffListener | None = None
@@ -83,6 +92,7 @@ class Intake:
         initialise(settings.path)
         self.spool = self.app.spool()
         self.start_worker()
+        self.start_sender()
         handoff = self.app.handoff_path()
         if handoff is not None:
             listener = HandoffListener(handoff, self.notify)
@@ -121,17 +131,43 @@ class Intake:
     def start_worker(self) -> None:
         self.shared.in_hand.value = 0
         self.shared.worker_ready.value = 0
-        self.worker = start_worker(self.app.settings.path, self.shared, os.getpid(),
-                                   logging.getLogger().level)
+        self.worker = start_daemon_child("maild.daemon.worker", self.app.settings.path,
+                                         self.shared, os.getpid(), logging.getLogger().level)
         self.worker_started = time.monotonic()
+
+    def start_sender(self) -> None:
+        self.sender = start_daemon_child("maild.daemon.sender", self.app.settings.path,
+                                         self.shared, os.getpid(), logging.getLogger().level)
+        self.sender_started = time.monotonic()
+        self.sender_restart_at = None
+        self.shared.sender_bell.ring()  # what a sender that died left due
+
+    def supervise_sender(self) -> None:
+        """Restart the sender when it has died, after a back-off that doubles while it keeps
+        dying (its claims are taken back by the next one: `maild.outbound.deliver`)."""
+        assert self.sender is not None
+        now = time.monotonic()
+        if self.sender.poll() is None:
+            if now - self.sender_started > WORKER_RESTART_MAX_SECONDS:
+                self.sender_backoff = 1.0  # it has run fine for a while
+            return
+        if self.sender_restart_at is None:
+            log.error("sender exited with %s; restarting it in %.0f s",
+                      _exit_status(self.sender.returncode), self.sender_backoff)
+            self.sender_restart_at = now + self.sender_backoff
+            self.sender_backoff = min(self.sender_backoff * 2, WORKER_RESTART_MAX_SECONDS)
+        elif now >= self.sender_restart_at:
+            self.start_sender()
 
     def supervise(self) -> None:
         """Wait for a stop request; restart the worker whenever it dies on its own, and stop
-        and restart it when one message holds it longer than `mail.processing_timeout`."""
+        and restart it when one message holds it longer than `mail.processing_timeout`;
+        restart the sender when it dies."""
         backoff = 1.0
         while not self.stop.wait(0.5):
             assert self.worker is not None
             self.announce_ready()
+            self.supervise_sender()
             if self.worker.poll() is None:
                 if self.hung():
                     self.stop_hung_worker()
@@ -207,13 +243,21 @@ class Intake:
         for poller in self.pollers:
             poller.join(timeout=10)
         self.shared.stop()
-        if self.worker is not None:
+        asked = time.monotonic()
+        for name, child in (("worker", self.worker), ("sender", self.sender)):
+            if child is None:
+                continue
+            grace = STOP_GRACE_SECONDS[name]
             try:
-                self.worker.wait(timeout=60)
+                child.wait(timeout=max(0.0, asked + grace - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.warning("worker did not stop in time; terminating it")
-                self.worker.terminate()
-                self.worker.wait()
+                # SIGKILL: its SIGTERM only asks it to stop, which it has been asked. Safe:
+                # what it had claimed is taken back at the next start.
+                log.warning("%s did not stop within %.0f s; killing it", name, grace)
+                child.kill()
+                child.wait()
+                if name == "worker":
+                    self.worker_died()
         if self.spool is not None:
             self.spool.close()
         self.readers.close()

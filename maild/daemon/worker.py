@@ -1,5 +1,6 @@
 """The worker process of `maild run` (see `maild.daemon`): moves the intake spool into `inbound`,
-threads stored mail, delivers the outbox and runs the timer duties, in a loop the intake wakes.
+threads stored mail and runs the timer duties, in a loop the intake wakes; it wakes the sender
+(`maild.daemon.sender`) for the mail that work owes.
 
 It is spawned, so this module is all it imports of the daemon, with what the intake shares with
 it (`maild.daemon.shared`); nothing here imports a listener, a poller or the web channel.
@@ -7,11 +8,8 @@ it (`maild.daemon.shared`); nothing here imports a listener, a poller or the web
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterable
@@ -23,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 
 from maild import config
 from maild.app import App
-from maild.daemon.shared import Shared
+from maild.daemon.shared import Shared, become_child, child_arguments
 from maild.db import transaction
 from maild.dbapi import reader_of
 from maild.errors import StorageUnavailable
@@ -43,24 +41,13 @@ WORKER_NICENESS = 10
 
 
 def main(argv: list[str]) -> None:
-    """Entry point of the worker process (`maild.daemon.shared.start_worker`): the config
-    file, the descriptors of what it shares with the intake, the intake's pid, the log level."""
-    config_path, fds, parent, level = argv
-    worker_main(config_path, Shared([int(fd) for fd in fds.split(",")]), int(parent),
-                int(level))
+    """Entry point of the worker process (`maild.daemon.shared.start_daemon_child`)."""
+    worker_main(*child_arguments(argv))
 
 
 def worker_main(config_path: str, shared: Shared, parent: int, level: int) -> None:
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="maild %(levelname)s %(name)s: %(message)s")
+    become_child(shared, level, WORKER_NICENESS)
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    _die_with_parent()
-    # Threading can wait; a client waiting for its 250 cannot. On a busy machine the kernel
-    # should give the intake the CPU first.
-    os.nice(WORKER_NICENESS)
-    # The intake decides when to stop; a Ctrl-C on the terminal reaches it too.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: shared.stop())
     worker = Worker(App(config.load(config_path)), shared, parent)
     worker.app.templates.load_all()  # before "ready": the first mail should not wait for them
     shared.worker_ready.value = 1
@@ -91,22 +78,24 @@ class Worker:
                             self.app.clock)
         if report.examined:
             log.info("timer duties: %s", report.summary())
+            self.shared.sender_bell.ring()  # the notices and requests they owe
 
     def stopping(self) -> bool:
         return self.shared.stopped or os.getppid() != self.parent
 
     def loop(self) -> None:
-        deliverer = self.app.deliverer()
         started = False  # the timers run once at start, then on schedule
         blocked: str | None = None  # the database error of the current outage, logged once
+        bell = self.shared.worker_bell
         while not self.stopping():
-            self.shared.forget_wakeups()
+            bell.forget()
             try:
                 moved = self.spool.move_into(self.app.engine, BATCH) if self.spool else 0
                 settled = process_pending(self.app.engine, self.app.settings,
                                           self.app.templates, self.app.clock, BATCH,
                                           should_stop=self.stopping, in_hand=self.in_hand)
-                report = deliverer.deliver_due(self.app.clock, should_stop=self.stopping)
+                if settled:  # committed: what they owe is in the outbox
+                    self.shared.sender_bell.ring()
                 if started:
                     self.scheduler.run_pending()
                 else:
@@ -116,15 +105,15 @@ class Worker:
                 if blocked is None:
                     log.warning("database unavailable, will retry: %s", exc)
                 blocked = str(exc)
-                self.shared.sleep(DATABASE_RETRY_SECONDS)
+                self.shared.sleep(bell, DATABASE_RETRY_SECONDS)
                 continue
             if blocked is not None:
                 log.info("database available again")
                 blocked = None
             # A reply waiting for its original to be threaded is not progress: don't spin on it.
             progressed = moved or any(s.state != InboundState.NEW for s in settled)
-            if not progressed and not report:
-                self.shared.wait(IDLE_SLEEP_SECONDS if not settled else 0.05)
+            if not progressed:
+                bell.wait(IDLE_SLEEP_SECONDS if not settled else 0.05)
 
     def in_hand(self, inbound_id: int | None) -> None:
         """Tell the intake which message this worker is threading, and since when."""
@@ -146,14 +135,6 @@ class Worker:
 
 def _nonzero(counts: dict[str, Any], states: Iterable[str]) -> str:
     return ", ".join(f"{state} {counts[state]}" for state in states if counts[state]) or "empty"
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to send SIGTERM to this process when its parent dies (`kill -9` of the
-    intake); elsewhere the loop notices the new parent pid instead."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 if __name__ == "__main__":

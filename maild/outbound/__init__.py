@@ -5,7 +5,7 @@ moves bytes: claim due rows, hand them to the transport, and record sent / defer
 """
 
 from maild.outbound.deliver import Deliverer, DeliveryReport, requeue
-from maild.outbound.transports import MaildirTransport, SmtpTransport, Transport
+from maild.outbound.transports import MaildirTransport, Transport
 
-__all__ = ["Deliverer", "DeliveryReport", "MaildirTransport", "SmtpTransport", "Transport",
-           "requeue"]
+# SmtpTransport is imported from `maild.outbound.smtp`: only a sender for a relay loads smtplib.
+__all__ = ["Deliverer", "DeliveryReport", "MaildirTransport", "Transport", "requeue"]

@@ -1,9 +1,9 @@
-"""The delivery worker: claim due outbox rows, send them, record what happened.
+"""Delivery: claim due outbox rows, send them, record what happened.
 
 A batch of rows is claimed (state `sending`) in a short transaction of its own, so no
-transaction stays open while the network is slow, and parallel workers never take the same row.
+transaction stays open while the network is slow, and parallel senders never take the same row.
 The outcomes of the batch are recorded together in one transaction once it is through (a commit
-per mail was most of a delivery's cost); a worker killed in between leaves the batch claimed,
+per mail was most of a delivery's cost); a sender killed in between leaves the batch claimed,
 and it is sent again under the same Message-IDs (into a Maildir, under the same file names, so
 replacing the earlier copies). Outcomes:
 
@@ -13,6 +13,10 @@ replacing the earlier copies). Outcomes:
 - PermanentFailure                -> `dead`, recorded as an event on the ticket, never retried
 A claim left behind by a crash is taken back once its lease has run out, or at once when the
 claiming process ran on this host and is gone (`kill -9`, then a restart).
+
+It talks to the database over plain DB-API (`maild.dbapi.Pool`), never SQLAlchemy, so the
+daemon's sender process (`maild.daemon.sender`) holds no ORM, and a slow relay holds up
+delivery alone, never the threading of new mail.
 """
 
 from __future__ import annotations
@@ -22,31 +26,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, bindparam, insert, update
-from sqlmodel import col, select
-
 from maild.claims import held_elsewhere, this_worker
 from maild.clock import Clock
 from maild.config import OutboundSettings
-from maild.db import add_row, claim, core_transaction, storage_errors, transaction
-from maild.dbapi import Reader, Row, id_list, instant, reader_of_connection
+from maild.dbapi import Pool, Reader, Row, id_list, instant
 from maild.errors import PermanentFailure, TemporaryFailure
-from maild.models import Actor, Event, EventType, Outbox, OutboxState
+from maild.events import record_event
 from maild.outbound.transports import Transport
+from maild.states import Actor, EventType, OutboxState
 
 log = logging.getLogger("maild.outbound")
 CLAIM_LEASE = timedelta(minutes=5)
-_RETRYABLE = (OutboxState.DEAD, OutboxState.DEFERRED)
 _SENDING = "SELECT id, message_id, claimed_by, claimed_at FROM outbox WHERE state = :sending"
 _DUE = ("SELECT id, ticket_id, kind, mail_from, rcpt_to, message_id, raw, attempts, created_at, "
         "next_attempt_at FROM outbox WHERE state IN (:pending, :deferred) "
         "AND next_attempt_at <= :now")
 _UNCLAIM = ("UPDATE outbox SET state = :pending, claimed_at = NULL, claimed_by = '' "
             "WHERE state = :sending")
-_FINISH = update(Outbox).where(col(Outbox.id) == bindparam("row")).values(
-    state=bindparam("state"), attempts=bindparam("attempts"), claimed_at=None, claimed_by="",
-    last_error=bindparam("error"), sent_at=bindparam("sent_at"),
-    next_attempt_at=bindparam("next"))
+_FINISH = ("UPDATE outbox SET state = :state, attempts = :attempts, claimed_at = NULL, "
+           "claimed_by = '', last_error = :error, sent_at = :sent_at, next_attempt_at = :next "
+           "WHERE id = :row")
 
 
 @dataclass
@@ -63,10 +62,11 @@ class DeliveryReport:
 
 
 class Deliverer:
-    """Delivers due outbox rows through one transport; remembers whether the peer is down."""
+    """Delivers due outbox rows through one transport; remembers whether the peer is down.
+    Its database connections come from `pool` (one at a time: a Deliverer is one thread's)."""
 
-    def __init__(self, engine: Engine, transport: Transport, settings: OutboundSettings) -> None:
-        self.engine = engine
+    def __init__(self, pool: Pool, transport: Transport, settings: OutboundSettings) -> None:
+        self.pool = pool
         self.transport = transport
         self.settings = settings
         self.outage: str | None = None  # set while the transport cannot connect
@@ -109,11 +109,8 @@ class Deliverer:
         return report
 
     def _claim(self, now: datetime, limit: int, only: list[int] | None) -> list[_Claimed]:
-        """Take back the stale claims, then claim up to `limit` due rows. In SQL straight to
-        the driver, not ORM objects: it runs for every batch, and loading each row into the
-        session with its bytes was a tenth of the worker's CPU."""
-        with storage_errors(), core_transaction(self.engine) as connection:
-            db = reader_of_connection(connection)
+        """Take back the stale claims, then claim up to `limit` due rows."""
+        with self.pool.reader() as connection, connection.writing() as db:
             lock = db.claim_lock
             stale = [row for row in db.rows(_SENDING + lock, sending=OutboxState.SENDING.value)
                      if not held_elsewhere(row["claimed_by"], instant(row["claimed_at"]), now,
@@ -132,8 +129,7 @@ class Deliverer:
 
     def _release(self, rows: list[_Claimed]) -> None:
         """Hand claimed rows back unsent: due again at their `next_attempt_at`."""
-        with storage_errors(), core_transaction(self.engine) as connection:
-            db = reader_of_connection(connection)
+        with self.pool.reader() as connection, connection.writing() as db:
             db.execute(f"{_UNCLAIM} AND id IN ({id_list([row.id for row in rows])})",
                        pending=OutboxState.PENDING.value, sending=OutboxState.SENDING.value)
 
@@ -182,22 +178,23 @@ class Deliverer:
         return _Outcome(row, OutboxState.DEFERRED, now, error, next_attempt_at=now + delay)
 
     def _record(self, outcomes: list[_Outcome]) -> None:
-        """Write the outcomes of a batch in one transaction. Core, not the ORM: loading each
-        row back (with its bytes) only to set a few columns was a third of a delivery's CPU."""
+        """Write the outcomes of a batch in one transaction."""
         if not outcomes:
             return
-        with core_transaction(self.engine) as connection:
-            connection.execute(_FINISH, [{
-                "row": o.row.id, "state": o.state, "attempts": o.row.attempts + 1,
-                "error": o.error[:1000], "sent_at": o.at if o.state == OutboxState.SENT else None,
-                "next": o.next_attempt_at or o.row.next_attempt_at} for o in outcomes])
-            failed = [o for o in outcomes if o.state == OutboxState.DEAD
-                      and o.row.ticket_id is not None]
-            if failed:
-                connection.execute(insert(Event), [Event.values(
-                    o.row.ticket_id or 0, o.at, EventType.DELIVERY_FAILED, Actor.SYSTEM,
-                    f"{o.row.kind} to {o.row.rcpt_to} <{o.row.message_id}>: {o.error}"[:1000]
-                ) for o in failed])
+        with self.pool.reader() as connection, connection.writing() as db:
+            for o in outcomes:
+                db.execute(_FINISH, row=o.row.id, state=o.state.value,
+                           attempts=o.row.attempts + 1, error=o.error[:1000],
+                           sent_at=o.at if o.state == OutboxState.SENT else None,
+                           next=o.next_attempt_at or o.row.next_attempt_at)
+                if o.state == OutboxState.DEAD and o.row.ticket_id is not None:
+                    record_event(db, o.row.ticket_id, o.at, EventType.DELIVERY_FAILED,
+                                 Actor.SYSTEM, f"{o.row.kind} to {o.row.rcpt_to} "
+                                 f"<{o.row.message_id}>: {o.error}"[:1000])
+
+    def close(self) -> None:
+        """Close the database connections (the transport is closed after each batch)."""
+        self.pool.close()
 
 
 @dataclass(frozen=True)
@@ -244,25 +241,26 @@ _REPORTED = {OutboxState.SENT: "sent", OutboxState.DEFERRED: "deferred",
              OutboxState.DEAD: "dead"}
 
 
-def requeue(engine: Engine, outbox_ids: list[int] | None, now: datetime,
+def requeue(db: Reader, outbox_ids: list[int] | None, now: datetime,
             actor: str = Actor.OPERATOR) -> list[int]:
     """Put dead and deferred rows (all, or the given ones) back to `pending`, due now, with a
     fresh back-off and lifetime (counted from now); returns their ids. Each is recorded as an
     event `delivery_retried` on its ticket. The operator's way to re-run delivery once the
-    cause (a relay's configuration, a full mailbox) is fixed."""
-    with transaction(engine) as session:
-        query = select(Outbox).where(col(Outbox.state).in_(_RETRYABLE))
-        if outbox_ids is not None:
-            query = query.where(col(Outbox.id).in_(outbox_ids))
-        rows = list(session.exec(claim(query.order_by(col(Outbox.id)), engine)))
+    cause (a relay's configuration, a full mailbox) is fixed. In one write transaction."""
+    with db.writing():
+        only = "" if outbox_ids is None else f" AND id IN ({id_list(outbox_ids)})"
+        rows = db.rows(f"SELECT id, ticket_id, kind, rcpt_to, message_id, state, attempts, "
+                       f"last_error FROM outbox WHERE state IN (:dead, :deferred){only} "
+                       f"ORDER BY id{db.claim_lock}",
+                       dead=OutboxState.DEAD.value, deferred=OutboxState.DEFERRED.value)
         for row in rows:
-            if row.ticket_id is not None:
-                add_row(session, Event, Event.values(
-                    row.ticket_id, now, EventType.DELIVERY_RETRIED, actor,
-                    f"{row.kind} to {row.rcpt_to} <{row.message_id}>, {row.state} after "
-                    f"{row.attempts} attempt(s): {row.last_error}"[:1000]))
-            row.state = OutboxState.PENDING
-            row.attempts = 0
-            row.created_at = now  # the lifetime restarts (outbox rows are queue entries)
-            row.next_attempt_at = now
-        return [row.id for row in rows if row.id is not None]
+            if row["ticket_id"] is not None:
+                record_event(db, row["ticket_id"], now, EventType.DELIVERY_RETRIED, actor,
+                             f"{row['kind']} to {row['rcpt_to']} <{row['message_id']}>, "
+                             f"{row['state']} after {row['attempts']} attempt(s): "
+                             f"{row['last_error']}"[:1000])
+        # the lifetime restarts with created_at (outbox rows are queue entries)
+        db.execute(f"UPDATE outbox SET state = :pending, attempts = 0, created_at = :now, "
+                   f"next_attempt_at = :now WHERE id IN ({id_list(r['id'] for r in rows)})",
+                   pending=OutboxState.PENDING.value, now=now)
+        return [row["id"] for row in rows]
