@@ -121,6 +121,8 @@ class Reader:
         self._owned = owned     # ours to begin, end and close (not an ORM session's)
         self._writer_lock = writer_lock  # a SQLite file's: what maild's writers queue on
         self._in_snapshot = False
+        self._last_instant: datetime | None = None  # the last instant bound, and as stored
+        self._last_stored: Any = None
 
     @property
     def claim_lock(self) -> str:
@@ -220,13 +222,22 @@ class Reader:
         bound = {}
         for name, value in params.items():
             if isinstance(value, datetime):
-                value = stored_utc(value)
-                if self.dialect == "sqlite":
-                    # How SQLAlchemy's SQLite DateTime stores an instant (years zero-padded,
-                    # microseconds always), at a third of strftime's cost.
-                    value = value.isoformat(" ", "microseconds")
+                value = self._stored(value)
             bound[name] = value
         return bound
+
+    def _stored(self, value: datetime) -> Any:
+        """An instant as its column holds it. The rows a writer inserts for one message carry
+        the same instant again and again (the message's `now`): the last one is kept, as it
+        was converted (datetimes are immutable, and the one kept cannot be another's id)."""
+        if value is not self._last_instant:
+            stored: Any = stored_utc(value)
+            if self.dialect == "sqlite":
+                # How SQLAlchemy's SQLite DateTime stores an instant (years zero-padded,
+                # microseconds always), at a third of strftime's cost.
+                stored = stored.isoformat(" ", "microseconds")
+            self._last_instant, self._last_stored = value, stored
+        return self._last_stored
 
     @contextmanager
     def _errors(self) -> Iterator[None]:

@@ -29,3 +29,20 @@ def test_an_instant_is_stored_as_sqlalchemy_stores_it(instant: datetime) -> None
     Reader(driver, "sqlite").execute("INSERT INTO t (at) VALUES (:at)", at=instant)
     [(by_maild,)] = driver.execute("SELECT at FROM t").fetchall()
     assert by_maild == by_sqlalchemy
+
+
+def test_instants_bound_in_turn_on_one_reader_are_each_stored_as_themselves() -> None:
+    """The reader keeps the last instant it converted (`Reader._stored`): a repeated one, a
+    different one, the same moment in another zone, and back, each stored right."""
+    driver = sqlite3.connect(":memory:")
+    reader = Reader(driver, "sqlite")
+    reader.execute("CREATE TABLE t (n INTEGER, at DATETIME)")
+    moscow = INSTANTS[0].astimezone(timezone(timedelta(hours=3)))
+    sequence = [INSTANTS[0], INSTANTS[0], INSTANTS[3], moscow, INSTANTS[0], INSTANTS[1]]
+    for n, instant in enumerate(sequence):
+        reader.execute("INSERT INTO t (n, at) VALUES (:n, :at)", n=n, at=instant)
+    stored = [at for (at,) in driver.execute("SELECT at FROM t ORDER BY n")]
+    expected = [i.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+                for i in sequence]
+    assert stored == expected
+    assert stored[3] == stored[0]  # one moment, whatever its zone
