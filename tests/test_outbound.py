@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -34,13 +36,18 @@ def _deliverer(helpdesk: Helpdesk, transport: object) -> Deliverer:
                      settings.outbound)
 
 
-def _engine(helpdesk: Helpdesk) -> Engine:
+@contextmanager
+def _engine(helpdesk: Helpdesk) -> Iterator[Engine]:
     """The installation's database, to look at what delivery did (and to set up a claim)."""
-    return make_engine(config.load(helpdesk.config).database)
+    engine = make_engine(config.load(helpdesk.config).database)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 def _rows(helpdesk: Helpdesk) -> list[Outbox]:
-    with transaction(_engine(helpdesk), readonly=True) as session:
+    with _engine(helpdesk) as engine, transaction(engine, readonly=True) as session:
         return list(session.exec(select(Outbox).order_by(Outbox.id)))  # type: ignore[arg-type]
 
 
@@ -102,7 +109,7 @@ def test_a_permanent_refusal_is_recorded_on_the_ticket_and_never_retried(
     assert sink.messages == []
     [row] = _rows(helpdesk)
     assert row.state == "dead" and "550" in row.last_error
-    with transaction(_engine(helpdesk), readonly=True) as session:
+    with _engine(helpdesk) as engine, transaction(engine, readonly=True) as session:
         events = list(session.exec(select(Event).where(Event.type == "delivery_failed")))
     assert len(events) == 1 and "550" in events[0].detail
 
@@ -213,7 +220,7 @@ def test_a_crashed_claim_is_taken_back_after_its_lease(helpdesk: Helpdesk) -> No
     _owe_mail(helpdesk)
     deliverer = _deliverer(helpdesk, MaildirTransport(helpdesk.root / "var" / "outbox"))
     created = _rows(helpdesk)[0].created_at
-    with transaction(_engine(helpdesk)) as session:  # a worker claimed it, then died
+    with _engine(helpdesk) as engine, transaction(engine) as session:  # claimed, then died
         row = session.exec(select(Outbox)).one()
         row.state = "sending"
         row.claimed_at = created
