@@ -35,11 +35,38 @@ if TYPE_CHECKING:
     from maild.web import WebServer
 
 log = logging.getLogger("maild.daemon")
-WORKER_RESTART_MAX_SECONDS = 60.0  # also the sender's: the longest back-off of a restart
+RESTART_MAX_SECONDS = 60.0  # the longest back-off before a child that died is started again
 # How long a stop waits for each child to finish what it has in hand (the message it threads;
 # the mail it is handing the relay, which waits at most outbound.smtp_timeout per reply), all
 # within systemd's TimeoutStopSec=60 (systemd/maild.service).
 STOP_GRACE_SECONDS = {"worker": 45.0, "sender": 10.0}
+
+
+class Restarts:
+    """When a child that died is started again, the worker's and the sender's alike: after a
+    back-off that doubles while it keeps dying, from 1 s up to `RESTART_MAX_SECONDS`, and
+    starts afresh once a child has run that long. Asked on each turn of the supervisor's
+    loop, so a child waiting for its restart holds up neither the other's nor a stop."""
+
+    def __init__(self) -> None:
+        self.backoff = 1.0
+        self.due: float | None = None  # it died: when to start it again
+
+    def running(self, started: float, now: float) -> None:
+        if now - started > RESTART_MAX_SECONDS:
+            self.backoff = 1.0  # it has run fine for a while: a new crash starts afresh
+
+    def died(self, now: float) -> float:
+        """The back-off before the restart (once per death: `due` is set until `started`)."""
+        delay, self.due = self.backoff, now + self.backoff
+        self.backoff = min(self.backoff * 2, RESTART_MAX_SECONDS)
+        return delay
+
+    def ready(self, now: float) -> bool:
+        return self.due is not None and now >= self.due
+
+    def started(self) -> None:
+        self.due = None
 
 
 class Intake:
@@ -55,10 +82,10 @@ class Intake:
         self.pollers: list[ImapPoller] = []
         self.worker: subprocess.Popen[bytes] | None = None
         self.worker_started = 0.0
+        self.worker_restarts = Restarts()
         self.sender: subprocess.Popen[bytes] | None = None
         self.sender_started = 0.0
-        self.sender_backoff = 1.0
-        self.sender_restart_at: float | None = None  # it died: when to start it again
+        self.sender_restarts = Restarts()
         self.announced = False  # READY=1 sent to systemd
         self.spool: Spool | None = None
         self.handoff: HandoffListener | None = None
@@ -134,54 +161,49 @@ class Intake:
         self.worker = start_daemon_child("maild.daemon.worker", self.app.settings.path,
                                          self.shared, os.getpid(), logging.getLogger().level)
         self.worker_started = time.monotonic()
+        self.worker_restarts.started()
 
     def start_sender(self) -> None:
         self.sender = start_daemon_child("maild.daemon.sender", self.app.settings.path,
                                          self.shared, os.getpid(), logging.getLogger().level)
         self.sender_started = time.monotonic()
-        self.sender_restart_at = None
+        self.sender_restarts.started()
         self.shared.sender_bell.ring()  # what a sender that died left due
-
-    def supervise_sender(self) -> None:
-        """Restart the sender when it has died, after a back-off that doubles while it keeps
-        dying (its claims are taken back by the next one: `maild.outbound.deliver`)."""
-        assert self.sender is not None
-        now = time.monotonic()
-        if self.sender.poll() is None:
-            if now - self.sender_started > WORKER_RESTART_MAX_SECONDS:
-                self.sender_backoff = 1.0  # it has run fine for a while
-            return
-        if self.sender_restart_at is None:
-            log.error("sender exited with %s; restarting it in %.0f s",
-                      _exit_status(self.sender.returncode), self.sender_backoff)
-            self.sender_restart_at = now + self.sender_backoff
-            self.sender_backoff = min(self.sender_backoff * 2, WORKER_RESTART_MAX_SECONDS)
-        elif now >= self.sender_restart_at:
-            self.start_sender()
 
     def supervise(self) -> None:
         """Wait for a stop request; restart the worker whenever it dies on its own, and stop
         and restart it when one message holds it longer than `mail.processing_timeout`;
-        restart the sender when it dies."""
-        backoff = 1.0
+        restart the sender when it dies (its claims are taken back by the next one:
+        `maild.outbound.deliver`)."""
         while not self.stop.wait(0.5):
-            assert self.worker is not None
             self.announce_ready()
-            self.supervise_sender()
-            if self.worker.poll() is None:
-                if self.hung():
-                    self.stop_hung_worker()
-                    self.start_worker()  # at once: the message's attempts are counted
-                elif time.monotonic() - self.worker_started > WORKER_RESTART_MAX_SECONDS:
-                    backoff = 1.0  # it has run fine for a while: a new crash starts afresh
-                continue
+            self.supervise_worker(time.monotonic())
+            self.supervise_sender(time.monotonic())
+
+    def supervise_worker(self, now: float) -> None:
+        assert self.worker is not None
+        if self.worker.poll() is None:
+            if self.hung():
+                self.stop_hung_worker()
+                self.start_worker()  # at once: the message's attempts are counted
+            else:
+                self.worker_restarts.running(self.worker_started, now)
+        elif self.worker_restarts.due is None:
             self.worker_died()
             log.error("worker exited with %s; restarting it in %.0f s",
-                      _exit_status(self.worker.returncode), backoff)
-            if self.stop.wait(backoff):
-                break
-            backoff = min(backoff * 2, WORKER_RESTART_MAX_SECONDS)
+                      _exit_status(self.worker.returncode), self.worker_restarts.died(now))
+        elif self.worker_restarts.ready(now):
             self.start_worker()
+
+    def supervise_sender(self, now: float) -> None:
+        assert self.sender is not None
+        if self.sender.poll() is None:
+            self.sender_restarts.running(self.sender_started, now)
+        elif self.sender_restarts.due is None:
+            log.error("sender exited with %s; restarting it in %.0f s",
+                      _exit_status(self.sender.returncode), self.sender_restarts.died(now))
+        elif self.sender_restarts.ready(now):
+            self.start_sender()
 
     def announce_ready(self) -> None:
         """READY=1 to systemd (`Type=notify`), once: the listeners are up and the first worker
