@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -19,6 +20,7 @@ from maild.db import make_engine, transaction
 from maild.dbapi import Pool
 from maild.models import Event, Outbox
 from maild.outbound import Deliverer, MaildirTransport, transports
+from maild.outbound.deliver import DeliveryReport
 from maild.outbound.smtp import SmtpTransport
 from tests.conftest import Helpdesk, mail
 from tests.smtp_sink import SmtpSink
@@ -227,3 +229,46 @@ def test_a_crashed_claim_is_taken_back_after_its_lease(helpdesk: Helpdesk) -> No
     assert not deliverer.deliver_due(FixedClock(created + timedelta(minutes=1)))
     assert len(deliverer.deliver_due(FixedClock(created + timedelta(minutes=6))).sent) == 1
     assert len(helpdesk.outbox()) == 1
+
+
+def test_the_senders_outcomes_are_recorded_by_its_next_claim_and_never_sent_twice(
+    helpdesk: Helpdesk, sink: SmtpSink
+) -> None:
+    """The daemon's sender records a batch in the transaction that claims the next one: until
+    then its rows stay claimed by it (nobody else sends them), and `close` records what is left."""
+    _owe_mail(helpdesk, 2)
+    deliverer = _deliverer(helpdesk, SmtpTransport("127.0.0.1", sink.port))
+    queued = _rows(helpdesk)[-1].created_at
+    clock = FixedClock(queued + timedelta(minutes=1))
+    assert len(deliverer.deliver_due(clock, limit=1, record_with_next_claim=True).sent) == 1
+    assert [r.state for r in _rows(helpdesk)] == ["sending", "pending"]
+    first, second = (r.id for r in _rows(helpdesk))
+    other: list[DeliveryReport] = []  # another sender (a thread of its own: another claimant)
+    thread = threading.Thread(target=lambda: other.append(_deliverer(
+        helpdesk, SmtpTransport("127.0.0.1", sink.port)).deliver_due(clock)))
+    thread.start()
+    thread.join()
+    assert other[0].sent == [second]  # the row in hand is this sender's: not sent again
+    assert [r.state for r in _rows(helpdesk)] == ["sending", "sent"]
+    assert not deliverer.deliver_due(clock, limit=1, record_with_next_claim=True)
+    assert [r.state for r in _rows(helpdesk)] == ["sent", "sent"]  # recorded by that claim
+    _owe_mail(helpdesk)
+    assert len(deliverer.deliver_due(clock, record_with_next_claim=True).sent) == 1
+    deliverer.close()
+    assert [(r.state, r.attempts) for r in _rows(helpdesk)] == [("sent", 1)] * 3
+    assert first != second and len(sink.messages) == 3
+
+
+def test_a_dead_outcome_kept_for_the_next_claim_is_recorded_on_the_ticket(
+    helpdesk: Helpdesk, sink: SmtpSink
+) -> None:
+    _owe_mail(helpdesk)
+    sink.handler.reply = lambda rcpt: "550 5.1.1 no such user"
+    deliverer = _deliverer(helpdesk, SmtpTransport("127.0.0.1", sink.port))
+    clock = FixedClock(_rows(helpdesk)[-1].created_at + timedelta(minutes=1))
+    assert len(deliverer.deliver_due(clock, record_with_next_claim=True).dead) == 1
+    assert not deliverer.deliver_due(clock, record_with_next_claim=True)  # records it
+    assert [r.state for r in _rows(helpdesk)] == ["dead"]
+    with _engine(helpdesk) as engine, transaction(engine, readonly=True) as session:
+        assert session.exec(select(Event).where(Event.type == "delivery_failed")).first()
+    deliverer.close()

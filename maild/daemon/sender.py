@@ -56,7 +56,8 @@ def send_until_stopped(deliverer: Deliverer, shared: Shared, parent: int) -> Non
     while not stopping():
         bell.forget()
         try:
-            report = deliverer.deliver_due(clock, should_stop=stopping)
+            report = deliverer.deliver_due(clock, should_stop=stopping,
+                                            record_with_next_claim=True)
         except StorageUnavailable as exc:
             if blocked is None:
                 log.warning("database unavailable, will retry: %s", exc)
