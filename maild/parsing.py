@@ -316,22 +316,32 @@ def header_text(msg: Message, name: str) -> str:
 
 def _raw_header(msg: Message, name: str) -> str:
     """The first `name` header exactly as it arrived (8-bit bytes as surrogate escapes)."""
-    name = name.lower()
-    try:
-        for key, value in msg.raw_items():
-            if key.strip().lower() == name:
-                return _unfold(value if isinstance(value, str) else str(value))
-    except Exception:
-        pass
-    return ""
+    values = _header_index(msg).get(name.lower())
+    return _unfold(values[0]) if values else ""
 
 
 def _all_raw_headers(msg: Message, name: str) -> tuple[str, ...]:
-    try:
-        return tuple(_unfold(value if isinstance(value, str) else str(value))
-                     for key, value in msg.raw_items() if key.strip().lower() == name)
-    except Exception:
-        return ()
+    return tuple(_unfold(value) for value in _header_index(msg).get(name.lower(), ()))
+
+
+def _header_index(msg: Message) -> dict[str, list[str]]:
+    """The part's headers by lower-case name, each name's values in order, built once a part:
+    a message is asked for twenty-odd headers by name, and walking its whole list for each was
+    a tenth of parsing it (and a header block of thousands of lines, thousands of times that)."""
+    index = _INDEXES.get(msg)
+    if index is None:
+        index = {}
+        try:
+            for key, value in msg.raw_items():
+                index.setdefault(key.strip().lower(), []).append(
+                    value if isinstance(value, str) else str(value))
+        except Exception:  # what could not be read is as absent, as before
+            pass
+        _INDEXES[msg] = index
+    return index
+
+
+_INDEXES: weakref.WeakKeyDictionary[Message, dict[str, list[str]]] = weakref.WeakKeyDictionary()
 
 
 def _unfold(value: str) -> str:

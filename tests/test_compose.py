@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from email import policy
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.parser import BytesParser
 
@@ -24,6 +25,7 @@ from maild.compose import (
     _plain_text,
     _text_part,
     build_message,
+    encoded_words,
 )
 
 TEXTS = [
@@ -96,3 +98,31 @@ def test_a_mail_with_files_and_html_reads_as_written(html: bool, body: str) -> N
                      ("page.html", "application/octet-stream", FILES[3].data)]
     assert all(part.defects == [] for part in msg.walk())
     assert FILES[1].part is FILES[1].part  # written once, for every mail that carries it
+
+
+@given(st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_encoded_words_read_back_as_the_text_each_word_within_the_limit(text: str) -> None:
+    written = encoded_words(text)
+    assert written.isascii() and all(len(word) <= 75 for word in written.split(" "))  # RFC 2047
+    assert str(make_header(decode_header(written))) == text
+
+
+@pytest.mark.parametrize("text", [
+    "Принтер не печатает уже третий день, помогите срочно, пожалуйста: бухгалтерия стоит",
+    "Grüße 🎉" * 12, "ж", "Müller, Jürgen"])
+def test_a_subject_and_a_name_outside_ascii_arrive_as_written(text: str) -> None:
+    """What a mail client shows of a Subject and a To name in any script, however long."""
+    envelope = Envelope(message_id="maild.1.2@example.com", to_address="c@example.org",
+                        to_name=text)
+    raw = build_message(SETTINGS, Rendered(f"[Ticket#1] {text}", "body\n"), envelope,
+                        datetime(2026, 12, 2, 12, 0, tzinfo=UTC))
+    head = raw.split(b"\r\n\r\n")[0]
+    assert head.isascii() and all(len(line) <= 998 for line in head.split(b"\r\n"))
+    subject = head.split(b"Subject: ")[1].split(b"\r\nDate:")[0]
+    assert all(len(line) <= 78 for line in subject.split(b"\r\n"))  # folded (RFC 5322 2.1.1)
+    assert subject.replace(b"\r\n ", b" ").startswith(b"[Ticket#1] =?utf-8?b?")  # tag readable
+    msg = BytesParser(policy=policy.default).parsebytes(raw)
+    assert msg["Subject"] == f"[Ticket#1] {text}"
+    assert msg["To"].addresses[0].display_name == text
+    assert msg["To"].addresses[0].addr_spec == "c@example.org"
