@@ -262,6 +262,9 @@ def _plain_text(text: str, subtype: str = "plain") -> bytes | None:
 def _header_line(name: str, value: str, width: int = 78) -> str:
     """`Name: value` and CRLF, folded at spaces so lines stay within `width` where they can
     (RFC 5322 2.2.3). A value outside ASCII is made UTF-8 encoded words first."""
+    if len(name) + 2 + len(value) <= width and value.isascii() and value.isprintable() \
+            and "  " not in value and value.strip() == value:
+        return f"{name}: {value}\r\n"  # most headers: one short line, nothing to fold
     value = " ".join(value.split())
     if not value.isascii():
         value = encoded_words(value)

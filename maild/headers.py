@@ -10,6 +10,7 @@ from __future__ import annotations
 import os.path
 import re
 import unicodedata
+from functools import lru_cache
 
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 MAX_SUBJECT = 200
@@ -56,6 +57,7 @@ def safe_filename(name: str, fallback: str = "file") -> str:
     return kept or fallback
 
 
+@lru_cache(maxsize=4096)  # the same few addresses, a dozen times for each mail threaded
 def deliverable(address: str) -> str | None:
     """The address as maild can send to it, or None: domains are IDNA-encoded; a local part
     outside ASCII would need SMTPUTF8 end to end, and `name@invalid` (a sender without a
