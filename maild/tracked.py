@@ -8,10 +8,10 @@ select of the ticket and its unit of work flushing the change when the savepoint
 of threading a follow-up, and building a new ticket and its message through SQLModel's
 constructor 180 µs each. So in the worker the objects are *tracked* instead: inside
 `tracking(session)`, `load`, `get` and `insert` go straight to the driver (`maild.rows`, the
-same transaction and savepoint), each object is built as the ORM builds a loaded one (no
-constructor, every column set) but is never added to the session, and when the block ends
-without an error `save` writes what changed on each with one UPDATE. When it ends with one,
-the objects are dropped with the savepoint they were read in.
+same transaction and savepoint), each object is a plain one with the model's columns as its
+attributes (`_plain`: no constructor, no ORM instrumentation) and is never added to the
+session, and when the block ends without an error `save` writes what changed on each with one
+UPDATE. When it ends with one, the objects are dropped with the savepoint they were read in.
 
 One object per row within a tracking block (an identity map by model and id), as the session
 keeps it. `maild.db.add_object` inserts through the tracker when one is active, so
@@ -99,10 +99,7 @@ class Tracker:
                                    for name, value in row.items()})
 
     def _track(self, model: type[_Model], values: dict[str, Any]) -> _Model:
-        # As SQLAlchemy builds an object it loads (`SQLModel.__new__` sets up pydantic's
-        # part, the class manager the instrumentation's): no constructor runs, and putting the
-        # values in its dict, as loading does, records no change.
-        found = cast(_Model, model._sa_class_manager.new_instance())  # type: ignore[attr-defined]
+        found = cast(_Model, object.__new__(_plain(model)))
         found.__dict__.update(values)
         self._held[model, values["id"]] = (found, dict(values))
         return found
@@ -149,6 +146,16 @@ class _Shape:
 @cache
 def _shape(model: type[SQLModel]) -> _Shape:
     return _Shape(model.__table__)  # type: ignore[attr-defined]
+
+
+@cache
+def _plain(model: type[SQLModel]) -> type:
+    """The class of `model`'s tracked objects: its columns as plain attributes, read and set
+    in the object's dict. Not the model itself: every attribute of an ORM class is a
+    descriptor of SQLAlchemy's, and a message's threading reads some eighty of them (2-3 % of
+    the worker's time); nor can a tracked object ever be added to the session by mistake."""
+    return type(model.__name__, (), {"__module__": __name__,
+                                     "__doc__": f"A tracked row of `{_shape(model).table}`."})
 
 
 @cache

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.orm.exc import UnmappedInstanceError
 from sqlmodel import col, select
 
 from maild.db import add_object, transaction
@@ -43,7 +44,9 @@ def test_a_tracked_ticket_holds_what_the_orm_loads(engine: Engine, ticket_id: in
         assert {name: getattr(tracked, name) for name in loaded} == loaded
         assert [type(getattr(tracked, name)) for name in loaded] == \
             [type(value) for value in loaded.values()]
-        assert tracked not in session  # outside the unit of work
+        assert type(tracked).__name__ == "Ticket" and not isinstance(tracked, Ticket)
+        with pytest.raises(UnmappedInstanceError):  # outside the unit of work, never in it
+            session.add(tracked)
         # One object per row within the block, changes and all.
         tracked.subject = "changed in memory"
         [again] = tracker.load(Ticket, "number", [tracked.number])
@@ -89,7 +92,7 @@ def test_add_object_inserts_through_the_tracker_and_its_changes_are_saved(
         message = add_object(session, Message, {
             "ticket_id": ticket_id, "direction": "in", "kind": "customer",
             "sender": "ivan@example.org", "subject": "More", "created_at": LATER})
-        assert message not in session and message.id is not None
+        assert not isinstance(message, Message) and message.id is not None  # not the session's
         assert tracker.get(Message, message.id) is message
         assert (message.body, message.html, message.reply_to) == ("", False, "")  # defaults
         message.kind = "staff"
