@@ -111,8 +111,27 @@ def bound_list(name: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
 
 # --- the reader -------------------------------------------------------------------------------
 
+class _StorageErrors:
+    """Locked, gone, out of disk: StorageUnavailable, as `maild.db.storage_errors` says it.
+    A class, not a generator `contextmanager`: it wraps every statement (a dozen and more a
+    mail threaded), and entering and leaving one costs a third as much."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 traceback: object) -> None:
+        if exc is not None and isinstance(exc, Exception) and _driver_error(exc, operational=True):
+            raise StorageUnavailable(first_line(exc)) from exc
+
+
+_STORAGE_ERRORS = _StorageErrors()
+
+
 class Reader:
     """SQL with `:name` parameters over one DB-API connection; rows come back as dicts."""
+
+    _errors = _STORAGE_ERRORS
 
     def __init__(self, connection: Any, dialect: str, *, owned: bool = False,
                  writer_lock: WriterLock | None = None) -> None:
@@ -132,7 +151,7 @@ class Reader:
         return "" if self.dialect == "sqlite" else " FOR UPDATE SKIP LOCKED"
 
     def rows(self, sql: str, **params: Any) -> list[Row]:
-        with self._errors():
+        with self._errors:
             cursor = self.connection.cursor()
             try:
                 cursor.execute(self._sql(sql), self._params(params))
@@ -143,7 +162,7 @@ class Reader:
 
     def execute(self, sql: str, **params: Any) -> int:
         """A statement that returns no rows (an UPDATE); how many rows it changed."""
-        with self._errors():
+        with self._errors:
             cursor = self.connection.cursor()
             try:
                 cursor.execute(self._sql(sql), self._params(params))
@@ -174,14 +193,14 @@ class Reader:
         self._in_snapshot = True
         try:
             if self.dialect == "sqlite":
-                with self._errors():
+                with self._errors:
                     self.connection.execute("BEGIN")
                 try:
                     yield self
                 finally:
                     self.connection.rollback()  # it only read
             else:
-                with self._errors(), self.connection.transaction(force_rollback=True):
+                with self._errors, self.connection.transaction(force_rollback=True):
                     yield self
         finally:
             self._in_snapshot = False
@@ -197,18 +216,18 @@ class Reader:
             return
         if self.dialect == "sqlite":
             with self._writer_lock or nullcontext():
-                with self._errors():
+                with self._errors:
                     self.connection.execute("BEGIN IMMEDIATE")
                 try:
                     yield self
-                    with self._errors():
+                    with self._errors:
                         self.connection.execute("COMMIT")
                 except BaseException:
                     if self.connection.in_transaction:
                         self.connection.execute("ROLLBACK")
                     raise
             return
-        with self._errors(), self.connection.transaction():
+        with self._errors, self.connection.transaction():
             yield self
 
     def close(self) -> None:
@@ -239,15 +258,6 @@ class Reader:
             self._last_instant, self._last_stored = value, stored
         return self._last_stored
 
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        """Locked, gone, out of disk: StorageUnavailable, as `maild.db.storage_errors` says it."""
-        try:
-            yield
-        except Exception as exc:
-            if _driver_error(exc, operational=True):
-                raise StorageUnavailable(first_line(exc)) from exc
-            raise
 
 
 @lru_cache(maxsize=256)

@@ -38,7 +38,7 @@ class Rows(Reader):
         """Insert one row of `model` (columns not given get the model's defaults); its id."""
         shape = _shape(model.__table__, self.dialect)  # type: ignore[attr-defined]
         params = {**shape.defaults, **values}
-        with self._errors():
+        with self._errors:
             cursor = self.connection.cursor()
             try:
                 cursor.execute(shape.sql, self._params(params))

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from maild.dbapi import Reader
+from maild.errors import StorageUnavailable
 
 INSTANTS = [datetime(2026, 12, 1, 6, 0, tzinfo=UTC), datetime(1, 1, 1, tzinfo=UTC),
             datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),
@@ -46,3 +48,23 @@ def test_instants_bound_in_turn_on_one_reader_are_each_stored_as_themselves() ->
                 for i in sequence]
     assert stored == expected
     assert stored[3] == stored[0]  # one moment, whatever its zone
+
+
+def test_a_database_that_cannot_write_now_is_storage_unavailable_a_broken_row_is_not(
+    tmp_path: Path,
+) -> None:
+    """What the Reader raises: "cannot work now" (a lock held too long) as StorageUnavailable,
+    for the caller to try again; any other driver error as it is."""
+    path = tmp_path / "t.db"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+    reader = Reader(sqlite3.connect(path, isolation_level=None, timeout=0), "sqlite")
+    with pytest.raises(sqlite3.IntegrityError):
+        reader.execute("INSERT INTO t (name) VALUES (:name)", name=None)
+    holder.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StorageUnavailable, match="locked") as raised:
+        reader.execute("INSERT INTO t (name) VALUES (:name)", name="x")
+    assert isinstance(raised.value.__cause__, sqlite3.OperationalError)
+    holder.execute("ROLLBACK")
+    assert reader.execute("INSERT INTO t (name) VALUES (:name)", name="x") == 1
+    assert reader.value("SELECT count(*) FROM t") == 1
