@@ -280,7 +280,11 @@ def _header_line(name: str, value: str, width: int = 78) -> str:
 
 def _long_lines(text: str) -> bool:
     """Whether a line is longer than SMTP carries (RFC 5321 4.5.3.1.6: 998 bytes)."""
-    return any(len(line.encode()) > 998 for line in text.splitlines())
+    lines = text.splitlines()
+    # A character is at most 4 bytes of UTF-8: only a line of 250 characters or more can be
+    # too long, and most texts have none, so most are never encoded here.
+    return max(map(len, lines), default=0) > 998 // 4 \
+        and any(len(line.encode()) > 998 for line in lines)
 
 
 def _text_part(text: str, subtype: str = "plain") -> Message:

@@ -238,12 +238,12 @@ class Reader:
         return sql if self.dialect == "sqlite" else _pyformat(sql)
 
     def _params(self, params: dict[str, Any]) -> dict[str, Any]:
-        bound = {}
+        """`params` with each instant as stored, converted in place: every caller hands over a
+        dict made for the one statement (its keyword arguments, an insert's merged row)."""
         for name, value in params.items():
             if isinstance(value, datetime):
-                value = self._stored(value)
-            bound[name] = value
-        return bound
+                params[name] = self._stored(value)
+        return params
 
     def _stored(self, value: datetime) -> Any:
         """An instant as its column holds it. The rows a writer inserts for one message carry
