@@ -12,19 +12,16 @@ transport, DB-API connections (`maild.outbound.deliver`) and the rows in hand.
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 
 from maild import config
 from maild.app import make_transport
 from maild.clock import SystemClock
-from maild.daemon.shared import Shared, become_child, child_arguments
+from maild.daemon.shared import Outage, Shared, become_child, child_arguments
 from maild.dbapi import Pool
 from maild.errors import StorageUnavailable
 from maild.outbound.deliver import Deliverer
 
-log = logging.getLogger("maild.daemon")
 IDLE_SLEEP_SECONDS = 5.0  # the longest a retry that came due waits for its attempt
 DATABASE_RETRY_SECONDS = 2.0
 SENDER_NICENESS = 10
@@ -50,23 +47,19 @@ def send_until_stopped(deliverer: Deliverer, shared: Shared, parent: int) -> Non
     bell = shared.sender_bell
 
     def stopping() -> bool:
-        return shared.stopped or os.getppid() != parent
+        return shared.orphaned_or_stopped(parent)
 
-    blocked: str | None = None  # the database error of the current outage, logged once
+    outage = Outage()
     while not stopping():
         bell.forget()
         try:
             report = deliverer.deliver_due(clock, should_stop=stopping,
                                             record_with_next_claim=True)
         except StorageUnavailable as exc:
-            if blocked is None:
-                log.warning("database unavailable, will retry: %s", exc)
-            blocked = str(exc)
+            outage.began(exc)
             shared.sleep(bell, DATABASE_RETRY_SECONDS)
             continue
-        if blocked is not None:
-            log.info("database available again")
-            blocked = None
+        outage.over()
         if not report:  # nothing due: what comes due next is a retry, or the worker rings
             bell.wait(IDLE_SLEEP_SECONDS)
 

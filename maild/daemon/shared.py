@@ -25,6 +25,8 @@ import sys
 import time
 from collections.abc import Sequence
 
+log = logging.getLogger("maild.daemon")
+
 # The shared values, at fixed places in the shared memory.
 _STOP, _READY, _IN_HAND, _IN_HAND_SINCE, _SIZE = 0, 1, 8, 16, 24
 
@@ -54,6 +56,24 @@ class Bell:
     def wait(self, timeout: float) -> None:
         """The child: sleep until rung, at most `timeout` seconds."""
         select.select([self._bell], [], [], timeout)
+
+
+class Outage:
+    """A child's database outage, logged once when it begins and once when it ends: the
+    child retries every few seconds meanwhile, and a journal line each time says nothing new."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None  # the latest error of the outage; None: no outage
+
+    def began(self, exc: BaseException) -> None:
+        if self.error is None:
+            log.warning("database unavailable, will retry: %s", exc)
+        self.error = str(exc)
+
+    def over(self) -> None:
+        if self.error is not None:
+            log.info("database available again")
+            self.error = None
 
 
 class Shared:
@@ -99,6 +119,11 @@ class Shared:
     @property
     def stopped(self) -> bool:
         return bool(self._stop.value)
+
+    def orphaned_or_stopped(self, parent: int) -> bool:
+        """A child's question before each pass: asked to stop, or its intake (`parent`) gone —
+        nobody would stop or restart it, and another `maild run` may be starting."""
+        return self.stopped or os.getppid() != parent
 
     def sleep(self, bell: Bell, seconds: float) -> None:
         """A child: sleep `seconds`, or less if stopped (wake-ups on `bell` do not end it)."""

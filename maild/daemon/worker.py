@@ -9,7 +9,6 @@ it (`maild.daemon.shared`); nothing here imports a listener, a poller or the web
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterable
@@ -21,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 
 from maild import config
 from maild.app import App
-from maild.daemon.shared import Shared, become_child, child_arguments
+from maild.daemon.shared import Outage, Shared, become_child, child_arguments
 from maild.db import transaction
 from maild.dbapi import reader_of
 from maild.errors import StorageUnavailable
@@ -81,11 +80,11 @@ class Worker:
             self.shared.sender_bell.ring()  # the notices and requests they owe
 
     def stopping(self) -> bool:
-        return self.shared.stopped or os.getppid() != self.parent
+        return self.shared.orphaned_or_stopped(self.parent)
 
     def loop(self) -> None:
         started = False  # the timers run once at start, then on schedule
-        blocked: str | None = None  # the database error of the current outage, logged once
+        outage = Outage()
         bell = self.shared.worker_bell
         while not self.stopping():
             bell.forget()
@@ -102,14 +101,10 @@ class Worker:
                     self.scheduler.run_all()
                     started = True
             except (StorageUnavailable, OperationalError) as exc:
-                if blocked is None:
-                    log.warning("database unavailable, will retry: %s", exc)
-                blocked = str(exc)
+                outage.began(exc)
                 self.shared.sleep(bell, DATABASE_RETRY_SECONDS)
                 continue
-            if blocked is not None:
-                log.info("database available again")
-                blocked = None
+            outage.over()
             # A reply waiting for its original to be threaded is not progress: don't spin on it.
             progressed = moved or any(s.state != InboundState.NEW for s in settled)
             if not progressed:
