@@ -351,6 +351,13 @@ class Pool:
             raise
         self._give_back(reader)
 
+    @contextmanager
+    def writing(self) -> Iterator[Reader]:
+        """A Reader of this thread's for one write transaction (`Reader.writing`), until the
+        block ends."""
+        with self.reader() as reader, reader.writing():
+            yield reader
+
     def _give_back(self, reader: Reader) -> None:
         with self._lock:
             self._idle.append(reader)

@@ -231,7 +231,7 @@ class ImapPoller:
 
     def _cursor(self, uidvalidity: int) -> int:
         where = {"mailbox": self.settings.name, "folder": self.settings.folder}
-        with self.readers.reader() as db, db.writing():
+        with self.readers.writing() as db:
             cursor = db.first(_CURSOR, **where)
             if cursor is None:
                 db.execute(_NEW_CURSOR, **where, uidvalidity=uidvalidity)
@@ -245,7 +245,7 @@ class ImapPoller:
             return int(cursor["last_uid"])
 
     def _advance(self, uidvalidity: int, uid: int) -> None:
-        with self.readers.reader() as db, db.writing():
+        with self.readers.writing() as db:
             db.execute(_ADVANCE, mailbox=self.settings.name, folder=self.settings.folder,
                        uidvalidity=uidvalidity, uid=uid)
 

@@ -121,7 +121,7 @@ class Deliverer:
     def _claim(self, now: datetime, limit: int, only: list[int] | None) -> list[_Claimed]:
         """Record the outcomes kept from the last batch, take back the stale claims, then
         claim up to `limit` due rows."""
-        with self.pool.reader() as connection, connection.writing() as db:
+        with self.pool.writing() as db:
             _record(db, self._kept)
             lock = db.claim_lock
             stale = [row for row in db.rows(_SENDING + lock, sending=OutboxState.SENDING.value)
@@ -142,7 +142,7 @@ class Deliverer:
 
     def _release(self, rows: list[_Claimed]) -> None:
         """Hand claimed rows back unsent: due again at their `next_attempt_at`."""
-        with self.pool.reader() as connection, connection.writing() as db:
+        with self.pool.writing() as db:
             db.execute(f"{_UNCLAIM} AND id IN ({id_list([row.id for row in rows])})",
                        pending=OutboxState.PENDING.value, sending=OutboxState.SENDING.value)
 
@@ -193,7 +193,7 @@ class Deliverer:
     def record_kept(self) -> None:
         """Write the outcomes not yet recorded, in one transaction."""
         if self._kept:
-            with self.pool.reader() as connection, connection.writing() as db:
+            with self.pool.writing() as db:
                 _record(db, self._kept)
             self._kept = []
 
