@@ -235,7 +235,7 @@ def notify_staff(ctx: Context, ticket: Ticket, message: Message, contact: Contac
         return
     if new or not ticket.owner:
         recipients = [(m.email.lower(), m.name)
-                      for m in ctx.settings.queue_staff(_queue_name(ctx, ticket))]
+                      for m in ctx.settings.queue_staff(queue_name(ctx, ticket))]
     else:
         recipients = [(ticket.owner, staff_name(ctx.settings, ticket.owner))]
     _notice(ctx, ticket, message, contact, mailkinds.NEW_TICKET if new else mailkinds.FOLLOW_UP,
@@ -253,7 +253,7 @@ def _notice(ctx: Context, ticket: Ticket, message: Message, contact: Contact, ki
                    context={"staff_name": name, "sender": message.sender,
                             "customer_name": ticket.customer_name,
                             "priority": priority_name(ticket.priority),
-                            "queue": _queue_name(ctx, ticket), "owner": ticket.owner or "",
+                            "queue": queue_name(ctx, ticket), "owner": ticket.owner or "",
                             "text": contact.text, "attachments": listed,
                             "limit": ctx.settings.mail.max_attachment_bytes, **extra})
 
@@ -348,7 +348,7 @@ def assign(ctx: Context, ticket: Ticket, owner: str, actor: str, *,
         queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.ASSIGNED,
                    ticket=ticket, to=owner, to_name=name,
                    context={"owner_name": name, "assigned_by": actor,
-                            "queue": _queue_name(ctx, ticket),
+                            "queue": queue_name(ctx, ticket),
                             "priority": priority_name(ticket.priority),
                             "excerpt": first_customer_text(ctx.session, ticket)})
 
@@ -358,7 +358,7 @@ def move(ctx: Context, ticket: Ticket, queue: str, actor: str) -> None:
     if target.id == ticket.queue_id:
         return
     event(ctx, ticket, EventType.QUEUE, actor,
-          f"{_queue_name(ctx, ticket)!r} -> {target.name!r}")
+          f"{queue_name(ctx, ticket)!r} -> {target.name!r}")
     assert target.id is not None
     ticket.queue_id = target.id
     attended(ctx, ticket, actor)
@@ -600,7 +600,8 @@ def _latest_from_customer(session: Session, ticket: Ticket) -> Message | None:
         .order_by(col(Message.id).desc())).first()
 
 
-def _queue_name(ctx: Context, ticket: Ticket) -> str:
+def queue_name(ctx: Context, ticket: Ticket) -> str:
+    """The name of the ticket's queue ("" should it be gone)."""
     return next((q.name for q in _queues(ctx.session) if q.id == ticket.queue_id), "")
 
 

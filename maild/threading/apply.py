@@ -17,12 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from sqlmodel import col, select
-
 from maild import mailkinds, tickets
 from maild.compose import OutgoingFile
 from maild.config import priority_name, priority_value
 from maild.db import add_object, add_row
+from maild.dbapi import bound_list
 from maild.errors import MaildError, UnparseableMessage
 from maild.mailkinds import MailKind
 from maild.models import (
@@ -33,7 +32,6 @@ from maild.models import (
     EventType,
     Message,
     MessageKind,
-    Outbox,
     Ticket,
     TicketStatus,
 )
@@ -343,8 +341,9 @@ def _replied_kind(ctx: Context, mail: ParsedMail) -> MailKind | None:
     References (most specific first) that names a mail in the outbox."""
     if not mail.thread_ids:
         return None
-    kinds = dict(ctx.session.exec(select(Outbox.message_id, Outbox.kind).where(
-        col(Outbox.message_id).in_(mail.thread_ids))).all())
+    listed, params = bound_list("id", mail.thread_ids)
+    kinds = {row["message_id"]: row["kind"] for row in rows_of(ctx.session).rows(
+        f"SELECT message_id, kind FROM outbox WHERE message_id IN ({listed})", **params)}
     return next((mailkinds.named(kinds[mid]) for mid in mail.thread_ids if mid in kinds), None)
 
 

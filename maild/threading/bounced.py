@@ -25,24 +25,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Executable, bindparam
-from sqlmodel import col, select
-
 from maild import mailkinds, tickets, undeliverable
 from maild.bounces import Failure, Verdict, detect_message
-from maild.models import Actor, EventType, Outbox, Queue, Ticket
+from maild.models import Actor, EventType, Ticket
 from maild.outbox import queue_mail
 from maild.parsing import ParsedMail
+from maild.rows import rows_of
 from maild.threading.resolve import Resolution
 from maild.tickets import Context
 from maild.tracked import tracker_in
 
-_TICKET_OF_SENT = select(col(Outbox.ticket_id)).where(
-    col(Outbox.message_id) == bindparam("message_id"), col(Outbox.ticket_id).is_not(None)
-).limit(1)
-_TICKET_OF_NEWEST_TO = select(col(Outbox.ticket_id)).where(
-    col(Outbox.rcpt_to) == bindparam("address"), col(Outbox.ticket_id).is_not(None)
-).order_by(col(Outbox.id).desc()).limit(1)
+_TICKET_OF_SENT = ("SELECT ticket_id FROM outbox WHERE message_id = :message_id "
+                   "AND ticket_id IS NOT NULL LIMIT 1")
+_TICKET_OF_NEWEST_TO = ("SELECT ticket_id FROM outbox WHERE rcpt_to = :address "
+                        "AND ticket_id IS NOT NULL ORDER BY id DESC LIMIT 1")
 
 
 @dataclass(frozen=True)
@@ -119,15 +115,14 @@ def _tell_staff(ctx: Context, ticket: Ticket, failures: list[dict[str, str]]) ->
     if ticket.owner:
         recipients = [(ticket.owner, tickets.staff_name(ctx.settings, ticket.owner))]
     else:
-        queue = ctx.session.get(Queue, ticket.queue_id)
         recipients = [(m.email.lower(), m.name)
-                      for m in ctx.settings.queue_staff(queue.name if queue else "")]
+                      for m in ctx.settings.queue_staff(tickets.queue_name(ctx, ticket))]
     for address, name in recipients:
         queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.BOUNCE_NOTICE,
                    ticket=ticket, to=address, to_name=name,
                    context={"staff_name": name, "failures": failures})
 
 
-def _ticket(ctx: Context, query: Executable, **values: str) -> Ticket | None:
-    ticket_id = ctx.session.connection().execute(query, values).scalar()
+def _ticket(ctx: Context, query: str, **values: str) -> Ticket | None:
+    ticket_id = rows_of(ctx.session).value(query, **values)
     return tracker_in(ctx.session).get(Ticket, ticket_id) if ticket_id is not None else None
