@@ -121,7 +121,7 @@ class _StorageErrors:
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  traceback: object) -> None:
-        if exc is not None and isinstance(exc, Exception) and _driver_error(exc, operational=True):
+        if isinstance(exc, Exception) and _driver_error(exc, operational=True):
             raise StorageUnavailable(first_line(exc)) from exc
 
 

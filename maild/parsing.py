@@ -336,7 +336,7 @@ def _header_index(msg: Message) -> dict[str, list[str]]:
             for key, value in msg.raw_items():
                 index.setdefault(key.strip().lower(), []).append(
                     value if isinstance(value, str) else str(value))
-        except Exception:  # what could not be read is as absent, as before
+        except Exception:  # a header list that cannot be read: what is past it is absent
             pass
         _INDEXES[msg] = index
     return index
