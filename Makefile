@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/maild.toml
 
-.PHONY: run test lint typecheck unit bench install services clean
+.PHONY: run test lint typecheck unit bench install services clean schema
 
 $(BIN)/maild: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench: install
 	$(BIN)/python bench/e2e_bench.py
 	$(BIN)/python bench/sla_bench.py
 	$(BIN)/python bench/web_bench.py
+
+## schema: rewrite maild/schema.py (the tables' plain column shapes) after a change to maild/models.py
+schema: install
+	$(BIN)/python -m maild.schemagen
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -79,7 +79,7 @@ def populate(path: Path, tickets: int, open_: int) -> None:
 
 def timed(app: App) -> tuple[float, int]:
     start = time.perf_counter()
-    report = run_duties(app.engine, app.settings, app.templates, FixedClock(NOW), limit=10_000)
+    report = run_duties(app.pool, app.settings, app.templates, FixedClock(NOW), limit=10_000)
     return time.perf_counter() - start, len(report.escalations)
 
 

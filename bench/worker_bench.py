@@ -105,10 +105,10 @@ def mail(i, subject, body, message_id, in_reply_to=None):
 
 def phase(mails):
     for raw in mails:
-        accept(app.engine, raw, source="smtp", now=datetime.now(UTC),
+        accept(app.pool, raw, source="smtp", now=datetime.now(UTC),
                envelope_from="customer@example.org")
     start = time.process_time()
-    while process_pending(app.engine, app.settings, app.templates, app.clock, 100):
+    while process_pending(app.pool, app.settings, app.templates, app.clock, 100):
         pass
     threaded = time.process_time()
     while deliverer.deliver_due(app.clock, limit=100):

@@ -1,4 +1,5 @@
-"""The composition root for commands: settings, engine, reader, templates, clock and transport.
+"""The composition root for commands: settings, engine, reader, connection pool, templates,
+clock and transport.
 
 Only this module (and the CLI that calls it) builds real engines and transports; the stages
 receive them as arguments. Each is built when first asked for, and so is what it imports: a
@@ -34,12 +35,21 @@ class App:
     clock: Clock = field(default_factory=SystemClock)
     _engine: Engine | None = None
     _reader: dbapi.Reader | None = None
+    _pool: dbapi.Pool | None = None
     _templates: Templates | None = None
     _deliverer: Deliverer | None = None
 
     @property
+    def pool(self) -> dbapi.Pool:
+        """DB-API connections for the writers of tickets — threading, the timers, the commands
+        that change tickets (`maild.tracked`) — lent one thread at a time: no ORM."""
+        if self._pool is None:
+            self._pool = dbapi.Pool(self.settings.database)
+        return self._pool
+
+    @property
     def engine(self) -> Engine:
-        """SQLAlchemy, for commands that write (and the daemon)."""
+        """SQLAlchemy, for `maild init` (Alembic) and the tests' own set-up."""
         if self._engine is None:
             from maild.db import make_engine
 
@@ -111,6 +121,9 @@ class App:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._engine is not None:
             self._engine.dispose()
 

@@ -7,7 +7,7 @@
 - `cc_addresses`: the ticket's active Cc participants, in the order they joined: the Cc of
   every answer (`maild.tickets`), and `cc` in `ticket show --json` (`maild.views`).
 
-Both run through a `maild.dbapi.Reader`: the writers' inside their ORM session, the commands'
+Both run through a `maild.dbapi.Reader`: the writers' in their write transaction, the commands'
 on a connection of their own.
 """
 

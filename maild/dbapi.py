@@ -1,20 +1,17 @@
-"""Reading the database over plain DB-API — `sqlite3`, or psycopg on PostgreSQL — without
-SQLAlchemy, so that a command that only reads starts in tens of milliseconds, not the 0.6 s
-that importing SQLModel and SQLAlchemy takes. And the writes of what must start as fast, or
-stay as small: the MTA pipe storing a received message (`maild.ingest.accept.store`, in a
-`writing()` block), and the daemon's intake, which imports no SQLAlchemy at all (its store on
-PostgreSQL, its IMAP cursors, the end of an interrupted claim, through a `Pool`).
+"""The database over plain DB-API — `sqlite3`, or psycopg on PostgreSQL — without SQLAlchemy:
+every read and write of maild's but `maild init` (Alembic). A command starts in tens of
+milliseconds, not the 0.6 s that importing SQLModel and SQLAlchemy takes, and the daemon's
+processes carry no ORM (issue #12).
 
-The read queries of maild (`maild.views`, `maild.conversation`, `maild.status`,
-`maild.sla.state`, `maild.sla.report`) are written once, in SQL with `:name` parameters, and run
-through a `Reader`:
+Every query is SQL with `:name` parameters, run through a `Reader`:
 
-- `connect(settings)` opens one from the configured URL, for the read commands; each
-  `snapshot()` block is one read transaction, outside them every statement stands alone;
+- `connect(settings)` opens one from the configured URL; each `snapshot()` block is one read
+  transaction, each `writing()` block one write transaction (on SQLite queued on maild's writer
+  lock, then `BEGIN IMMEDIATE`), and `savepoint()` scopes a failure inside one to itself;
+  outside them every statement stands alone (autocommit);
 - `Pool(settings)` lends such readers to the threads of one process, one thread at a time;
-- `reader_of(session)` is a Reader over an ORM session's own connection, inside its transaction
-  (the session is flushed first, so the query sees what the session wrote): the writers and the
-  web pages run the same SQL as the commands.
+- `insert(table, values)` writes a row of a table of `maild.schema`; the writers of tickets
+  work on tracked objects over it (`maild.tracked`).
 
 The Reader translates what differs between the drivers: the parameter style, instants (stored
 as naive UTC — text on SQLite in SQLAlchemy's format, `timestamp` on PostgreSQL — bound from and
@@ -37,6 +34,7 @@ from urllib.parse import unquote
 
 from maild.config import DatabaseSettings
 from maild.errors import StorageUnavailable
+from maild.schema import Table
 from maild.writelock import WriterLock
 
 Row = dict[str, Any]
@@ -112,7 +110,8 @@ def bound_list(name: str, values: Iterable[Any]) -> tuple[str, dict[str, Any]]:
 # --- the reader -------------------------------------------------------------------------------
 
 class _StorageErrors:
-    """Locked, gone, out of disk: StorageUnavailable, as `maild.db.storage_errors` says it.
+    """Locked, gone, out of disk, the server gone: StorageUnavailable — the database cannot
+    work now, no fault of the message or command (other driver errors pass as they are).
     A class, not a generator `contextmanager`: it wraps every statement (a dozen and more a
     mail threaded), and entering and leaving one costs a third as much."""
 
@@ -145,9 +144,9 @@ class Reader:
 
     @property
     def claim_lock(self) -> str:
-        """What ends a SELECT of rows to claim, as `maild.db.claim` does for SQLAlchemy: on
-        PostgreSQL `FOR UPDATE SKIP LOCKED`, so parallel workers never take the same row;
-        nothing on SQLite, where `BEGIN IMMEDIATE` serialises the writers already."""
+        """What ends a SELECT of rows to claim: on PostgreSQL `FOR UPDATE SKIP LOCKED`, so
+        parallel workers never take the same row; nothing on SQLite, where `BEGIN IMMEDIATE`
+        serialises the writers already."""
         return "" if self.dialect == "sqlite" else " FOR UPDATE SKIP LOCKED"
 
     def rows(self, sql: str, **params: Any) -> list[Row]:
@@ -167,6 +166,21 @@ class Reader:
             try:
                 cursor.execute(self._sql(sql), self._params(params))
                 return int(cursor.rowcount)
+            finally:
+                cursor.close()
+
+    def insert(self, table: Table[Any], values: dict[str, Any]) -> int:
+        """Insert one row of `table` (`maild.schema`; columns not given get their defaults),
+        its id. The statement is derived from the table, never written out."""
+        shape = _insert_shape(table, self.dialect)
+        with self._errors:
+            cursor = self.connection.cursor()
+            try:
+                cursor.execute(shape.sql, self._params({**table.defaults, **values}))
+                if self.dialect == "sqlite":
+                    return int(cursor.lastrowid or 0)
+                row = cursor.fetchone()
+                return int(row[0]) if row else 0
             finally:
                 cursor.close()
 
@@ -209,8 +223,8 @@ class Reader:
     def writing(self) -> Iterator[Reader]:
         """One write transaction, committed when the block ends, rolled back when it raises —
         on SQLite queued on maild's writer lock, then `BEGIN IMMEDIATE`, as `maild.db`'s
-        transactions are. Over another's connection (`reader_of`, `reader_of_connection`) the
-        statements run in that transaction, which its owner commits."""
+        transactions are. Over another's connection (not `owned`) the statements run in that
+        transaction, which its owner commits."""
         if not self._owned:
             yield self
             return
@@ -229,6 +243,27 @@ class Reader:
             return
         with self._errors, self.connection.transaction():
             yield self
+
+    @contextmanager
+    def savepoint(self) -> Iterator[Reader]:
+        """A savepoint inside the write transaction: what the block wrote is rolled back when it
+        raises, and the transaction goes on (the worker settles each message in one, so that a
+        bad message fails alone)."""
+        if self.dialect != "sqlite":
+            with self._errors, self.connection.transaction():  # psycopg: nested is a savepoint
+                yield self
+            return
+        with self._errors:
+            self.connection.execute("SAVEPOINT maild")
+        try:
+            yield self
+        except BaseException:
+            with self._errors:
+                self.connection.execute("ROLLBACK TO SAVEPOINT maild")
+                self.connection.execute("RELEASE SAVEPOINT maild")
+            raise
+        with self._errors:
+            self.connection.execute("RELEASE SAVEPOINT maild")
 
     def close(self) -> None:
         if self._owned:
@@ -260,6 +295,23 @@ class Reader:
 
 
 
+class _InsertShape:
+    """The INSERT of one table's every column but its id, in one driver's parameter style."""
+
+    def __init__(self, table: Table[Any], dialect: str) -> None:
+        columns = [name for name in table.columns if name != table.key]
+        sql = (f"INSERT INTO {table.name} ({', '.join(columns)}) "
+               f"VALUES ({', '.join(':' + name for name in columns)})")
+        if dialect != "sqlite" and table.key is not None:
+            sql += f" RETURNING {table.key}"
+        self.sql = sql if dialect == "sqlite" else _pyformat(sql)
+
+
+@lru_cache(maxsize=64)
+def _insert_shape(table: Table[Any], dialect: str) -> _InsertShape:
+    return _InsertShape(table, dialect)
+
+
 @lru_cache(maxsize=256)
 def _pyformat(sql: str) -> str:
     """`:name` parameters as psycopg's `%(name)s` (and a literal `%` doubled)."""
@@ -275,6 +327,18 @@ def _driver_error(exc: BaseException, *, operational: bool = False) -> bool:
     import psycopg
 
     return isinstance(exc, psycopg.OperationalError if operational else psycopg.Error)
+
+
+def unique_violation(exc: BaseException) -> bool:
+    """A row broke a UNIQUE constraint (sqlite3's IntegrityError says which kind in its text;
+    psycopg has a class for it)."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return "UNIQUE constraint failed" in str(exc)
+    if not type(exc).__module__.startswith("psycopg"):
+        return False
+    from psycopg import errors
+
+    return isinstance(exc, errors.UniqueViolation)
 
 
 def first_line(exc: BaseException) -> str:
@@ -302,6 +366,10 @@ def connect(settings: DatabaseSettings, *, checkpoints: bool = True) -> Reader:
             # A write here (the pipe's store) is acknowledged: on disk before the commit
             # returns, as `maild.db` commits.
             connection.execute("PRAGMA synchronous=FULL")
+            # As `maild.db`'s engine: the schema's foreign keys hold, and a savepoint's undo
+            # copy of the pages it changes stays in memory (see `maild.db.make_engine`).
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute("PRAGMA temp_store=MEMORY")
             if not checkpoints:
                 connection.execute("PRAGMA wal_autocheckpoint=0")
         except sqlite3.Error as exc:
@@ -367,18 +435,6 @@ class Pool:
             idle, self._idle = self._idle, []
         for reader in idle:
             reader.close()
-
-
-def reader_of(session: Any) -> Reader:
-    """A Reader inside an ORM session's transaction (SQLAlchemy's `Session`, duck-typed so this
-    module needs no SQLAlchemy): its pending changes are flushed first."""
-    session.flush()
-    return reader_of_connection(session.connection())
-
-
-def reader_of_connection(connection: Any) -> Reader:
-    """A Reader inside the transaction of a SQLAlchemy Core `Connection` (duck-typed)."""
-    return Reader(connection.connection.driver_connection, connection.dialect.name)
 
 
 def schema_problem(settings: DatabaseSettings,

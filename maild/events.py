@@ -1,7 +1,6 @@
 """A ticket's history entry as the `event` table holds it, written once for every writer: the
-threading stages insert it through their ORM session (`maild.models.Event.values`, then
-`maild.db.add_row`), the delivery worker and the operator's requeue over plain DB-API
-(`record_event`), because the daemon's sender process imports no SQLAlchemy.
+operations of `maild.tickets` and the outbox insert `event_values` (`maild.schema.EVENT`), the
+delivery worker and the operator's requeue `record_event`.
 
 Events are only ever inserted.
 """

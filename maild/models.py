@@ -30,7 +30,6 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 from maild.dbapi import instant, stored_utc
-from maild.events import event_values
 from maild.states import (
     Actor,
     Channel,
@@ -172,9 +171,6 @@ class Event(SQLModel, table=True):
     actor: str = ""       # an address, or an Actor
     detail: str = ""
 
-    # The one way an event is made, as the column values of its row (`maild.events`; events
-    # are only ever inserted: `maild.db.add_row`).
-    values = staticmethod(event_values)
 
 
 class Inbound(SQLModel, table=True):

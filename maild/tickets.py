@@ -1,7 +1,8 @@
 """What can happen to a ticket, each in one place: open, receive, reopen, notify, assign, move,
 set priority, answer, note, Cc, ask to close, close.
 
-Every operation runs inside the caller's transaction (`Context.session`) and leaves the same
+Every operation runs inside the caller's transaction (`Context.db`, whose tracked objects the
+tickets and messages are: `maild.tracked`) and leaves the same
 traces: the ticket's fields, an `event` (who, when, what), a `status_change` row when the status
 moves, and `outbox` rows for the mail it owes — so the CLI, staff mail (threading) and the
 timers (sla) change tickets in exactly the same way. It also keeps the SLA bookkeeping of
@@ -25,35 +26,26 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-
-from sqlmodel import Session, col, select
+from typing import TYPE_CHECKING
 
 from maild import conversation, mailkinds
 from maild.clock import duration_for_people
 from maild.compose import OutgoingFile, Templates
 from maild.config import Settings, priority_name, priority_value
-from maild.db import add_object, add_row
-from maild.dbapi import reader_of
+from maild.dbapi import Row
 from maild.errors import NotFound, UsageError
+from maild.events import event_values
 from maild.headers import MAX_SUBJECT, single_line
 from maild.links import status_url
 from maild.mailkinds import MailKind
-from maild.models import (
-    Actor,
-    Channel,
-    Direction,
-    Event,
-    EventType,
-    Message,
-    MessageKind,
-    Participant,
-    Queue,
-    StatusChange,
-    Ticket,
-    TicketStatus,
-)
 from maild.numbers import next_number
 from maild.outbox import queue_mail
+from maild.schema import EVENT, MESSAGE, PARTICIPANT, QUEUE, STATUS_CHANGE, TICKET
+from maild.states import Actor, Channel, Direction, EventType, MessageKind, TicketStatus
+from maild.tracked import Tracker
+
+if TYPE_CHECKING:
+    from maild.models import Message, Queue, Ticket
 
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
 # `ticket.next_due_at` of a ticket no timer duty will ever concern (closed).
@@ -62,7 +54,7 @@ FAR_FUTURE = datetime(9999, 12, 31, tzinfo=UTC)
 
 @dataclass(frozen=True)
 class Context:
-    session: Session
+    db: Tracker
     settings: Settings
     templates: Templates
     now: datetime
@@ -80,15 +72,15 @@ class Contact:
 # --- looking things up ------------------------------------------------------------------------
 
 
-def find(session: Session, number: str) -> Ticket:
-    ticket = session.exec(select(Ticket).where(Ticket.number == number.strip())).first()
+def find(db: Tracker, number: str) -> Ticket:
+    ticket = db.first(TICKET, "number = :number", number=number.strip())
     if ticket is None:
         raise NotFound(f"no ticket {number}")
     return ticket
 
 
-def queue_named(session: Session, name: str) -> Queue:
-    queues = _queues(session)
+def queue_named(db: Tracker, name: str) -> Queue:
+    queues = _queues(db)
     for queue in queues:
         if queue.name.lower() == name.strip().lower():
             return queue
@@ -114,13 +106,13 @@ def staff_name(settings: Settings, email: str | None) -> str:
 def customer_address(ctx: Context, ticket: Ticket) -> str:
     """Where mail to the ticket's customer goes (SPEC §5): the Reply-To of the customer's latest
     message when it has one, else the customer's own address."""
-    return _address_of(ticket, _latest_from_customer(ctx.session, ticket))
+    return _address_of(ticket, _latest_from_customer(ctx.db, ticket))
 
 
-def cc_of(session: Session, ticket: Ticket) -> list[str]:
+def cc_of(db: Tracker, ticket: Ticket) -> list[str]:
     """The ticket's active Cc participants, in the order they joined (`maild.conversation`)."""
     assert ticket.id is not None
-    return conversation.cc_addresses(reader_of(session), ticket.id)
+    return conversation.cc_addresses(db.sql, ticket.id)
 
 
 def language_for(settings: Settings, *texts: str) -> str:
@@ -151,11 +143,11 @@ def open_ticket(
     language: str = "en",
 ) -> Ticket:
     """A new ticket with the next number, in its queue (status `new`, unattended from now)."""
-    settings, session = ctx.settings, ctx.session
-    target = queue_named(session, queue or settings.tickets.default_queue)
+    settings, db = ctx.settings, ctx.db
+    target = queue_named(db, queue or settings.tickets.default_queue)
     assert target.id is not None
-    ticket = add_object(session, Ticket, {
-        "number": next_number(session, ctx.now, settings.sla.zone),
+    ticket = db.insert(TICKET, {
+        "number": next_number(db, ctx.now, settings.sla.zone),
         "subject": single_line(subject, limit=MAX_SUBJECT) or "(no subject)",
         "status": TicketStatus.NEW,
         "priority": priority_value(priority or settings.tickets.default_priority),
@@ -171,8 +163,8 @@ def open_ticket(
         "next_due_at": ctx.now,
     })
     assert ticket.id is not None
-    add_row(session, StatusChange, {"ticket_id": ticket.id, "at": ctx.now,
-                                    "status": TicketStatus.NEW})
+    db.sql.insert(STATUS_CHANGE, {"ticket_id": ticket.id, "at": ctx.now,
+                                 "status": TicketStatus.NEW})
     event(ctx, ticket, EventType.CREATED, actor, f"by {channel}, queue {target.name!r}, "
           f"priority {priority_name(ticket.priority)}")
     return ticket
@@ -191,11 +183,10 @@ def open_contact(
                          channel=channel, actor=actor, priority=priority, queue=queue,
                          language=language_for(ctx.settings, subject, body))
     assert ticket.id is not None
-    message = Message(ticket_id=ticket.id, direction=Direction.IN, kind=MessageKind.CUSTOMER,
-                      sender=customer.lower(), subject=ticket.subject, body=body,
-                      created_at=ctx.now)
-    ctx.session.add(message)
-    ctx.session.flush()
+    message = ctx.db.insert(MESSAGE, {
+        "ticket_id": ticket.id, "direction": Direction.IN, "kind": MessageKind.CUSTOMER,
+        "sender": customer.lower(), "subject": ticket.subject, "body": body,
+        "created_at": ctx.now})
     acknowledge(ctx, ticket)
     notify_staff(ctx, ticket, message, Contact(body))
     return ticket
@@ -212,7 +203,7 @@ def acknowledge(ctx: Context, ticket: Ticket, message: Message | None = None, *,
         return
     # The mail that opened the ticket is the whole conversation so far (nothing to read back).
     in_reply_to, references = _customer_thread(ctx, ticket, message, opened=message is not None)
-    queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.ACK, ticket=ticket,
+    queue_mail(ctx.db, ctx.settings, ctx.templates, ctx.now, mailkinds.ACK, ticket=ticket,
                to=_address_of(ticket, message) if message is not None
                else customer_address(ctx, ticket), to_name=ticket.customer_name,
                in_reply_to=in_reply_to, references=references,
@@ -248,7 +239,7 @@ def _notice(ctx: Context, ticket: Ticket, message: Message, contact: Contact, ki
     listed = [{"filename": f.filename, "size": len(f.data), "attached": True} for f in files] \
         + [{"filename": f.filename, "size": len(f.data), "attached": False} for f in left_out]
     for address, name in recipients:
-        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, kind, ticket=ticket,
+        queue_mail(ctx.db, ctx.settings, ctx.templates, ctx.now, kind, ticket=ticket,
                    to=address, to_name=name, attachments=files,
                    context={"staff_name": name, "sender": message.sender,
                             "customer_name": ticket.customer_name,
@@ -298,7 +289,7 @@ def reopen(ctx: Context, ticket: Ticket, sender: str, message: Message, contact:
     if notify_sender:
         name = ticket.customer_name if sender == ticket.customer else ""
         in_reply_to, references = _customer_thread(ctx, ticket, message)
-        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.REOPENED,
+        queue_mail(ctx.db, ctx.settings, ctx.templates, ctx.now, mailkinds.REOPENED,
                    ticket=ticket, to=message.reply_to or sender, to_name=name,
                    in_reply_to=in_reply_to, references=references, html=message.html,
                    context={"customer_name": name, "original_subject": message.subject})
@@ -319,10 +310,8 @@ def join_cc(ctx: Context, ticket: Ticket, addresses: Sequence[str], actor: str) 
     for address in dict.fromkeys(a.lower() for a in addresses):
         if not _may_be_cc(ctx.settings, ticket, address):
             continue
-        if _participant(ctx.session, ticket, address) is None:
-            assert ticket.id is not None
-            ctx.session.add(Participant(ticket_id=ticket.id, address=address, added_by=actor,
-                                        added_at=ctx.now))
+        if _participant(ctx.db, ticket, address) is None:
+            _add_participant(ctx, ticket, address, actor)
             event(ctx, ticket, EventType.CC_ADDED, actor, f"{address} (in the customer's mail)")
             joined.append(address)
     return joined
@@ -345,16 +334,16 @@ def assign(ctx: Context, ticket: Ticket, owner: str, actor: str, *,
     attended(ctx, ticket, actor)
     if notify or (notify is None and owner != actor.lower()):
         name = staff_name(ctx.settings, owner)
-        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.ASSIGNED,
+        queue_mail(ctx.db, ctx.settings, ctx.templates, ctx.now, mailkinds.ASSIGNED,
                    ticket=ticket, to=owner, to_name=name,
                    context={"owner_name": name, "assigned_by": actor,
                             "queue": queue_name(ctx, ticket),
                             "priority": priority_name(ticket.priority),
-                            "excerpt": first_customer_text(ctx.session, ticket)})
+                            "excerpt": first_customer_text(ctx.db, ticket)})
 
 
 def move(ctx: Context, ticket: Ticket, queue: str, actor: str) -> None:
-    target = queue_named(ctx.session, queue)
+    target = queue_named(ctx.db, queue)
     if target.id == ticket.queue_id:
         return
     event(ctx, ticket, EventType.QUEUE, actor,
@@ -396,12 +385,12 @@ def answer(
         event(ctx, ticket, EventType.ASSIGNED, staff, f"owner - -> {staff} (answered)")
         ticket.owner = staff
     if reachable(ticket):
-        latest = _latest_from_customer(ctx.session, ticket)
+        latest = _latest_from_customer(ctx.db, ticket)
         in_reply_to, references = _customer_thread(ctx, ticket, latest)
         name = staff_name(ctx.settings, staff)
-        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.ANSWER,
+        queue_mail(ctx.db, ctx.settings, ctx.templates, ctx.now, mailkinds.ANSWER,
                    ticket=ticket, to=_address_of(ticket, latest), to_name=ticket.customer_name,
-                   cc=cc_of(ctx.session, ticket), in_reply_to=in_reply_to,
+                   cc=cc_of(ctx.db, ticket), in_reply_to=in_reply_to,
                    references=references, html=bool(latest and latest.html),
                    from_name=f"{name} ({ctx.settings.mail.support_name})" if name else None,
                    attachments=attachments,
@@ -438,36 +427,36 @@ def cc_candidate(settings: Settings, ticket: Ticket | None, address: str) -> str
     return address
 
 
-def cc_participant(session: Session, ticket: Ticket | None, address: str) -> Participant:
-    """The active Cc participant `address` of `ticket`, or UsageError."""
-    found = _participant(session, ticket, address.strip().lower()) if ticket else None
-    if found is None or not found.active:
+def cc_participant(db: Tracker, ticket: Ticket | None, address: str) -> str:
+    """The address of the active Cc participant `address` of `ticket`, or UsageError."""
+    found = _participant(db, ticket, address.strip().lower()) if ticket else None
+    if found is None or not found["active"]:
         raise UsageError(f"{address} is not in Cc of "
                          + (f"ticket {ticket.number}" if ticket else "this ticket"))
-    return found
+    return str(found["address"])
 
 
 def add_cc(ctx: Context, ticket: Ticket, address: str, actor: str) -> None:
     """`#cc ADDRESS`: the address gets the answers in Cc from now on."""
     address = cc_candidate(ctx.settings, ticket, address)
-    found = _participant(ctx.session, ticket, address)
-    if found is not None and found.active:
+    found = _participant(ctx.db, ticket, address)
+    if found is not None and found["active"]:
         return
     if found is None:
-        assert ticket.id is not None
-        ctx.session.add(Participant(ticket_id=ticket.id, address=address, added_by=actor,
-                                    added_at=ctx.now))
+        _add_participant(ctx, ticket, address, actor)
     else:
-        found.active = True
+        _set_active(ctx, found["id"], True)
     event(ctx, ticket, EventType.CC_ADDED, actor, address)
     attended(ctx, ticket, actor)
 
 
 def remove_cc(ctx: Context, ticket: Ticket, address: str, actor: str) -> None:
     """`#uncc ADDRESS`: no more answers in Cc to that address."""
-    found = cc_participant(ctx.session, ticket, address)
-    found.active = False
-    event(ctx, ticket, EventType.CC_REMOVED, actor, found.address)
+    address = cc_participant(ctx.db, ticket, address)
+    found = _participant(ctx.db, ticket, address)
+    assert found is not None
+    _set_active(ctx, found["id"], False)
+    event(ctx, ticket, EventType.CC_REMOVED, actor, address)
     attended(ctx, ticket, actor)
 
 
@@ -477,11 +466,11 @@ def request_close(ctx: Context, ticket: Ticket, actor: str) -> None:
         raise UsageError(f"ticket {ticket.number} is closed")
     if not reachable(ticket):
         raise UsageError(f"ticket {ticket.number} has no customer address to ask")
-    latest = _latest_from_customer(ctx.session, ticket)
+    latest = _latest_from_customer(ctx.db, ticket)
     in_reply_to, references = _customer_thread(ctx, ticket, latest)
     kind = mailkinds.CLOSE_REQUEST_AUTO if actor == Actor.SYSTEM else mailkinds.CLOSE_REQUEST
     to = _address_of(ticket, latest)
-    queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, kind, ticket=ticket,
+    queue_mail(ctx.db, ctx.settings, ctx.templates, ctx.now, kind, ticket=ticket,
                to=to, to_name=ticket.customer_name, in_reply_to=in_reply_to,
                references=references, html=bool(latest and latest.html),
                context={"customer_name": ticket.customer_name,
@@ -516,7 +505,7 @@ def set_status(ctx: Context, ticket: Ticket, status: TicketStatus, actor: str, w
     ticket.status_since = ctx.now
     ticket.updated_at = ctx.now
     ticket.next_due_at = ctx.now  # the timer looks at it again
-    add_row(ctx.session, StatusChange, {"ticket_id": ticket.id, "at": ctx.now, "status": status})
+    ctx.db.sql.insert(STATUS_CHANGE, {"ticket_id": ticket.id, "at": ctx.now, "status": status})
 
 
 def attended(ctx: Context, ticket: Ticket, actor: str) -> None:
@@ -529,14 +518,11 @@ def attended(ctx: Context, ticket: Ticket, actor: str) -> None:
 
 def event(ctx: Context, ticket: Ticket, type_: EventType, actor: str, detail: str) -> None:
     assert ticket.id is not None
-    add_row(ctx.session, Event, Event.values(ticket.id, ctx.now, type_, actor, detail))
+    ctx.db.sql.insert(EVENT, event_values(ticket.id, ctx.now, type_, actor, detail))
 
 
-def first_customer_text(session: Session, ticket: Ticket, limit: int = 1000) -> str:
-    first = session.exec(select(Message).where(
-        Message.ticket_id == ticket.id, Message.direction == Direction.IN)
-        .order_by(col(Message.id))).first()
-    text = first.body if first else ""
+def first_customer_text(db: Tracker, ticket: Ticket, limit: int = 1000) -> str:
+    text = db.sql.value(_FIRST_TEXT, ticket=ticket.id, incoming=Direction.IN.value) or ""
     return text if len(text) <= limit else text[:limit].rstrip() + "\n[…]"
 
 
@@ -548,7 +534,7 @@ def _customer_thread(ctx: Context, ticket: Ticket, answering: Message | None, *,
     all the conversation there is."""
     assert ticket.id is not None
     said = [answering.message_id] if opened and answering is not None else \
-        [m["message_id"] for m in conversation.public_messages(reader_of(ctx.session), ticket.id)]
+        [m["message_id"] for m in conversation.public_messages(ctx.db.sql, ticket.id)]
     thread: list[str] = [mid for mid in said if mid]
     in_reply_to = answering.message_id if answering is not None else None
     if in_reply_to:
@@ -563,9 +549,22 @@ def _may_be_cc(settings: Settings, ticket: Ticket | None, address: str) -> bool:
                 or (ticket is not None and address == ticket.customer))
 
 
-def _participant(session: Session, ticket: Ticket, address: str) -> Participant | None:
-    return session.exec(select(Participant).where(
-        Participant.ticket_id == ticket.id, Participant.address == address)).first()
+def _participant(db: Tracker, ticket: Ticket, address: str) -> Row | None:
+    """The participant row, as a row: written at once when it changes, not tracked, because
+    the Cc of an answer later in the same block is read in SQL (`cc_of`)."""
+    return db.sql.first("SELECT id, address, active FROM participant "
+                        "WHERE ticket_id = :ticket AND address = :address",
+                        ticket=ticket.id, address=address)
+
+
+def _set_active(ctx: Context, participant_id: int, active: bool) -> None:
+    ctx.db.sql.execute("UPDATE participant SET active = :active WHERE id = :id",
+                       active=active, id=participant_id)
+
+
+def _add_participant(ctx: Context, ticket: Ticket, address: str, actor: str) -> None:
+    ctx.db.sql.insert(PARTICIPANT, {"ticket_id": ticket.id, "address": address,
+                                   "added_by": actor, "added_at": ctx.now})
 
 
 def _start_unattended(ctx: Context, ticket: Ticket) -> None:
@@ -581,11 +580,9 @@ def _working_status(ticket: Ticket) -> TicketStatus:
 def _store_text(ctx: Context, ticket: Ticket, kind: MessageKind, staff: str,
                 text: str) -> Message:
     assert ticket.id is not None
-    message = Message(ticket_id=ticket.id, direction=Direction.IN, kind=kind, sender=staff,
-                      subject=ticket.subject, body=text, created_at=ctx.now)
-    ctx.session.add(message)
-    ctx.session.flush()
-    return message
+    return ctx.db.insert(MESSAGE, {"ticket_id": ticket.id, "direction": Direction.IN,
+                                   "kind": kind, "sender": staff, "subject": ticket.subject,
+                                   "body": text, "created_at": ctx.now})
 
 
 def _address_of(ticket: Ticket, latest: Message | None) -> str:
@@ -593,22 +590,27 @@ def _address_of(ticket: Ticket, latest: Message | None) -> str:
     return (latest.reply_to if latest else "") or ticket.customer
 
 
-def _latest_from_customer(session: Session, ticket: Ticket) -> Message | None:
-    return session.exec(select(Message).where(
-        Message.ticket_id == ticket.id, Message.direction == Direction.IN,
-        Message.kind == MessageKind.CUSTOMER, Message.sender == ticket.customer)
-        .order_by(col(Message.id).desc())).first()
+def _latest_from_customer(db: Tracker, ticket: Ticket) -> Message | None:
+    return db.first(MESSAGE, "ticket_id = :ticket AND direction = :incoming AND kind = :kind "
+                    "AND sender = :customer ORDER BY id DESC LIMIT 1", ticket=ticket.id,
+                    incoming=Direction.IN.value, kind=MessageKind.CUSTOMER.value,
+                    customer=ticket.customer)
+
+
+_FIRST_TEXT = ("SELECT body FROM message WHERE ticket_id = :ticket AND direction = :incoming "
+               "ORDER BY id LIMIT 1")
 
 
 def queue_name(ctx: Context, ticket: Ticket) -> str:
     """The name of the ticket's queue ("" should it be gone)."""
-    return next((q.name for q in _queues(ctx.session) if q.id == ticket.queue_id), "")
+    return next((q.name for q in _queues(ctx.db) if q.id == ticket.queue_id), "")
 
 
-def _queues(session: Session) -> list[Queue]:
-    """The queues, read once per session: reference data that only `maild init` writes (and
-    the session's identity map keeps objects only while something holds them)."""
-    queues: list[Queue] | None = session.info.get("maild.queues")
+def _queues(db: Tracker) -> list[Queue]:
+    """The queues, read once per tracking block: reference data that only `maild init`
+    writes."""
+    key = ("maild.queues",)
+    queues: list[Queue] | None = db.remembered.get(key)
     if queues is None:
-        queues = session.info["maild.queues"] = list(session.exec(select(Queue)))
+        queues = db.remembered[key] = db.where(QUEUE, "1 = 1 ORDER BY id")
     return queues

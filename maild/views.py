@@ -3,7 +3,7 @@ and a ticket as its customer sees it on the web (SPEC §10).
 
 Every query is SQL over a `maild.dbapi.Reader`, written once here and shared: the commands run
 it on a DB-API connection of their own (no ORM imported, so `maild ticket show` starts in tens
-of milliseconds), the web pages and the writers inside their ORM session (`reader_of`).
+of milliseconds), the web pages on the intake's pool, the writers in their own transaction.
 """
 
 from __future__ import annotations

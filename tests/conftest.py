@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from maild.cli import main
+from maild.dbapi import Pool
 from tests.pg import PostgresCluster
 from tests.smtp_sink import SmtpSink
 
@@ -282,3 +283,13 @@ def plain_text(message: EmailMessage) -> str:
     part = message.get_body(preferencelist=("plain",))
     assert part is not None
     return str(part.get_content())
+
+
+@pytest.fixture
+def pool(helpdesk: Helpdesk) -> Iterator[Pool]:
+    """DB-API connections on the `helpdesk`'s database, as maild's writers use them."""
+    from maild import config
+
+    connections = Pool(config.load(helpdesk.config).database)
+    yield connections
+    connections.close()

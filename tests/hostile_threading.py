@@ -57,13 +57,14 @@ from sqlalchemy import text
 from maild import config, tickets
 from maild.app import App
 from maild.clock import FixedClock
-from maild.db import init, transaction
+from maild.db import init
 from maild.errors import UnparseableMessage
 from maild.ingest.accept import accept
 from maild.parsing import MessageTooComplex, parse_message
 from maild.sla.duties import run_duties
 from maild.threading import process_pending
 from maild.threading.worker import MAX_ATTEMPTS, Settled
+from maild.tracked import tracking
 from tests.hostile import check_outgoing, check_parsed, check_settled
 
 BATCH = 100  # as maild.daemon.worker
@@ -271,7 +272,7 @@ class ThreadingCampaign:
             return
         began = time.process_time()
         try:
-            accepted = accept(self.app.engine, case.raw, source="pipe", now=self.clock.now())
+            accepted = accept(self.app.pool, case.raw, source="pipe", now=self.clock.now())
         except Exception:
             self._finding(case, "accept raised", [case])
             return
@@ -289,10 +290,10 @@ class ThreadingCampaign:
         crashes = 0
         for _ in range(MAX_ROUNDS):
             try:
-                results = process_pending(self.app.engine, self.app.settings,
+                results = process_pending(self.app.pool, self.app.settings,
                                           self.app.templates, self.clock, BATCH, in_hand=watch)
                 if self.duties:
-                    run_duties(self.app.engine, self.app.settings, self.app.templates,
+                    run_duties(self.app.pool, self.app.settings, self.app.templates,
                                self.clock)
                 delivered = self._deliver()
             except Exception:
@@ -319,10 +320,11 @@ class ThreadingCampaign:
                 continue
             how = "answered" if choice < self.answer_share else "closed"
             try:
-                with transaction(self.app.engine) as session:
-                    ctx = tickets.Context(session, self.app.settings, self.app.templates,
+                with self.app.pool.writing() as db, \
+                        tracking(db, self.app.pool.reader) as tracker:
+                    ctx = tickets.Context(tracker, self.app.settings, self.app.templates,
                                           self.clock.now())
-                    ticket = tickets.find(session, number)
+                    ticket = tickets.find(tracker, number)
                     if how == "answered":
                         tickets.answer(ctx, ticket, STAFF[0], "We are looking into it.\n")
                     else:

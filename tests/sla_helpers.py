@@ -45,8 +45,8 @@ def arrive(desk: Helpdesk, when: datetime, **kwargs: Any) -> str:
     """A customer mail arriving at `when` (the real ingest path, with a settable clock)."""
     app = App(config.load(desk.config), clock=FixedClock(when))
     try:
-        stored = accept(app.engine, bytes(mail(**kwargs)), source="test", now=when)
-        settled = process_inbound(app.engine, app.settings, app.templates, app.clock,
+        stored = accept(app.pool, bytes(mail(**kwargs)), source="test", now=when)
+        settled = process_inbound(app.pool, app.settings, app.templates, app.clock,
                                   stored.row_id)
         assert settled.ticket_number is not None, settled.reason
         return settled.ticket_number

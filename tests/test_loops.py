@@ -58,10 +58,10 @@ class Desk:
 
     def receive(self, raw: bytes, at: datetime) -> None:
         self.clock.set(at)
-        stored = accept(self.app.engine, raw, source="test", now=at)
+        stored = accept(self.app.pool, raw, source="test", now=at)
         assert not stored.duplicate
         self.received += 1
-        process_inbound(self.app.engine, self.app.settings, self.app.templates, self.clock,
+        process_inbound(self.app.pool, self.app.settings, self.app.templates, self.clock,
                         stored.row_id)
         self.app.deliverer().deliver_due(self.clock)
 

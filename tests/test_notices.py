@@ -233,7 +233,7 @@ def test_notices_of_one_batch_follow_each_other_in_each_staff_members_thread(
                         mail(subject="Re: Printer does not print", body="Still nothing.\n",
                              in_reply_to="<opening@example.org>",
                              references="<opening@example.org>")):
-            accept(app.engine, message.as_bytes(policy=email_policy.SMTP), source="pipe",
+            accept(app.pool, message.as_bytes(policy=email_policy.SMTP), source="pipe",
                    now=app.clock.now())
     finally:
         app.close()

@@ -1,72 +1,54 @@
-"""`session.begin_nested()` on maild's engines: its SAVEPOINT, RELEASE and ROLLBACK TO go
-straight to the driver (`maild.db._savepoints_on_the_driver`), and a savepoint still scopes
-what fails in it — a driver write, an ORM flush — to itself, the transaction around it going on.
-"""
+"""`Reader.savepoint()`, in which maild's writers settle each message and record each timer
+duty: what fails in it — a statement that breaks a constraint, an error of the caller's — is
+taken back alone, and the transaction around it goes on. On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import sqlite3
-from typing import Any
-
 import pytest
-from sqlalchemy import Engine, event
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
 
-from maild.db import add_row, transaction
-from maild.models import Queue
+from maild.dbapi import Pool, unique_violation
+from maild.schema import QUEUE
 
 
-def queues(engine: Engine) -> list[str]:
-    with transaction(engine, readonly=True) as session:
-        return sorted(q.name for q in session.exec(select(Queue).where(
-            col(Queue.name).startswith("sp-"))))
+def queues(pool: Pool) -> list[str]:
+    with pool.reader() as db:
+        return db.column("SELECT name FROM queue WHERE name LIKE 'sp-%' ORDER BY name")
 
 
-def test_a_savepoint_takes_back_only_its_own_writes(engine: Engine) -> None:
-    with transaction(engine) as session:
-        add_row(session, Queue, {"name": "sp-before"})
-        with pytest.raises(RuntimeError), session.begin_nested():
-            add_row(session, Queue, {"name": "sp-driver-write-undone"})
-            session.add(Queue(name="sp-orm-write-undone"))
-            session.flush()
+def test_a_savepoint_takes_back_only_its_own_writes(pool: Pool) -> None:
+    with pool.writing() as db:
+        db.insert(QUEUE, {"name": "sp-before"})
+        with pytest.raises(RuntimeError), db.savepoint():
+            db.insert(QUEUE, {"name": "sp-undone"})
             raise RuntimeError("the message failed")
-        # An ORM flush that breaks a constraint ends its savepoint only, not the transaction.
-        with pytest.raises(IntegrityError), session.begin_nested():
-            session.add(Queue(name="sp-before"))
-            session.flush()
-        with session.begin_nested():
-            session.add(Queue(name="sp-kept"))
-        add_row(session, Queue, {"name": "sp-after"})
-    assert queues(engine) == ["sp-after", "sp-before", "sp-kept"]
+        # A statement that breaks a constraint ends its savepoint only, not the transaction.
+        with pytest.raises(Exception) as broken, db.savepoint():
+            db.insert(QUEUE, {"name": "sp-before"})
+        assert unique_violation(broken.value)
+        with db.savepoint():
+            db.insert(QUEUE, {"name": "sp-kept"})
+        db.insert(QUEUE, {"name": "sp-after"})
+    assert queues(pool) == ["sp-after", "sp-before", "sp-kept"]
 
 
-@pytest.mark.sqlite
-def test_savepoint_statements_pass_sqlalchemy_s_statement_layer_by(engine: Engine) -> None:
-    """SQLite runs each SAVEPOINT, RELEASE and ROLLBACK TO; none is a Core execution of
-    SQLAlchemy's (which cost a tenth of threading a mail)."""
-    through_core: list[str] = []
-    run: list[str] = []
+def test_savepoints_nest_and_the_transaction_still_rolls_back_as_a_whole(pool: Pool) -> None:
+    with pytest.raises(RuntimeError), pool.writing() as db:
+        with db.savepoint():
+            db.insert(QUEUE, {"name": "sp-outer"})
+            with pytest.raises(RuntimeError), db.savepoint():
+                db.insert(QUEUE, {"name": "sp-inner"})
+                raise RuntimeError("inner")
+        assert db.column("SELECT name FROM queue WHERE name LIKE 'sp-%'") == ["sp-outer"]
+        raise RuntimeError("the whole batch failed")
+    assert queues(pool) == []
 
-    def core(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        through_core.append(statement)
 
-    event.listen(engine, "before_cursor_execute", core)
-    try:
-        with transaction(engine) as session:
-            driver = session.connection().connection.driver_connection
-            assert isinstance(driver, sqlite3.Connection)
-            driver.set_trace_callback(run.append)
-            with session.begin_nested():
-                add_row(session, Queue, {"name": "sp-released"})
-            with pytest.raises(RuntimeError), session.begin_nested():
-                add_row(session, Queue, {"name": "sp-rolled-back"})
-                raise RuntimeError("the message failed")
-            driver.set_trace_callback(None)
-    finally:
-        event.remove(engine, "before_cursor_execute", core)
-    said = [s.split()[0] + (" " + s.split()[1] if s.startswith("ROLLBACK") else "")
-            for s in run if s.split()[0] in ("SAVEPOINT", "RELEASE", "ROLLBACK")]
-    assert said == ["SAVEPOINT", "RELEASE", "SAVEPOINT", "ROLLBACK TO"]
-    assert not [s for s in through_core if "SAVEPOINT" in s.upper()]
-    assert queues(engine) == ["sp-released"]
+def test_only_a_unique_constraint_is_a_unique_violation(pool: Pool) -> None:
+    with pool.writing() as db:
+        with pytest.raises(Exception) as missing, db.savepoint():
+            db.execute("INSERT INTO status_change (ticket_id, at, status) "
+                       "VALUES (999999, '2026-12-01 00:00:00', 'new')")  # no such ticket
+        assert not unique_violation(missing.value)
+        assert not unique_violation(RuntimeError("UNIQUE constraint failed"))
+
+

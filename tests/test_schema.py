@@ -87,3 +87,26 @@ def test_upgrading_to_0004_rekeys_stored_mail_as_maild_dedupe_does(tmp_path: Pat
         row = connection.execute(text("SELECT dedupe_key, message_id FROM inbound")).one()
     engine.dispose()
     assert tuple(row) == (identify(raw).key, "stored-before@example.org")
+
+
+def test_the_plain_column_shapes_are_those_of_the_models() -> None:
+    """`maild/schema.py` is what `make schema` writes from `maild.models` (the writers that
+    import no ORM insert and read rows by it): run `make schema` after changing a table."""
+    from maild.schemagen import TARGET, generated
+
+    assert TARGET.read_text(encoding="utf-8") == generated(), "run `make schema`"
+
+
+def test_the_writers_of_tickets_import_no_orm() -> None:
+    """Threading, the timers and the ticket operations, as the worker and `maild ingest`
+    import them: neither SQLAlchemy nor SQLModel nor pydantic (half a second of CPU and some
+    50 MiB a process, issue #12)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, maild.threading, maild.sla.duties, maild.tickets, maild.tracked, "
+             "maild.daemon.worker; print(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'sqlalchemy', 'sqlmodel', 'pydantic', 'alembic'}))")
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           check=True)
+    assert found.stdout.strip() == "[]"

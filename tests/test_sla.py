@@ -13,10 +13,10 @@ import pytest
 from maild import config, tickets
 from maild.app import App
 from maild.clock import FixedClock
-from maild.db import transaction
 from maild.sla.calendar import BusinessCalendar
 from maild.sla.clock import sla_state
 from maild.sla.duties import TickReport, run_duties
+from maild.tracked import tracking
 from tests.conftest import Helpdesk
 from tests.sla_helpers import arrive, at, escalation_mails, tick, with_sla
 
@@ -30,9 +30,9 @@ def act(desk: Helpdesk, when: datetime, number: str, operation: str, *args: str)
     """A staff operation at `when`, as the CLI or a staff mail would run it."""
     app = App(config.load(desk.config), clock=FixedClock(when))
     try:
-        with transaction(app.engine) as session:
-            ctx = tickets.Context(session, app.settings, app.templates, when)
-            getattr(tickets, operation)(ctx, tickets.find(session, number), *args)
+        with app.pool.writing() as db, tracking(db, app.pool.reader) as tracker:
+            ctx = tickets.Context(tracker, app.settings, app.templates, when)
+            getattr(tickets, operation)(ctx, tickets.find(tracker, number), *args)
     finally:
         app.close()
 
@@ -270,7 +270,7 @@ def test_the_past_deadline_of_a_breach_never_makes_the_timer_spin(desk: Helpdesk
 def duties_at(desk: Helpdesk, when: datetime) -> TickReport:
     app = App(config.load(desk.config), clock=FixedClock(when))
     try:
-        return run_duties(app.engine, app.settings, app.templates, app.clock)
+        return run_duties(app.pool, app.settings, app.templates, app.clock)
     finally:
         app.close()
 

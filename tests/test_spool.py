@@ -15,7 +15,8 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from maild import config
-from maild.db import make_engine, transaction
+from maild.db import transaction
+from maild.dbapi import Pool
 from maild.dedupe import identify
 from maild.errors import StorageUnavailable
 from maild.ingest.accept import Accepted, accept
@@ -72,15 +73,15 @@ def test_a_message_is_stored_once_per_dedupe_key(intake: Spool) -> None:
 
 
 def test_moving_keeps_order_bytes_and_envelope(
-    engine: Engine, intake: Spool, mover: Spool
+    engine: Engine, pool: Pool, intake: Spool, mover: Spool
 ) -> None:
     sent = [raw(n) for n in range(5)]
     for n, message in enumerate(sent):
         intake.store(message, source=f"imap-{n}", now=WHEN, envelope_from=f"e{n}@example.org")
-    assert mover.move_into(engine, limit=3) == 3
+    assert mover.move_into(pool, limit=3) == 3
     assert backlog_at(intake.path).waiting == 2
-    assert mover.move_into(engine, limit=100) == 2
-    assert mover.move_into(engine, limit=100) == 0
+    assert mover.move_into(pool, limit=100) == 2
+    assert mover.move_into(pool, limit=100) == 0
     rows = inbound(engine)
     assert [r.raw for r in rows] == sent
     assert [r.source for r in rows] == [f"imap-{n}" for n in range(5)]
@@ -92,33 +93,33 @@ def test_moving_keeps_order_bytes_and_envelope(
 
 
 def test_a_move_redone_after_a_lost_delete_stores_nothing_twice(
-    engine: Engine, intake: Spool, mover: Spool
+    engine: Engine, pool: Pool, intake: Spool, mover: Spool
 ) -> None:
     intake.store(raw(1), source="smtp", now=WHEN)
-    mover.move_into(engine, limit=10)
+    mover.move_into(pool, limit=10)
     # The delete of that move never reached the disk: the same row is in the spool again.
     intake.store(raw(1), source="smtp", now=WHEN)
-    assert mover.move_into(engine, limit=10) == 1
+    assert mover.move_into(pool, limit=10) == 1
     assert backlog_at(intake.path).waiting == 0
     assert len(inbound(engine)) == 1
 
 
 def test_mail_already_in_inbound_is_dropped_as_a_duplicate(
-    engine: Engine, intake: Spool, mover: Spool, caplog: pytest.LogCaptureFixture
+    engine: Engine, pool: Pool, intake: Spool, mover: Spool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    first = accept(engine, raw(1), source="pipe", now=WHEN)  # `maild ingest` took it first
+    first = accept(pool, raw(1), source="pipe", now=WHEN)  # `maild ingest` took it first
     again = intake.store(raw(1), source="smtp", now=WHEN)
     intake.store(raw(2), source="smtp", now=WHEN)
     with caplog.at_level(logging.INFO, logger="maild.spool"):
-        assert mover.move_into(engine, limit=10) == 2
+        assert mover.move_into(pool, limit=10) == 2
     assert [(r.source, r.raw) for r in inbound(engine)] == [("pipe", raw(1)), ("smtp", raw(2))]
     assert caplog.messages == [f"spool {again.row_id} message-id=<spool-1@example.org>: "
                                f"duplicate of inbound {first.row_id}, dropped"]
 
 
-def test_spool_ids_are_never_reused(engine: Engine, intake: Spool, mover: Spool) -> None:
+def test_spool_ids_are_never_reused(pool: Pool, intake: Spool, mover: Spool) -> None:
     first = intake.store(raw(1), source="smtp", now=WHEN)
-    mover.move_into(engine, limit=10)
+    mover.move_into(pool, limit=10)
     assert intake.store(raw(2), source="smtp", now=WHEN).row_id > first.row_id
 
 
@@ -136,12 +137,12 @@ def test_a_locked_spool_refuses_with_storage_unavailable(database: Path, intake:
 
 
 def test_a_locked_database_leaves_the_spool_untouched(
-    engine: Engine, database: Path, intake: Spool, mover: Spool, helpdesk: Helpdesk
+    engine: Engine, pool: Pool, database: Path, intake: Spool, mover: Spool, helpdesk: Helpdesk
 ) -> None:
     intake.store(raw(1), source="smtp", now=WHEN)
     settings = replace(config.load(helpdesk.config).database,
                        busy_timeout=timedelta(milliseconds=200))
-    impatient = make_engine(settings)
+    impatient = Pool(settings)
     locker = sqlite3.connect(database, isolation_level=None)
     locker.execute("BEGIN IMMEDIATE")
     try:
@@ -150,9 +151,9 @@ def test_a_locked_database_leaves_the_spool_untouched(
     finally:
         locker.execute("ROLLBACK")
         locker.close()
-        impatient.dispose()
+        impatient.close()
     assert backlog_at(intake.path).waiting == 1
-    assert mover.move_into(engine, limit=10) == 1
+    assert mover.move_into(pool, limit=10) == 1
     assert len(inbound(engine)) == 1
 
 
@@ -175,14 +176,14 @@ def test_no_spool_file_means_nothing_spooled(tmp_path: Path) -> None:
 
 
 def test_the_spool_file_shrinks_back_after_a_burst_of_big_messages(
-    engine: Engine, intake: Spool, mover: Spool, database: Path
+    pool: Pool, intake: Spool, mover: Spool, database: Path
 ) -> None:
     path = spool_path(database)
     for n in range(8):
         intake.store(bytes(mail(subject=f"Big {n}", body="x" * 2_000_000,
                                 message_id=f"<big-{n}@example.org>")),
                      source="smtp", now=WHEN)
-    assert mover.move_into(engine, limit=100) == 8
+    assert mover.move_into(pool, limit=100) == 8
     with closing(sqlite3.connect(path)) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # what the mover's checkpoints get to
         pages = db.execute("PRAGMA page_count").fetchone()[0]
@@ -206,20 +207,21 @@ def test_the_worker_opens_the_spool_while_the_intake_is_writing(
         locker.close()
 
 
-def test_big_messages_move_a_few_at_a_time(engine: Engine, intake: Spool, mover: Spool) -> None:
+def test_big_messages_move_a_few_at_a_time(
+    engine: Engine, pool: Pool, intake: Spool, mover: Spool) -> None:
     sent = [bytes(mail(subject=f"Big {n}", body="x" * 400_000,
                        message_id=f"<big-move-{n}@example.org>")) for n in range(5)]
     for message in sent:
         intake.store(message, source="smtp", now=WHEN)
     taken = []
-    while moved := mover.move_into(engine, limit=100, max_bytes=1_000_000):
+    while moved := mover.move_into(pool, limit=100, max_bytes=1_000_000):
         taken.append(moved)
     assert taken == [2, 2, 1]
     assert [r.raw for r in inbound(engine)] == sent
     # One message bigger than the bound still moves, alone.
     huge = sent[0].replace(b"big-move-0@", b"huge@")
     intake.store(huge, source="smtp", now=WHEN)
-    assert mover.move_into(engine, limit=100, max_bytes=10) == 1
+    assert mover.move_into(pool, limit=100, max_bytes=10) == 1
     assert inbound(engine)[-1].raw == huge
 
 
@@ -237,7 +239,7 @@ def test_tick_moves_what_a_stopped_daemon_left_in_the_spool(
 
 
 def test_a_spool_left_by_an_older_maild_is_rekeyed_when_the_worker_opens_it(
-    engine: Engine, database: Path,
+    engine: Engine, pool: Pool, database: Path,
 ) -> None:
     old = sqlite3.connect(spool_path(database))
     old.execute("CREATE TABLE spool (id INTEGER PRIMARY KEY AUTOINCREMENT, dedupe_key TEXT NOT "
@@ -249,7 +251,7 @@ def test_a_spool_left_by_an_older_maild_is_rekeyed_when_the_worker_opens_it(
     old.close()
     mover = Spool(spool_path(database), busy_timeout=0.2, mover=True)
     try:
-        assert mover.move_into(engine, limit=10) == 1
+        assert mover.move_into(pool, limit=10) == 1
     finally:
         mover.close()
     [row] = inbound(engine)
@@ -257,7 +259,7 @@ def test_a_spool_left_by_an_older_maild_is_rekeyed_when_the_worker_opens_it(
 
 
 def test_try_store_declines_at_once_while_another_writer_holds_the_spool(
-    database: Path, mover: Spool, engine: Engine
+    database: Path, mover: Spool, engine: Engine, pool: Pool
 ) -> None:
     """The SMTP listener stores on its event loop only when nobody else writes: while the
     worker's mover (another process, here another connection) holds the spool, `try_store`
@@ -289,5 +291,5 @@ def test_try_store_declines_at_once_while_another_writer_holds_the_spool(
         assert len(waited) == 1 and not waited[0].duplicate
         again = intake.try_store(second, source="smtp", now=WHEN)
         assert again is not None and again.duplicate
-    assert mover.move_into(engine, 10) == 2
+    assert mover.move_into(pool, 10) == 2
     assert [row.message_id for row in inbound(engine)] == ["a@example.org", "b@example.org"]

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from maild import config
-from maild.db import make_engine
+from maild.dbapi import Pool
 from maild.ingest.accept import accept
 from maild.ingest.spool import Spool, spool_path
 from tests.conftest import Helpdesk, mail
@@ -43,12 +43,12 @@ def test_work_done_is_counted_and_needs_no_attention(helpdesk: Helpdesk) -> None
 
 
 def test_mail_stored_but_not_threaded_for_minutes_needs_attention(helpdesk: Helpdesk) -> None:
-    engine = make_engine(config.load(helpdesk.config).database)
+    pool = Pool(config.load(helpdesk.config).database)
     received = datetime.now(UTC) - AGO
     try:
-        accept(engine, bytes(mail()), source="smtp", now=received)
+        accept(pool, bytes(mail()), source="smtp", now=received)
     finally:
-        engine.dispose()
+        pool.close()
     status = report(helpdesk)
     assert status["inbound"]["new"] == 1
     assert datetime.fromisoformat(status["inbound"]["oldest_new"]) == received  # JSON: ISO
@@ -63,11 +63,11 @@ def test_mail_stored_but_not_threaded_for_minutes_needs_attention(helpdesk: Help
 
 
 def test_mail_just_stored_is_not_a_problem_yet(helpdesk: Helpdesk) -> None:
-    engine = make_engine(config.load(helpdesk.config).database)
+    pool = Pool(config.load(helpdesk.config).database)
     try:
-        accept(engine, bytes(mail()), source="smtp", now=datetime.now(UTC))
+        accept(pool, bytes(mail()), source="smtp", now=datetime.now(UTC))
     finally:
-        engine.dispose()
+        pool.close()
     assert report(helpdesk)["attention"] == []
 
 

@@ -492,7 +492,7 @@ def test_mails_settled_in_one_transaction_fail_alone_and_thread_onto_each_other(
     from email import policy as email_policy
 
     from maild import config
-    from maild.db import make_engine
+    from maild.dbapi import Pool
     from maild.ingest.accept import accept
 
     batch = [
@@ -502,13 +502,13 @@ def test_mails_settled_in_one_transaction_fail_alone_and_thread_onto_each_other(
              references="<opening@example.org>", body="It still does not print.\n"),
         mail(sender="Olga <olga@example.org>", subject="The scanner is slow"),
     ]
-    engine = make_engine(config.load(helpdesk.config).database)
+    pool = Pool(config.load(helpdesk.config).database)
     try:
         for message in batch:
-            accept(engine, message.as_bytes(policy=email_policy.SMTP), source="pipe",
+            accept(pool, message.as_bytes(policy=email_policy.SMTP), source="pipe",
                    now=datetime.now(MOSCOW))
     finally:
-        engine.dispose()
+        pool.close()
 
     assert helpdesk.run("tick").code == 0
 
@@ -531,19 +531,19 @@ def test_a_reply_taken_before_the_mail_it_answers_waits_for_it(helpdesk: Helpdes
     app = App(config.load(helpdesk.config))
     try:
         now = app.clock.now()
-        first = accept(app.engine, bytes(mail(message_id="<first@example.org>")),
+        first = accept(app.pool, bytes(mail(message_id="<first@example.org>")),
                        source="test", now=now)
-        reply = accept(app.engine, bytes(mail(subject="Re: Printer does not print",
+        reply = accept(app.pool, bytes(mail(subject="Re: Printer does not print",
                                               message_id="<second@example.org>",
                                               in_reply_to="<first@example.org>")),
                        source="test", now=now)
-        waited = process_inbound(app.engine, app.settings, app.templates, app.clock,
+        waited = process_inbound(app.pool, app.settings, app.templates, app.clock,
                                  reply.row_id)
         assert waited.state == "new" and waited.ticket_number is None, waited
         assert waited.reason == f"waits for inbound {first.row_id}, which it answers"
-        opened = process_inbound(app.engine, app.settings, app.templates, app.clock,
+        opened = process_inbound(app.pool, app.settings, app.templates, app.clock,
                                  first.row_id)
-        joined = process_inbound(app.engine, app.settings, app.templates, app.clock,
+        joined = process_inbound(app.pool, app.settings, app.templates, app.clock,
                                  reply.row_id)
     finally:
         app.close()
@@ -568,7 +568,7 @@ def test_a_batch_is_threaded_without_a_temporary_file(helpdesk: Helpdesk, tmp_pa
     app = App(config.load(helpdesk.config))
     try:
         for i in range(MESSAGES_PER_TRANSACTION):  # one transaction's worth
-            accept(app.engine, mail(sender=f"Customer {i} <c{i}@example.org>",
+            accept(app.pool, mail(sender=f"Customer {i} <c{i}@example.org>",
                                     subject=f"Export {i} fails",
                                     body=f"Step {i} of the export fails.\n" * 400
                                     ).as_bytes(policy=email_policy.SMTP),
@@ -615,7 +615,7 @@ def test_a_mail_that_fails_after_writing_leaves_nothing_of_itself_in_its_batch(
     app = App(config.load(helpdesk.config))
     try:
         for message in batch:
-            accept(app.engine, message.as_bytes(policy=email_policy.SMTP), source="pipe",
+            accept(app.pool, message.as_bytes(policy=email_policy.SMTP), source="pipe",
                    now=app.clock.now())
     finally:
         app.close()

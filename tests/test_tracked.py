@@ -1,5 +1,5 @@
-"""`maild.tracked`: the worker's tickets and messages, read and written straight to the driver,
-are the objects the ORM would have given it, and exactly what changed on them is written."""
+"""`maild.tracked`: the writers' tickets and messages, read and written over DB-API, hold what
+the ORM loads of the same rows, and exactly what changed on them is written."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm.exc import UnmappedInstanceError
 from sqlmodel import col, select
 
-from maild.db import add_object, transaction
+from maild.db import transaction
+from maild.dbapi import Pool
 from maild.models import Message, Ticket, TicketStatus
-from maild.rows import rows_of
-from maild.tracked import tracker_of, tracking
+from maild.schema import MESSAGE, TICKET
+from maild.tracked import tracking
 from tests.conftest import Helpdesk, mail
 
 LATER = datetime(2027, 1, 2, 3, 4, 5, 6, tzinfo=UTC)
@@ -36,10 +37,12 @@ def columns(engine: Engine, model: type[Ticket] | type[Message], row_id: int) ->
         return {c.name: getattr(found, c.name) for c in model.__table__.columns}  # type: ignore[attr-defined]
 
 
-def test_a_tracked_ticket_holds_what_the_orm_loads(engine: Engine, ticket_id: int) -> None:
+def test_a_tracked_ticket_holds_what_the_orm_loads(engine: Engine, pool: Pool,
+                                                   ticket_id: int) -> None:
     loaded = columns(engine, Ticket, ticket_id)
-    with transaction(engine) as session, tracking(session) as tracker:
-        tracked = tracker.get(Ticket, ticket_id)
+    with transaction(engine, readonly=True) as session, pool.writing() as db, \
+            tracking(db) as tracker:
+        tracked = tracker.get(TICKET, ticket_id)
         assert tracked is not None
         assert {name: getattr(tracked, name) for name in loaded} == loaded
         assert [type(getattr(tracked, name)) for name in loaded] == \
@@ -49,51 +52,52 @@ def test_a_tracked_ticket_holds_what_the_orm_loads(engine: Engine, ticket_id: in
             session.add(tracked)
         # One object per row within the block, changes and all.
         tracked.subject = "changed in memory"
-        [again] = tracker.load(Ticket, "number", [tracked.number])
+        [again] = tracker.load(TICKET, "number", [tracked.number])
         assert again is tracked and again.subject == "changed in memory"
 
 
-def test_only_what_changed_is_written_when_the_block_ends(engine: Engine,
+def test_only_what_changed_is_written_when_the_block_ends(engine: Engine, pool: Pool,
                                                           ticket_id: int) -> None:
     before = columns(engine, Ticket, ticket_id)
-    with transaction(engine) as session, tracking(session) as tracker:
-        tracked = tracker.get(Ticket, ticket_id)
+    with pool.writing() as db, tracking(db) as tracker:
+        tracked = tracker.get(TICKET, ticket_id)
         assert tracked is not None
         tracked.status = TicketStatus.WAITING
         tracked.answered_at = LATER
         tracked.breached = True
         tracked.owner = before["owner"]  # set, but to what it was
         # Another writer changes a column this block did not touch: it must survive the save.
-        rows_of(session).execute("UPDATE ticket SET customer_name = :name WHERE id = :id",
-                                 name="Written meanwhile", id=ticket_id)
+        db.execute("UPDATE ticket SET customer_name = :name WHERE id = :id",
+                   name="Written meanwhile", id=ticket_id)
     after = columns(engine, Ticket, ticket_id)
     assert after == {**before, "status": "waiting", "answered_at": LATER, "breached": True,
                      "customer_name": "Written meanwhile"}
 
 
-def test_an_error_in_the_block_writes_nothing_and_ends_the_tracking(
-    engine: Engine, ticket_id: int
-) -> None:
+def test_an_error_in_the_block_writes_nothing(engine: Engine, pool: Pool,
+                                              ticket_id: int) -> None:
     before = columns(engine, Ticket, ticket_id)
-    with transaction(engine) as session:
-        with pytest.raises(RuntimeError), tracking(session) as tracker:
-            tracked = tracker.get(Ticket, ticket_id)
+    with pool.writing() as db:
+        with pytest.raises(RuntimeError), db.savepoint(), tracking(db) as tracker:
+            tracked = tracker.get(TICKET, ticket_id)
             assert tracked is not None
             tracked.subject = "never written"
             raise RuntimeError("the message failed")
-        assert tracker_of(session) is None
+        with tracking(db) as again:  # a new block reads the row as it is
+            reread = again.get(TICKET, ticket_id)
+            assert reread is not None and reread.subject == before["subject"]
     assert columns(engine, Ticket, ticket_id) == before
 
 
-def test_add_object_inserts_through_the_tracker_and_its_changes_are_saved(
-    engine: Engine, ticket_id: int
+def test_an_inserted_row_is_tracked_and_its_changes_are_saved(
+    engine: Engine, pool: Pool, ticket_id: int
 ) -> None:
-    with transaction(engine) as session, tracking(session) as tracker:
-        message = add_object(session, Message, {
+    with pool.writing() as db, tracking(db) as tracker:
+        message = tracker.insert(MESSAGE, {
             "ticket_id": ticket_id, "direction": "in", "kind": "customer",
             "sender": "ivan@example.org", "subject": "More", "created_at": LATER})
-        assert not isinstance(message, Message) and message.id is not None  # not the session's
-        assert tracker.get(Message, message.id) is message
+        assert not isinstance(message, Message) and message.id is not None
+        assert tracker.get(MESSAGE, message.id) is message and tracker.inserted(MESSAGE, message.id)
         assert (message.body, message.html, message.reply_to) == ("", False, "")  # defaults
         message.kind = "staff"
         message_id = message.id
@@ -105,7 +109,7 @@ def test_add_object_inserts_through_the_tracker_and_its_changes_are_saved(
 
 
 def test_what_a_block_remembers_of_a_mark_follows_its_writes_and_ends_with_it(
-    engine: Engine, ticket_id: int
+    pool: Pool, ticket_id: int
 ) -> None:
     """`undeliverable.marked` is asked once per address in a worker's message: what the block
     wrote since changes the answer, and a block rolled back takes its answers with it."""
@@ -113,21 +117,21 @@ def test_what_a_block_remembers_of_a_mark_follows_its_writes_and_ends_with_it(
     from maild.bounces import Failure
 
     gone = Failure("gone@example.org", True, status="5.1.1", diagnostic="no such user")
-    with transaction(engine) as session:
-        with session.begin_nested(), tracking(session):
-            assert undeliverable.marked(session, "Gone@example.org") == ""
-            undeliverable.mark(session, LATER, gone, ticket_id, None)
-            assert "5.1.1" in undeliverable.marked(session, "gone@example.org")
-        with pytest.raises(RuntimeError), session.begin_nested(), tracking(session):
-            assert undeliverable.clear(session, "gone@example.org")
-            assert undeliverable.marked(session, "gone@example.org") == ""
+    with pool.writing() as db:
+        with db.savepoint(), tracking(db) as tracker:
+            assert undeliverable.marked(tracker, "Gone@example.org") == ""
+            undeliverable.mark(tracker, LATER, gone, ticket_id, None)
+            assert "5.1.1" in undeliverable.marked(tracker, "gone@example.org")
+        with pytest.raises(RuntimeError), db.savepoint(), tracking(db) as tracker:
+            assert undeliverable.clear(tracker, "gone@example.org")
+            assert undeliverable.marked(tracker, "gone@example.org") == ""
             raise RuntimeError("the message failed")
-        with session.begin_nested(), tracking(session):  # the clear was rolled back
-            assert "5.1.1" in undeliverable.marked(session, "gone@example.org")
+        with db.savepoint(), tracking(db) as tracker:  # the clear was rolled back
+            assert "5.1.1" in undeliverable.marked(tracker, "gone@example.org")
 
 
 def test_staff_mail_about_a_ticket_opened_in_the_block_follows_the_block_s_own(
-    helpdesk: Helpdesk, engine: Engine, ticket_id: int
+    helpdesk: Helpdesk, engine: Engine, pool: Pool, ticket_id: int
 ) -> None:
     """A ticket opened in the block has had no staff mail before it (nothing is asked of the
     database), and a second internal mail to the same staff member answers the first."""
@@ -142,12 +146,12 @@ def test_staff_mail_about_a_ticket_opened_in_the_block_follows_the_block_s_own(
     del values["id"]
     context = {"owner_name": "Alice", "assigned_by": "bob@example.com", "priority": "normal",
                "queue": "General questions", "excerpt": ""}
-    with transaction(engine) as session, tracking(session):
-        opened = add_object(session, Ticket, values)
-        sent = [queue_mail(session, settings, Templates(settings), LATER, mailkinds.ASSIGNED,
+    with pool.writing() as db, tracking(db) as tracker:
+        opened = tracker.insert(TICKET, values)
+        sent = [queue_mail(tracker, settings, Templates(settings), LATER, mailkinds.ASSIGNED,
                            ticket=opened, to="alice@example.com", context=context)
                 for _ in range(2)]
-        first, second = (message_from_bytes(rows_of(session).value(
+        first, second = (message_from_bytes(db.value(
             "SELECT raw FROM outbox WHERE id = :id", id=outbox_id)) for outbox_id in sent)
     root = "<maild.ticket.2027010200001@example.com>"
     assert (first["In-Reply-To"], first["References"]) == (root, root)

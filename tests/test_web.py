@@ -403,9 +403,9 @@ def test_files_of_a_staff_answer_can_be_downloaded_from_the_status_page(site: Si
 
 def test_the_intake_holds_no_orm_while_it_serves_forms_pages_and_mail(site: Site) -> None:
     """The intake reaches the database over DB-API alone (`maild.daemon.intake`): SQLModel,
-    pydantic and SQLAlchemy would double what it holds in memory; so does its sender
-    (`maild.daemon.sender`). Its worker loads them — which shows the look into the running
-    processes can see them."""
+    pydantic and SQLAlchemy would double what it holds in memory; so do its sender
+    (`maild.daemon.sender`) and its worker (`maild.tracked`). All three map sqlite3's C
+    extension — which shows the look into the running processes can see one."""
     with site.client() as client:
         number = number_on(submit(client))
         assert client.get(site.link_in_ack(number)).status_code == 200
@@ -423,11 +423,11 @@ def test_the_intake_holds_no_orm_while_it_serves_forms_pages_and_mail(site: Site
     def mapped(pid: int | str) -> str:
         return Path(f"/proc/{pid}/maps").read_text()
 
-    assert "pydantic_core" in mapped(worker)
-    assert "pydantic_core" not in mapped(intake)
-    assert "pydantic_core" not in mapped(sender)  # delivery is DB-API too
-    probe = ("import sys, maild.daemon.intake, maild.daemon.sender, maild.web, "
-             "maild.ingest.imap; "
+    for process in (intake, worker, sender):
+        assert "_sqlite3" in mapped(process)
+        assert "pydantic_core" not in mapped(process)
+    probe = ("import sys, maild.daemon.intake, maild.daemon.sender, maild.daemon.worker, "
+             "maild.web, maild.ingest.imap; "
              "print(sorted({m.split('.')[0] for m in sys.modules} & "
              "{'sqlalchemy', 'sqlmodel', 'pydantic', 'alembic'}))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,

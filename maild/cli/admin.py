@@ -79,8 +79,8 @@ def tick(app: App, args: argparse.Namespace) -> int:
 
     clock_at(app, args.at)
     moved = _move_spool(app)
-    settled = process_pending(app.engine, app.settings, app.templates, app.clock)
-    duties = run_duties(app.engine, app.settings, app.templates, app.clock)
+    settled = process_pending(app.pool, app.settings, app.templates, app.clock)
+    duties = run_duties(app.pool, app.settings, app.templates, app.clock)
     report = app.deliverer().deliver_due(app.clock)
     done = {
         "at": app.clock.now().isoformat(),
@@ -114,7 +114,7 @@ def _move_spool(app: App) -> int:
         return 0
     try:
         moved = 0
-        while taken := spool.move_into(app.engine, 100):
+        while taken := spool.move_into(app.pool, 100):
             moved += taken
         return moved
     finally:

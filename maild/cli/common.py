@@ -68,12 +68,10 @@ def clock_at(app: App, at: str | None) -> None:
 
 def deliver_owed(app: App) -> None:
     """Send right away what the command just queued; the daemon or `maild tick` retries."""
-    from maild.db import transaction
-    from maild.dbapi import reader_of
     from maild.views import pending_since
 
-    with transaction(app.engine, readonly=True) as session:
-        owed = pending_since(reader_of(session), app.clock.now() - timedelta(minutes=1))
+    with app.reading() as reader:
+        owed = pending_since(reader, app.clock.now() - timedelta(minutes=1))
     if owed:
         try:
             app.deliverer().deliver_due(app.clock, only=owed)

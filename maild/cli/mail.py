@@ -170,13 +170,13 @@ def _settle_ingested(app: App, inbound_id: int, *, deliver: bool) -> int:
     from maild.threading import process_inbound
 
     try:
-        settled = process_inbound(app.engine, app.settings, app.templates, app.clock, inbound_id)
+        settled = process_inbound(app.pool, app.settings, app.templates, app.clock, inbound_id)
         deadline = time.monotonic() + INGEST_WAIT_SECONDS
         while settled.state == InboundState.NEW and time.monotonic() < deadline:
             # Another worker has it in hand (`maild run` took it from the table first), or it
             # answers a message still being threaded: its ticket number is a moment away.
             time.sleep(0.1)
-            settled = process_inbound(app.engine, app.settings, app.templates, app.clock,
+            settled = process_inbound(app.pool, app.settings, app.templates, app.clock,
                                       inbound_id)
     except StorageUnavailable as exc:
         print(f"maild: stored as inbound {inbound_id}; threading postponed: {exc}",
@@ -235,8 +235,8 @@ def inbound_show(app: App, args: argparse.Namespace) -> int:
 def inbound_retry(app: App, args: argparse.Namespace) -> int:
     from maild.threading import process_inbound, retry_failed
 
-    ids = retry_failed(app.engine, args.ids or None)
-    results = [process_inbound(app.engine, app.settings, app.templates, app.clock, i)
+    ids = retry_failed(app.pool, args.ids or None)
+    results = [process_inbound(app.pool, app.settings, app.templates, app.clock, i)
                for i in ids]
     if args.json:
         print_json([{"id": r.inbound_id, "state": r.state, "ticket": r.ticket_number,

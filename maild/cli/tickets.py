@@ -248,7 +248,7 @@ def _on_ticket(app: App, args: argparse.Namespace,
     from maild import tickets
 
     with _operation(app) as ctx:
-        ticket = tickets.find(ctx.session, args.number)
+        ticket = tickets.find(ctx.db, args.number)
         operation(ctx, ticket)
         status, owner = ticket.status, ticket.owner
     deliver_owed(app)
@@ -259,10 +259,10 @@ def _on_ticket(app: App, args: argparse.Namespace,
 @contextmanager
 def _operation(app: App) -> Iterator[tickets.Context]:
     from maild import tickets
-    from maild.db import storage_errors, transaction
+    from maild.tracked import tracking
 
-    with storage_errors(), transaction(app.engine) as session:
-        yield tickets.Context(session, app.settings, app.templates, app.clock.now())
+    with app.pool.writing() as db, tracking(db, app.pool.reader) as tracker:
+        yield tickets.Context(tracker, app.settings, app.templates, app.clock.now())
 
 
 def _actor(app: App, staff: str | None) -> str:

@@ -16,17 +16,14 @@ from datetime import timedelta
 from typing import Any
 
 import schedule
-from sqlalchemy.exc import OperationalError
 
 from maild import config
 from maild.app import App
 from maild.daemon.shared import Outage, Shared, become_child, child_arguments
-from maild.db import transaction
-from maild.dbapi import reader_of
 from maild.errors import StorageUnavailable
 from maild.ingest.backlog import SpoolBacklog, backlog_at
-from maild.models import InboundState, OutboxState
 from maild.sla.duties import run_duties
+from maild.states import InboundState, OutboxState
 from maild.status import status
 from maild.threading import process_pending
 
@@ -73,7 +70,7 @@ class Worker:
 
     def run_duties(self) -> None:
         """Escalations, breaches, close requests, auto-close: what `maild tick` does."""
-        report = run_duties(self.app.engine, self.app.settings, self.app.templates,
+        report = run_duties(self.app.pool, self.app.settings, self.app.templates,
                             self.app.clock)
         if report.examined:
             log.info("timer duties: %s", report.summary())
@@ -89,8 +86,8 @@ class Worker:
         while not self.stopping():
             bell.forget()
             try:
-                moved = self.spool.move_into(self.app.engine, BATCH) if self.spool else 0
-                settled = process_pending(self.app.engine, self.app.settings,
+                moved = self.spool.move_into(self.app.pool, BATCH) if self.spool else 0
+                settled = process_pending(self.app.pool, self.app.settings,
                                           self.app.templates, self.app.clock, BATCH,
                                           should_stop=self.stopping, in_hand=self.in_hand)
                 if settled:  # committed: what they owe is in the outbox
@@ -100,7 +97,7 @@ class Worker:
                 else:
                     self.scheduler.run_all()
                     started = True
-            except (StorageUnavailable, OperationalError) as exc:
+            except StorageUnavailable as exc:
                 outage.began(exc)
                 self.shared.sleep(bell, DATABASE_RETRY_SECONDS)
                 continue
@@ -119,9 +116,8 @@ class Worker:
         """The queue sizes, and what `maild status` says needs attention, as warnings: the
         journal of a daemon nobody watches still says what is wrong, every 10 minutes."""
         spool = backlog_at(self.spool.path) if self.spool else SpoolBacklog()
-        with transaction(self.app.engine, readonly=True) as session:
-            report = status(reader_of(session), self.app.clock.now(), spool,
-                            self.app.settings.sla.zone)
+        with self.app.pool.reader() as reader, reader.snapshot():
+            report = status(reader, self.app.clock.now(), spool, self.app.settings.sla.zone)
         log.info("queues: spool %s; inbound %s; outbox %s", spool.waiting,
                  _nonzero(report["inbound"], InboundState), _nonzero(report["outbox"], OutboxState))
         for problem in report["attention"]:

@@ -4,22 +4,18 @@ where it is.
 The rule and the row are written once, in SQL over DB-API (`store`), so that every writer of
 `inbound` stores the same row the same way: the MTA pipe on a connection of its own without
 SQLAlchemy (`accept_on`: importing SQLAlchemy costs the pipe more CPU than all its work), the
-daemon's intake on PostgreSQL and the web channel through an engine (`accept`, inside a Core
-transaction), and the worker moving the SQLite intake spool (`store`, in its own transaction).
+daemon's intake on PostgreSQL (`accept_on`, on a connection of its pool), and the worker moving
+the SQLite intake spool (`store`, in its own transaction).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
-from maild.dbapi import Reader, reader_of_connection
+from maild.dbapi import Pool, Reader
 from maild.dedupe import Identity, identify
 from maild.states import InboundState
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
 
 # ON CONFLICT on the unique key, not a look-up before the insert: two writers storing the same
 # message at once (PostgreSQL; SQLite's writers queue) store it once, and neither fails.
@@ -72,19 +68,8 @@ def accept_on(writer: Reader, raw: bytes, *, source: str, now: datetime,
         return store(writer, raw, identity, source=source, now=now, envelope_from=envelope_from)
 
 
-def accept(
-    engine: Engine,
-    raw: bytes,
-    *,
-    source: str,
-    now: datetime,
-    envelope_from: str | None = None,
-) -> Accepted:
-    """`accept_on`, through an engine: the same insert in a Core transaction of maild.db's
-    (its writer lock and `BEGIN IMMEDIATE` on SQLite); raises StorageUnavailable."""
-    from maild.db import core_transaction, storage_errors  # the engine's: SQLAlchemy is loaded
-
-    identity = identify(raw)
-    with storage_errors(), core_transaction(engine) as connection:
-        return store(reader_of_connection(connection), raw, identity, source=source, now=now,
-                     envelope_from=envelope_from)
+def accept(pool: Pool, raw: bytes, *, source: str, now: datetime,
+           envelope_from: str | None = None) -> Accepted:
+    """`accept_on`, on a connection the pool lends; raises StorageUnavailable."""
+    with pool.reader() as writer:
+        return accept_on(writer, raw, source=source, now=now, envelope_from=envelope_from)

@@ -25,18 +25,14 @@ import sqlite3
 import threading
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from maild.dbapi import reader_of_connection
+from maild.dbapi import Pool
 from maild.dedupe import Identity, identify
 from maild.errors import StorageUnavailable
 from maild.ingest.accept import Accepted, store
 from maild.ingest.backlog import SpoolBacklog as SpoolBacklog  # re-exported: the daemon's
 from maild.ingest.backlog import backlog_at as backlog_at
 from maild.ingest.backlog import spool_path as spool_path
-
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -179,7 +175,7 @@ class Spool:
 
     # --- the worker's side --------------------------------------------------------------------
 
-    def move_into(self, engine: Engine, limit: int, max_bytes: int = MOVE_BYTES) -> int:
+    def move_into(self, pool: Pool, limit: int, max_bytes: int = MOVE_BYTES) -> int:
         """Move up to `limit` of the oldest spooled messages, and no more than `max_bytes` of
         them (but at least one), into `inbound`; returns how many were taken from the spool
         (duplicates of stored mail included, and then dropped)."""
@@ -199,11 +195,8 @@ class Spool:
                 raise StorageUnavailable(f"intake spool: {exc}") from exc
         if not rows:
             return 0
-        # The worker's engine; the intake, which imports no SQLAlchemy, never moves.
-        from maild.db import core_transaction, storage_errors
-
-        with storage_errors(), core_transaction(engine) as connection:
-            writer = reader_of_connection(connection)
+        # The worker's connections; the intake never moves.
+        with pool.writing() as writer:
             for spool_id, key, message_id, source, envelope_from, received_at, raw in rows:
                 # The row `accept` would have stored, by the same insert (`maild.ingest.accept`).
                 stored = store(writer, raw, Identity(key, message_id), source=source,

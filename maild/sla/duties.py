@@ -17,23 +17,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-
-from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from typing import TYPE_CHECKING
 
 from maild import mailkinds, tickets
 from maild.clock import Clock, duration_for_people, time_for_people
 from maild.compose import Templates
 from maild.config import PrioritySla, Settings, priority_name
-from maild.db import claim, transaction
-from maild.dbapi import reader_of
-from maild.models import Actor, Duty, EventType, Queue, Ticket, TicketStatus
+from maild.dbapi import Pool, id_list, unique_violation
 from maild.outbox import queue_mail
+from maild.schema import DUTY, TICKET
 from maild.sla.calendar import BusinessCalendar
 from maild.sla.clock import RUNNING, sla_state
 from maild.sla.state import status_history
+from maild.states import Actor, EventType, TicketStatus
 from maild.tickets import FAR_FUTURE, Context
+from maild.tracked import tracking
+
+if TYPE_CHECKING:
+    from maild.models import Ticket
 
 log = logging.getLogger("maild.sla")
 TICKETS_PER_TRANSACTION = 50  # most due tickets only need their next instant computed (a
@@ -54,24 +55,24 @@ class TickReport:
                 f"(of {self.examined} due)")
 
 
-def run_duties(engine: Engine, settings: Settings, templates: Templates, clock: Clock,
+def run_duties(pool: Pool, settings: Settings, templates: Templates, clock: Clock,
                limit: int = 1000) -> TickReport:
     """Do every duty due at `clock.now()`, for at most `limit` tickets."""
     now = clock.now()
     calendar = BusinessCalendar.from_settings(settings.sla)
     report = TickReport()
-    with transaction(engine, readonly=True) as session:
-        due = list(session.exec(select(Ticket.id).where(col(Ticket.next_due_at) <= now)
-                                .order_by(col(Ticket.next_due_at)).limit(limit)))
+    with pool.reader() as db:
+        due = db.column("SELECT id FROM ticket WHERE next_due_at <= :now "
+                        "ORDER BY next_due_at LIMIT :limit", now=now, limit=limit)
     for start in range(0, len(due), TICKETS_PER_TRANSACTION):
         batch = due[start:start + TICKETS_PER_TRANSACTION]
-        with transaction(engine) as session:
-            ctx = Context(session, settings, templates, now)
+        with pool.writing() as db, tracking(db, pool.reader) as tracker:
+            ctx = Context(tracker, settings, templates, now)
             # Rows another worker has in hand are skipped (SKIP LOCKED on PostgreSQL); those
             # it has done since are no longer due.
-            for ticket in session.exec(claim(select(Ticket).where(
-                    col(Ticket.id).in_(batch), col(Ticket.next_due_at) <= now)
-                    .order_by(col(Ticket.next_due_at)), engine)):
+            for ticket in tracker.where(TICKET, f"id IN ({id_list(batch)}) AND next_due_at "
+                                        f"<= :now ORDER BY next_due_at{db.claim_lock}",
+                                        now=now):
                 report.examined += 1
                 ticket.next_due_at = _run(ctx, calendar, ticket, report)
     return report
@@ -98,7 +99,7 @@ def _run(ctx: Context, calendar: BusinessCalendar, ticket: Ticket,
 
     if not ticket.breached and ticket.status in RUNNING:
         assert ticket.id is not None
-        state = sla_state(calendar, status_history(reader_of(ctx.session), ticket.id), ctx.now,
+        state = sla_state(calendar, status_history(ctx.db.sql, ticket.id), ctx.now,
                           policy.resolve_within)
         if state.breached:
             # A breached state's resolve_by is the past instant the target was reached: never
@@ -144,11 +145,13 @@ def _once(ctx: Context, ticket: Ticket, kind: str, period: datetime) -> bool:
     """Record the duty; False when it was done already (by an earlier tick or another worker)."""
     assert ticket.id is not None
     try:
-        with ctx.session.begin_nested():
-            ctx.session.add(Duty(ticket_id=ticket.id, kind=kind, period=period.isoformat(),
-                                 done_at=ctx.now))
-    except IntegrityError:
-        return False
+        with ctx.db.sql.savepoint() as db:
+            db.insert(DUTY, {"ticket_id": ticket.id, "kind": kind,
+                             "period": period.isoformat(), "done_at": ctx.now})
+    except Exception as exc:
+        if unique_violation(exc):
+            return False
+        raise
     return True
 
 
@@ -173,20 +176,19 @@ def _escalate(ctx: Context, ticket: Ticket, policy: PrioritySla, *, breached: bo
     staff = ctx.settings.staff
     tickets.event(ctx, ticket, EventType.ESCALATED, Actor.SYSTEM,
                   f"{why}; notified {', '.join(s.email for s in staff) or 'nobody (no staff)'}")
-    queue = ctx.session.get(Queue, ticket.queue_id)
     zone, language = ctx.settings.sla.zone, ticket.language
     facts = {"why": why, "breached": breached,
              "priority": priority_name(ticket.priority),
-             "queue": queue.name if queue else "",
+             "queue": tickets.queue_name(ctx, ticket),
              "owner": ticket.owner or "",
              "unattended_since": time_for_people(ticket.unattended_since, zone)
              if ticket.unattended_since else "",
              "escalate_after": duration_for_people(policy.escalate_after, language),
              "resolve_within": duration_for_people(policy.resolve_within, language),
              "missed_at": time_for_people(missed_at, zone) if missed_at else "",
-             "excerpt": tickets.first_customer_text(ctx.session, ticket, 600)}
+             "excerpt": tickets.first_customer_text(ctx.db, ticket, 600)}
     for member in staff:
-        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.ESCALATION,
+        queue_mail(ctx.db, ctx.settings, ctx.templates, ctx.now, mailkinds.ESCALATION,
                    ticket=ticket, to=member.email, to_name=member.name,
                    context={"staff_name": member.name, **facts})
     log.info("ticket %s escalated to %d staff: %s", ticket.number, len(staff), why)

@@ -16,28 +16,18 @@ what that mail was from its kind (`maild.mailkinds`), so it works from any mail 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from maild import mailkinds, tickets
 from maild.compose import OutgoingFile
 from maild.config import priority_name, priority_value
-from maild.db import add_object, add_row
 from maild.dbapi import bound_list
 from maild.errors import MaildError, UnparseableMessage
 from maild.mailkinds import MailKind
-from maild.models import (
-    Actor,
-    Attachment,
-    Channel,
-    Direction,
-    EventType,
-    Message,
-    MessageKind,
-    Ticket,
-    TicketStatus,
-)
 from maild.outbox import queue_mail
 from maild.parsing import ParsedMail
-from maild.rows import rows_of
+from maild.schema import ATTACHMENT, MESSAGE, TICKET
+from maild.states import Actor, Channel, Direction, EventType, MessageKind, TicketStatus
 from maild.subject import strip_prefixes
 from maild.threading import bounced
 from maild.threading.resolve import resolve
@@ -50,7 +40,9 @@ from maild.threading.staffmail import (
     read_staff_mail,
 )
 from maild.tickets import Contact, Context
-from maild.tracked import tracker_in
+
+if TYPE_CHECKING:
+    from maild.models import Message, Ticket
 
 # Context is re-exported for the worker
 __all__ = ["Applied", "Context", "Received", "apply_message"]
@@ -95,7 +87,7 @@ def _apply(ctx: Context, inbound: Received, mail: ParsedMail, *, on_behalf: bool
     # visitor act as staff.
     from_staff = ctx.settings.is_staff(mail.sender) and not on_behalf
     proven = from_staff and verified_staff(ctx.settings, mail)
-    found = resolve(ctx.session, ctx.settings, mail, staff=proven)
+    found = resolve(ctx.db, ctx.settings, mail, staff=proven)
     bounce = bounced.read(ctx, mail, found)
     if bounce is not None:  # SPEC §9: on the ticket of the mail it returns, never answered
         return _bounce(ctx, inbound, mail, bounce)
@@ -319,13 +311,13 @@ def _invalid_commands(ctx: Context, ticket: Ticket | None, staff: str,
             if command.name == "assign":
                 tickets.staff_member(ctx.settings, _assignee(staff, command))
             elif command.name == "queue":
-                tickets.queue_named(ctx.session, command.argument)
+                tickets.queue_named(ctx.db, command.argument)
             elif command.name == "priority":
                 priority_value(command.argument)
             elif command.name == "cc":
                 tickets.cc_candidate(ctx.settings, ticket, command.argument)
             elif command.name == "uncc":
-                tickets.cc_participant(ctx.session, ticket, command.argument)
+                tickets.cc_participant(ctx.db, ticket, command.argument)
         except (MaildError, ValueError) as exc:
             errors.append(f"{command.line.strip()}: {exc}")
     names = {c.name for c in commands}
@@ -342,7 +334,7 @@ def _replied_kind(ctx: Context, mail: ParsedMail) -> MailKind | None:
     if not mail.thread_ids:
         return None
     listed, params = bound_list("id", mail.thread_ids)
-    kinds = {row["message_id"]: row["kind"] for row in rows_of(ctx.session).rows(
+    kinds = {row["message_id"]: row["kind"] for row in ctx.db.sql.rows(
         f"SELECT message_id, kind FROM outbox WHERE message_id IN ({listed})", **params)}
     return next((mailkinds.named(kinds[mid]) for mid in mail.thread_ids if mid in kinds), None)
 
@@ -351,7 +343,7 @@ def _tell_staff(ctx: Context, ticket: Ticket | None, mail: ParsedMail, kind: Mai
                 context: dict[str, object]) -> None:
     """A short reply to the staff member; never anything to the customer."""
     name = tickets.staff_name(ctx.settings, mail.sender)
-    queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, kind, ticket=ticket,
+    queue_mail(ctx.db, ctx.settings, ctx.templates, ctx.now, kind, ticket=ticket,
                to=mail.sender, to_name=name, in_reply_to=mail.message_id,
                references=_thread(mail),
                context={"staff_name": name, "original_subject": mail.subject, **context})
@@ -360,7 +352,7 @@ def _tell_staff(ctx: Context, ticket: Ticket | None, mail: ParsedMail, kind: Mai
 # --- storing ----------------------------------------------------------------------------------
 
 
-# Asked of every mail with a Message-ID, straight to the driver (`maild.rows`).
+# Asked of every mail with a Message-ID.
 _OTHER_UNDER_ID = ("SELECT id, ticket_id FROM inbound WHERE message_id = :message_id "
                    "AND id != :inbound ORDER BY id LIMIT 1")
 
@@ -368,14 +360,14 @@ _OTHER_UNDER_ID = ("SELECT id, ticket_id FROM inbound WHERE message_id = :messag
 def _note_reused_message_id(ctx: Context, ticket: Ticket, inbound: Received) -> None:
     """A different message under a Message-ID already seen (SPEC §5): stored and threaded on
     its own merits like any other, and the reuse recorded on its ticket."""
-    earlier = rows_of(ctx.session).first(_OTHER_UNDER_ID, message_id=inbound.message_id,
-                                         inbound=inbound.id)
+    earlier = ctx.db.sql.first(_OTHER_UNDER_ID, message_id=inbound.message_id,
+                               inbound=inbound.id)
     if earlier is None:
         return
     other_id, other_ticket = earlier["id"], earlier["ticket_id"]
     where = ""
     if other_ticket is not None:
-        other = tracker_in(ctx.session).get(Ticket, other_ticket)
+        other = ctx.db.get(TICKET, other_ticket)
         where = f", ticket {other.number}" if other is not None else ""
     tickets.event(ctx, ticket, EventType.MESSAGE_ID_REUSED, Actor.SYSTEM,
                   f"Message-ID <{inbound.message_id}> also names a different message "
@@ -385,14 +377,14 @@ def _note_reused_message_id(ctx: Context, ticket: Ticket, inbound: Received) -> 
 def _store_message(ctx: Context, ticket: Ticket, inbound: Received, mail: ParsedMail, *,
                    kind: MessageKind | None = None, body: str | None = None) -> Message:
     assert ticket.id is not None
-    message = add_object(ctx.session, Message, {
+    message = ctx.db.insert(MESSAGE, {
         "ticket_id": ticket.id, "direction": Direction.IN, "kind": kind or MessageKind.CUSTOMER,
         "sender": mail.sender, "recipients": ",".join(dict.fromkeys(mail.to + mail.cc)),
         "reply_to": _reply_to(ctx, mail), "html": bool(mail.html), "subject": mail.subject,
         "body": mail.text if body is None else body, "message_id": mail.message_id,
         "inbound_id": inbound.id, "automatic": mail.automatic, "created_at": ctx.now})
     for attachment in mail.attachments:
-        add_row(ctx.session, Attachment, {
+        ctx.db.sql.insert(ATTACHMENT, {
             "message_id": message.id, "filename": attachment.filename,
             "content_type": attachment.content_type, "size": attachment.size})
     return message

@@ -24,16 +24,19 @@ nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from maild import mailkinds, tickets, undeliverable
 from maild.bounces import Failure, Verdict, detect_message
-from maild.models import Actor, EventType, Ticket
 from maild.outbox import queue_mail
 from maild.parsing import ParsedMail
-from maild.rows import rows_of
+from maild.schema import TICKET
+from maild.states import Actor, EventType
 from maild.threading.resolve import Resolution
 from maild.tickets import Context
-from maild.tracked import tracker_in
+
+if TYPE_CHECKING:
+    from maild.models import Ticket
 
 _TICKET_OF_SENT = ("SELECT ticket_id FROM outbox WHERE message_id = :message_id "
                    "AND ticket_id IS NOT NULL LIMIT 1")
@@ -81,9 +84,9 @@ def record(ctx: Context, bounce: Bounce, inbound_id: int) -> None:
         if not (failure.permanent and failure.recipient) or failure.recipient in \
                 {f.recipient for f in failures}:
             continue
-        if not undeliverable.sent_to(ctx.session, failure.recipient):
+        if not undeliverable.sent_to(ctx.db, failure.recipient):
             continue  # not an address of maild's mail: nothing of ours to hold back
-        undeliverable.mark(ctx.session, ctx.now, failure, ticket.id, inbound_id)
+        undeliverable.mark(ctx.db, ctx.now, failure, ticket.id, inbound_id)
         code = " ".join(c for c in (failure.status, failure.diagnostic) if c)
         tickets.event(ctx, ticket, EventType.ADDRESS_UNDELIVERABLE, Actor.SYSTEM,
                       f"{failure.recipient}{': ' + code if code else ''}; no automatic mail "
@@ -97,7 +100,7 @@ def record(ctx: Context, bounce: Bounce, inbound_id: int) -> None:
 def wrote_again(ctx: Context, mail: ParsedMail) -> str:
     """A person's mail: its From address is deliverable again. Returns that address when it
     was marked ("" else), for `deliverable_again` once the mail is on its ticket."""
-    if mail.automatic or not undeliverable.clear(ctx.session, mail.sender):
+    if mail.automatic or not undeliverable.clear(ctx.db, mail.sender):
         return ""
     return mail.sender
 
@@ -118,11 +121,10 @@ def _tell_staff(ctx: Context, ticket: Ticket, failures: list[dict[str, str]]) ->
         recipients = [(m.email.lower(), m.name)
                       for m in ctx.settings.queue_staff(tickets.queue_name(ctx, ticket))]
     for address, name in recipients:
-        queue_mail(ctx.session, ctx.settings, ctx.templates, ctx.now, mailkinds.BOUNCE_NOTICE,
+        queue_mail(ctx.db, ctx.settings, ctx.templates, ctx.now, mailkinds.BOUNCE_NOTICE,
                    ticket=ticket, to=address, to_name=name,
                    context={"staff_name": name, "failures": failures})
 
 
 def _ticket(ctx: Context, query: str, **values: str) -> Ticket | None:
-    ticket_id = rows_of(ctx.session).value(query, **values)
-    return tracker_in(ctx.session).get(Ticket, ticket_id) if ticket_id is not None else None
+    return ctx.db.get(TICKET, ctx.db.sql.value(query, **values))

@@ -32,18 +32,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-from sqlmodel import Session
+from typing import TYPE_CHECKING
 
 from maild.config import Settings
 from maild.dbapi import bound_list
-from maild.models import Direction, Ticket
 from maild.parsing import ParsedMail
-from maild.rows import rows_of
+from maild.schema import TICKET
 from maild.signing import signed_for
+from maild.states import Direction
 from maild.subject import find_numbers, find_tags
 from maild.threading.staffmail import new_text
-from maild.tracked import tracker_in
+from maild.tracked import Tracker
+
+if TYPE_CHECKING:
+    from maild.models import Ticket
 
 _QUOTED_MESSAGE_ID = re.compile(r"^\s*Message-ID:\s*<([^<>\s]+)>", re.IGNORECASE | re.MULTILINE)
 
@@ -54,8 +56,8 @@ TEXT_SCAN_CHARS = 64 * 1024
 # Looking up only the first few keeps every mail to one small query per place.
 NUMBERS_PER_PLACE = 20
 
-# Who takes part in a ticket: asked for nearly every reply, straight to the driver
-# (`maild.rows`); the tickets themselves are the tracker's objects, to be changed.
+# Who takes part in a ticket: asked for nearly every reply, in SQL; the tickets themselves are
+# the tracker's objects, to be changed.
 _CC_PARTICIPANT = "SELECT id FROM participant WHERE ticket_id = :ticket AND address = :address"
 _ON_CORRESPONDENCE = ("SELECT sender, recipients FROM message WHERE ticket_id = :ticket "
                       "AND (sender = :address OR recipients LIKE '%' || :address || '%') "
@@ -70,28 +72,28 @@ class Resolution:
     claimed_in: str = ""         # where: "subject", "references" or "text"
 
 
-def resolve(session: Session, settings: Settings, mail: ParsedMail, *,
+def resolve(db: Tracker, settings: Settings, mail: ParsedMail, *,
             staff: bool) -> Resolution:
     """The ticket `mail` belongs to, or the claim it makes. `staff`: its sender is proven to be
     the staff member its From line names (`maild.threading.staffauth.verified_staff`)."""
     tag = settings.mail.subject_tag
     named = find_tags(mail.subject, tag) if staff else find_numbers(mail.subject, tag)
-    ticket, subject_claim = _by_number(session, settings, mail.sender, named, staff=staff)
+    ticket, subject_claim = _by_number(db, settings, mail.sender, named, staff=staff)
     if ticket is not None:
         return Resolution(ticket, via="subject")
-    ticket, reference_claim = _by_proven_reference(session, settings, mail, staff=staff)
+    ticket, reference_claim = _by_proven_reference(db, settings, mail, staff=staff)
     if ticket is not None:
         return Resolution(ticket, via="references")
     if mail.automatic:
         # A bounce or delivery report quotes the message it is about; when that is one maild
         # sent, the report belongs on that ticket (where the failed delivery is visible). It is
         # a reference to a Message-ID maild sent, so it comes before a number in the text.
-        ticket = _by_reference(session, _returned_message_ids(mail.text), sent_only=True)
+        ticket = _by_reference(db, _returned_message_ids(mail.text), sent_only=True)
         if ticket is not None:
             return Resolution(ticket, via="returned message")
     text_claim = None
     if not staff:
-        ticket, text_claim = _by_number(session, settings, mail.sender,
+        ticket, text_claim = _by_number(db, settings, mail.sender,
                                         _text_numbers(mail.text, tag), staff=False)
         if ticket is not None:
             return Resolution(ticket, via="text")
@@ -104,7 +106,7 @@ def resolve(session: Session, settings: Settings, mail: ParsedMail, *,
     return Resolution(None)
 
 
-def is_participant(session: Session, settings: Settings, ticket: Ticket, address: str, *,
+def is_participant(db: Tracker, settings: Settings, ticket: Ticket, address: str, *,
                    staff: bool) -> bool:
     """Its customer, proven staff (`staff`), one of its Cc participants, or an address on its
     correspondence. An unproven staff address is only ever its customer: it is on the
@@ -114,7 +116,7 @@ def is_participant(session: Session, settings: Settings, ticket: Ticket, address
         return True
     if settings.is_staff(address):
         return False
-    rows = rows_of(session)
+    rows = db.sql
     if rows.first(_CC_PARTICIPANT, ticket=ticket.id, address=address):
         return True
     # LIKE is a substring test; confirm the whole address on the candidates.
@@ -122,20 +124,20 @@ def is_participant(session: Session, settings: Settings, ticket: Ticket, address
                for row in rows.rows(_ON_CORRESPONDENCE, ticket=ticket.id, address=address))
 
 
-def _by_number(session: Session, settings: Settings, sender: str, numbers: list[str], *,
+def _by_number(db: Tracker, settings: Settings, sender: str, numbers: list[str], *,
                staff: bool) -> tuple[Ticket | None, str | None]:
     """The first ticket among `numbers` the sender takes part in; else (None, the first known
     number, which the sender claimed) — unknown numbers are skipped."""
     numbers = numbers[:NUMBERS_PER_PLACE]
     if not numbers:
         return None, None
-    known = {t.number: t for t in tracker_in(session).load(Ticket, "number", numbers)}
+    known = {t.number: t for t in db.load(TICKET, "number", numbers)}
     claimed: str | None = None
     for number in numbers:
         ticket = known.get(number)
         if ticket is None:
             continue
-        if is_participant(session, settings, ticket, sender, staff=staff):
+        if is_participant(db, settings, ticket, sender, staff=staff):
             return ticket, None
         claimed = claimed or number
     return None, claimed
@@ -153,18 +155,18 @@ def _returned_message_ids(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(_QUOTED_MESSAGE_ID.findall(text)))[:10]
 
 
-def _by_proven_reference(session: Session, settings: Settings, mail: ParsedMail, *,
+def _by_proven_reference(db: Tracker, settings: Settings, mail: ParsedMail, *,
                          staff: bool) -> tuple[Ticket | None, str | None]:
     """The ticket of the first reference the sender may use — signed for them, or on a ticket
     they take part in; else (None, the ticket of the first reference, which they claimed)."""
     claimed: str | None = None
     participant: dict[int, bool] = {}
-    for message_id, ticket in _references(session, mail.thread_ids):
+    for message_id, ticket in _references(db, mail.thread_ids):
         if signed_for(settings, message_id, mail.sender):
             return ticket, None
         assert ticket.id is not None
         if ticket.id not in participant:
-            participant[ticket.id] = is_participant(session, settings, ticket, mail.sender,
+            participant[ticket.id] = is_participant(db, settings, ticket, mail.sender,
                                                     staff=staff)
         if participant[ticket.id]:
             return ticket, None
@@ -172,19 +174,19 @@ def _by_proven_reference(session: Session, settings: Settings, mail: ParsedMail,
     return None, claimed
 
 
-def _by_reference(session: Session, message_ids: tuple[str, ...],
+def _by_reference(db: Tracker, message_ids: tuple[str, ...],
                   sent_only: bool = False) -> Ticket | None:
-    found = _references(session, message_ids, sent_only)
+    found = _references(db, message_ids, sent_only)
     return found[0][1] if found else None
 
 
-def _references(session: Session, message_ids: tuple[str, ...],
+def _references(db: Tracker, message_ids: tuple[str, ...],
                 sent_only: bool = False) -> list[tuple[str, Ticket]]:
     """The referenced Message-IDs stored on a ticket or sent by maild about one, with that
     ticket, in the order of `message_ids`."""
     if not message_ids:
         return []
-    rows = rows_of(session)
+    rows = db.sql
     listed, wanted = bound_list("m", message_ids)
     # ascending ids: when two tickets hold the same Message-ID the newest one wins
     found = {row["message_id"]: row["ticket_id"] for row in rows.rows(
@@ -195,7 +197,7 @@ def _references(session: Session, message_ids: tuple[str, ...],
     found.update({row["message_id"]: row["ticket_id"] for row in rows.rows(
         f"SELECT ticket_id, message_id FROM outbox WHERE message_id IN ({listed}) "
         "AND ticket_id IS NOT NULL", **wanted) if row["message_id"] not in found})
-    tickets = {t.id: t for t in tracker_in(session).load(Ticket, "id", list(set(found.values())))}
+    tickets = {t.id: t for t in db.load(TICKET, "id", list(set(found.values())))}
     # In-Reply-To first, then the newest reference
     return [(mid, tickets[found[mid]]) for mid in message_ids
             if mid in found and found[mid] in tickets]

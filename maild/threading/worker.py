@@ -17,20 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlmodel import Session, col, select
-
 from maild.claims import held_elsewhere, this_worker
 from maild.clock import Clock
 from maild.compose import Templates
 from maild.config import Settings
-from maild.db import lock, storage_errors, transaction
-from maild.dbapi import bound_list, id_list, instant
+from maild.dbapi import Pool, Reader, bound_list, id_list, instant
 from maild.errors import StorageUnavailable
-from maild.models import Inbound, InboundState, Ticket
 from maild.parsing import ParsedMail, parse_message
-from maild.rows import rows_of
+from maild.states import InboundState
 from maild.threading.apply import Context, Received, apply_message
 from maild.tracked import tracking
 
@@ -64,14 +58,14 @@ class _Taken:
 
 
 def process_inbound(
-    engine: Engine, settings: Settings, templates: Templates, clock: Clock, inbound_id: int
+    pool: Pool, settings: Settings, templates: Templates, clock: Clock, inbound_id: int
 ) -> Settled:
     """Settle one inbound row (a row already settled is reported as it stands)."""
-    return process_batch(engine, settings, templates, clock, [inbound_id])[0]
+    return process_batch(pool, settings, templates, clock, [inbound_id])[0]
 
 
 def process_batch(
-    engine: Engine, settings: Settings, templates: Templates, clock: Clock,
+    pool: Pool, settings: Settings, templates: Templates, clock: Clock,
     inbound_ids: list[int], in_hand: Callable[[int | None], None] = lambda _: None,
 ) -> list[Settled]:
     """Settle the given inbound rows, in their order: taken (claimed, attempt counted) in one
@@ -86,7 +80,7 @@ def process_batch(
     for ids, first in rounds:
         taken: list[_Taken] = []
         try:
-            for item in _take(engine, settings, [i for i in ids if i not in settled], first):
+            for item in _take(pool, settings, [i for i in ids if i not in settled], first):
                 if isinstance(item, Settled):
                     settled[item.inbound_id] = item
                 else:
@@ -101,10 +95,10 @@ def process_batch(
                 except Exception as exc:
                     item.failure = _reason(exc)
             if taken:
-                for result in _settle(engine, settings, templates, clock, taken, in_hand):
+                for result in _settle(pool, settings, templates, clock, taken, in_hand):
                     settled[result.inbound_id] = result
         except StorageUnavailable:
-            _give_back(engine, [item.inbound_id for item in taken
+            _give_back(pool, [item.inbound_id for item in taken
                                 if item.inbound_id not in settled])
             raise
         finally:
@@ -112,68 +106,62 @@ def process_batch(
     return [settled[i] for i in inbound_ids if i in settled]
 
 
-def _settle(engine: Engine, settings: Settings, templates: Templates, clock: Clock,
+def _settle(pool: Pool, settings: Settings, templates: Templates, clock: Clock,
             group: list[_Taken], in_hand: Callable[[int | None], None]) -> list[Settled]:
     results = []
-    with storage_errors(), transaction(engine) as session:
-        # Columns, not objects: the rows are changed with plain UPDATEs (`maild.rows`), and an
-        # object with its bytes in the identity map cost an ORM flush for every message.
-        rows = {row_id: (source, message_id)
-                for row_id, source, message_id in session.exec(lock(select(
-                    col(Inbound.id), col(Inbound.source), col(Inbound.message_id)).where(
-                    col(Inbound.id).in_([item.inbound_id for item in group]),
-                    Inbound.state == InboundState.NEW,
-                    Inbound.claimed_by == this_worker()), engine))}
+    with pool.writing() as db:
+        # Rows this worker has claimed, locked on PostgreSQL (waiting for any short
+        # transaction that holds them: SKIP LOCKED would pass them by).
+        rows = {row["id"]: row for row in db.rows(
+            f"SELECT id, source, message_id FROM inbound WHERE id IN "
+            f"({id_list(item.inbound_id for item in group)}) AND state = :new "
+            f"AND claimed_by = :me{'' if db.dialect == 'sqlite' else ' FOR UPDATE'}",
+            new=InboundState.NEW.value, me=this_worker())}
         for item in group:
-            if item.inbound_id not in rows:  # our claim lapsed and another worker took it over
-                results.append(_current(session, item.inbound_id))
+            row = rows.get(item.inbound_id)
+            if row is None:  # our claim lapsed and another worker took it over
+                results.append(_current(db, item.inbound_id))
                 continue
-            source, message_id = rows[item.inbound_id]
             in_hand(item.inbound_id)
-            results.append(_settle_one(session, settings, templates, clock,
-                                       Received(item.inbound_id, source, message_id),
-                                       item))
+            results.append(_settle_one(db, pool, settings, templates, clock,
+                                       Received(item.inbound_id, row["source"],
+                                                row["message_id"]), item))
     for result in results:
         if result.state == InboundState.FAILED:
             log.warning("inbound %s failed: %s", result.inbound_id, result.reason)
     return results
 
 
-def _settle_one(session: Session, settings: Settings, templates: Templates, clock: Clock,
-                row: Received, item: _Taken) -> Settled:
+def _settle_one(db: Reader, pool: Pool, settings: Settings, templates: Templates,
+                clock: Clock, row: Received, item: _Taken) -> Settled:
     now = clock.now()
     if item.mail is not None:
         try:
             # The tickets and messages it touches are tracked objects (`maild.tracked`):
             # their changes are written before the savepoint ends, or dropped with it.
-            with session.begin_nested(), tracking(session):
-                return _apply(session, settings, templates, now, row, item.mail)
+            with db.savepoint(), tracking(db, pool.reader) as tracker:
+                return _apply(Context(tracker, settings, templates, now), row, item.mail)
         except StorageUnavailable:
-            raise  # the database, not the message (`maild.rows`): the batch is given back
-        except DBAPIError as exc:
-            if isinstance(exc, OperationalError) or exc.connection_invalidated:
-                raise  # the same, through SQLAlchemy
-            item.failure = _reason(exc)  # e.g. a constraint this message broke
-        except Exception as exc:  # this message's failure: keep it, say why
+            raise  # the database, not the message (`maild.dbapi`): the batch is given back
+        except Exception as exc:  # this message's failure (a constraint it broke, ...): say why
             item.failure = _reason(exc)
-    _record(session, row.id, InboundState.FAILED, None, item.failure, now)
+    _record(db, row.id, InboundState.FAILED, None, item.failure, now)
     return Settled(row.id, InboundState.FAILED, reason=item.failure)
 
 
-def _apply(session: Session, settings: Settings, templates: Templates, now: datetime,
-           row: Received, mail: ParsedMail) -> Settled:
-    earlier = _earlier_in_thread(session, row, mail.thread_ids)
+def _apply(ctx: Context, row: Received, mail: ParsedMail) -> Settled:
+    earlier = _earlier_in_thread(ctx.db.sql, row, mail.thread_ids)
     if earlier is not None:
         # The message it answers is still being threaded (by another worker, or later in this
         # pass): thread that first, or this reply would open a ticket of its own. Waiting is no
         # attempt of this message's.
-        rows_of(session).execute(_WAITING, id=row.id)
+        ctx.db.sql.execute(_WAITING, id=row.id)
         return Settled(row.id, InboundState.NEW,
                        reason=f"waits for inbound {earlier}, which it answers")
-    applied = apply_message(Context(session, settings, templates, now), row, mail)
+    applied = apply_message(ctx, row, mail)
     ticket = applied.ticket
     reason = "" if ticket else "staff mail about no ticket: refused, sender told"
-    _record(session, row.id, InboundState.DONE, ticket.id if ticket else None, reason, now)
+    _record(ctx.db.sql, row.id, InboundState.DONE, ticket.id if ticket else None, reason, ctx.now)
     log.info("inbound %s message-id=<%s> -> %s%s", row.id, mail.message_id or "-",
              f"ticket {ticket.number}" if ticket else "no ticket (refused staff mail)",
              " (new)" if applied.created else "")
@@ -182,24 +170,24 @@ def _apply(session: Session, settings: Settings, templates: Templates, now: date
 
 
 # How a message's row ends its attempt: settled (done or failed), or back to waiting uncounted.
-# Both free the claim. Straight to the driver (`maild.rows`): they run for every message.
+# Both free the claim.
 _SETTLED = ("UPDATE inbound SET state = :state, ticket_id = :ticket, reason = :reason, "
             "processed_at = :at, claimed_by = '', claimed_at = NULL WHERE id = :id")
 _WAITING = ("UPDATE inbound SET attempts = attempts - 1, claimed_by = '', claimed_at = NULL "
             "WHERE id = :id")
 
 
-def _record(session: Session, inbound_id: int, state: InboundState, ticket_id: int | None,
+def _record(db: Reader, inbound_id: int, state: InboundState, ticket_id: int | None,
             reason: str, now: datetime) -> None:
-    rows_of(session).execute(_SETTLED, id=inbound_id, state=state, ticket=ticket_id,
-                             reason=reason[:1000], at=now)
+    db.execute(_SETTLED, id=inbound_id, state=state.value, ticket=ticket_id,
+               reason=reason[:1000], at=now)
 
 
 def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
 
 
-def _take(engine: Engine, settings: Settings, inbound_ids: list[int],
+def _take(pool: Pool, settings: Settings, inbound_ids: list[int],
           first: bool) -> list[_Taken | Settled]:
     """Claim `new` rows for this worker and count the attempt — committed before any work, so
     that a message that crashes or hangs the worker is counted too (SPEC §9). With `first`,
@@ -211,8 +199,7 @@ def _take(engine: Engine, settings: Settings, inbound_ids: list[int],
     # Claims are about processes, not business time: the wall clock, whatever `--at` says.
     now = datetime.now(UTC)
     taken: list[_Taken | Settled] = []
-    with storage_errors(), transaction(engine) as session:
-        db = rows_of(session)  # straight to the driver: this runs for every batch
+    with pool.writing() as db:
         rows = {row["id"]: row for row in db.rows(
             f"{_CLAIMABLE} AND id IN ({id_list(inbound_ids)}){db.claim_lock}",
             new=InboundState.NEW.value)}
@@ -222,7 +209,7 @@ def _take(engine: Engine, settings: Settings, inbound_ids: list[int],
             if first and row is not None and row["attempts"] > 0:
                 continue  # taken alone, in its own round
             if row is None:
-                taken.append(_current(session, inbound_id))
+                taken.append(_current(db, inbound_id))
             elif held_elsewhere(row["claimed_by"], instant(row["claimed_at"]), now,
                                 _lease(settings)):
                 taken.append(Settled(inbound_id, InboundState.NEW,
@@ -251,18 +238,18 @@ _CLAIMABLE = ("SELECT id, attempts, claimed_by, claimed_at, reason, message_id, 
 _ATTEMPTED = "UPDATE inbound SET attempts = attempts + 1, claimed_by = :me, claimed_at = :at"
 
 
-def _give_back(engine: Engine, inbound_ids: list[int]) -> None:
+def _give_back(pool: Pool, inbound_ids: list[int]) -> None:
     """The database failed under the work, not the messages: uncount their attempts, if the
     database lets us (else the claims lapse, and the counts stand)."""
     if not inbound_ids:
         return
     try:
-        with transaction(engine) as session:
-            for row in session.exec(select(Inbound).where(
-                    col(Inbound.id).in_(inbound_ids), Inbound.state == InboundState.NEW,
-                    Inbound.claimed_by == this_worker())):
-                row.attempts = max(0, row.attempts - 1)
-                _release(row)
+        with pool.writing() as db:
+            db.execute("UPDATE inbound SET attempts = CASE WHEN attempts > 0 THEN attempts - 1 "
+                       "ELSE 0 END, claimed_by = '', claimed_at = NULL "
+                       f"WHERE id IN ({id_list(inbound_ids)}) "
+                       "AND state = :new AND claimed_by = :me",
+                       new=InboundState.NEW.value, me=this_worker())
     except Exception as exc:
         log.debug("inbound %s: attempts not given back: %s", inbound_ids, exc)
 
@@ -272,12 +259,8 @@ def _lease(settings: Settings) -> timedelta:
     return settings.mail.processing_timeout + timedelta(minutes=1)
 
 
-def _release(row: Inbound) -> None:
-    row.claimed_by, row.claimed_at = "", None
-
-
 def process_pending(
-    engine: Engine,
+    pool: Pool,
     settings: Settings,
     templates: Templates,
     clock: Clock,
@@ -288,48 +271,46 @@ def process_pending(
     """Settle up to `limit` rows in state `new`, oldest first, until `should_stop()`;
     `in_hand` is told the id of each row before its work begins, and None after (the daemon
     watches it for a message that hangs the worker)."""
-    with transaction(engine, readonly=True) as session:
-        ids = list(session.exec(select(Inbound.id).where(Inbound.state == InboundState.NEW)
-                                .order_by(col(Inbound.id)).limit(limit)))
+    with pool.reader() as db:
+        ids = db.column("SELECT id FROM inbound WHERE state = :new ORDER BY id LIMIT :limit",
+                        new=InboundState.NEW.value, limit=limit)
     settled: list[Settled] = []
     for start in range(0, len(ids), MESSAGES_PER_TRANSACTION):
         if should_stop():
             break
         batch = [i for i in ids[start:start + MESSAGES_PER_TRANSACTION] if i is not None]
-        settled.extend(process_batch(engine, settings, templates, clock, batch, in_hand))
+        settled.extend(process_batch(pool, settings, templates, clock, batch, in_hand))
     return settled
 
 
-def retry_failed(engine: Engine, inbound_ids: list[int] | None = None) -> list[int]:
+def retry_failed(pool: Pool, inbound_ids: list[int] | None = None) -> list[int]:
     """Put failed rows (all, or the given ones) back to `new` with a fresh count of attempts
     (the operator fixed the cause); returns their ids."""
-    with storage_errors(), transaction(engine) as session:
-        query = select(Inbound).where(Inbound.state == InboundState.FAILED)
-        if inbound_ids is not None:
-            query = query.where(col(Inbound.id).in_(inbound_ids))
-        rows = list(session.exec(query))
-        for row in rows:
-            row.state = InboundState.NEW
-            row.attempts = 0
-        return [row.id for row in rows if row.id is not None]
+    chosen = "" if inbound_ids is None else f" AND id IN ({id_list(inbound_ids)})"
+    with pool.writing() as db:
+        ids: list[int] = db.column(f"SELECT id FROM inbound WHERE state = :failed{chosen} "
+                                   "ORDER BY id", failed=InboundState.FAILED.value)
+        db.execute(f"UPDATE inbound SET state = :new, attempts = 0 WHERE id IN ({id_list(ids)})",
+                   new=InboundState.NEW.value)
+        return ids
 
 
-def _earlier_in_thread(session: Session, row: Received,
+def _earlier_in_thread(db: Reader, row: Received,
                        thread_ids: tuple[str, ...]) -> int | None:
     """An older inbound row, not yet threaded, whose Message-ID this message refers to."""
     if not thread_ids:
         return None
     listed, ids = bound_list("id", thread_ids)
-    # Asked of every reply: straight to the driver (`maild.rows`).
-    return rows_of(session).value(
+    return db.value(
         f"SELECT id FROM inbound WHERE message_id IN ({listed}) AND state = :new "
         "AND id < :row LIMIT 1", **ids, new=InboundState.NEW.value, row=row.id)
 
 
-def _current(session: Session, inbound_id: int) -> Settled:
-    row = session.get(Inbound, inbound_id)
+def _current(db: Reader, inbound_id: int) -> Settled:
+    row = db.first("SELECT inbound.state, inbound.ticket_id, inbound.reason, ticket.number "
+                   "FROM inbound LEFT JOIN ticket ON ticket.id = inbound.ticket_id "
+                   "WHERE inbound.id = :id", id=inbound_id)
     if row is None:
         raise LookupError(f"no inbound message {inbound_id}")
-    ticket = session.get(Ticket, row.ticket_id) if row.ticket_id is not None else None
-    return Settled(inbound_id, InboundState(row.state), ticket.number if ticket else None,
-                   row.ticket_id, row.reason)
+    return Settled(inbound_id, InboundState(row["state"]), row["number"], row["ticket_id"],
+                   row["reason"])
