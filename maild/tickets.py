@@ -429,11 +429,15 @@ def cc_candidate(settings: Settings, ticket: Ticket | None, address: str) -> str
 
 def cc_participant(db: Tracker, ticket: Ticket | None, address: str) -> str:
     """The address of the active Cc participant `address` of `ticket`, or UsageError."""
+    return str(_active_participant(db, ticket, address)["address"])
+
+
+def _active_participant(db: Tracker, ticket: Ticket | None, address: str) -> Row:
     found = _participant(db, ticket, address.strip().lower()) if ticket else None
     if found is None or not found["active"]:
         raise UsageError(f"{address} is not in Cc of "
                          + (f"ticket {ticket.number}" if ticket else "this ticket"))
-    return str(found["address"])
+    return found
 
 
 def add_cc(ctx: Context, ticket: Ticket, address: str, actor: str) -> None:
@@ -452,11 +456,9 @@ def add_cc(ctx: Context, ticket: Ticket, address: str, actor: str) -> None:
 
 def remove_cc(ctx: Context, ticket: Ticket, address: str, actor: str) -> None:
     """`#uncc ADDRESS`: no more answers in Cc to that address."""
-    address = cc_participant(ctx.db, ticket, address)
-    found = _participant(ctx.db, ticket, address)
-    assert found is not None
+    found = _active_participant(ctx.db, ticket, address)
     _set_active(ctx, found["id"], False)
-    event(ctx, ticket, EventType.CC_REMOVED, actor, address)
+    event(ctx, ticket, EventType.CC_REMOVED, actor, found["address"])
     attended(ctx, ticket, actor)
 
 
