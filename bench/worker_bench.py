@@ -89,6 +89,8 @@ import workload
 app = App(load(root / "maild.toml"))
 init(app.engine, app.settings)
 deliverer = app.deliverer()
+# Checkouts before 0acff4f (2026-12-07) took the SQLAlchemy engine where today's take the pool.
+store = getattr(app, "pool", None) or app.engine
 
 
 def mail(i, subject, body, message_id, in_reply_to=None):
@@ -105,10 +107,10 @@ def mail(i, subject, body, message_id, in_reply_to=None):
 
 def phase(mails):
     for raw in mails:
-        accept(app.pool, raw, source="smtp", now=datetime.now(UTC),
+        accept(store, raw, source="smtp", now=datetime.now(UTC),
                envelope_from="customer@example.org")
     start = time.process_time()
-    while process_pending(app.pool, app.settings, app.templates, app.clock, 100):
+    while process_pending(store, app.settings, app.templates, app.clock, 100):
         pass
     threaded = time.process_time()
     while deliverer.deliver_due(app.clock, limit=100):

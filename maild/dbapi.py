@@ -149,6 +149,13 @@ class Reader:
         serialises the writers already."""
         return "" if self.dialect == "sqlite" else " FOR UPDATE SKIP LOCKED"
 
+    @property
+    def row_lock(self) -> str:
+        """What ends a SELECT of rows this transaction is about to change and must wait for: on
+        PostgreSQL `FOR UPDATE` (a short transaction holding one is waited for, where
+        `claim_lock` would pass it by); nothing on SQLite, for the reason above."""
+        return "" if self.dialect == "sqlite" else " FOR UPDATE"
+
     def rows(self, sql: str, **params: Any) -> list[Row]:
         with self._errors:
             cursor = self.connection.cursor()

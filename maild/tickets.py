@@ -614,5 +614,5 @@ def _queues(db: Tracker) -> list[Queue]:
     key = ("maild.queues",)
     queues: list[Queue] | None = db.remembered.get(key)
     if queues is None:
-        queues = db.remembered[key] = db.where(QUEUE, "1 = 1 ORDER BY id")
+        queues = db.remembered[key] = db.all(QUEUE)
     return queues

@@ -69,6 +69,10 @@ class Tracker:
         return [self._held_or(table, row) for row in self.sql.rows(
             f"SELECT {shape.columns} FROM {table.name} WHERE {condition}", **params)]
 
+    def all(self, table: Table[_Row]) -> list[_Row]:
+        """Every row of `table`, by id, as tracked objects: for the small reference tables."""
+        return self.where(table, "1 = 1 ORDER BY id")
+
     def first(self, table: Table[_Row], condition: str, **params: Any) -> _Row | None:
         found = self.where(table, condition, **params)
         return found[0] if found else None

@@ -110,12 +110,12 @@ def _settle(pool: Pool, settings: Settings, templates: Templates, clock: Clock,
             group: list[_Taken], in_hand: Callable[[int | None], None]) -> list[Settled]:
     results = []
     with pool.writing() as db:
-        # Rows this worker has claimed, locked on PostgreSQL (waiting for any short
-        # transaction that holds them: SKIP LOCKED would pass them by).
+        # Rows this worker has claimed, locked (waiting for any short transaction that holds
+        # them).
         rows = {row["id"]: row for row in db.rows(
             f"SELECT id, source, message_id FROM inbound WHERE id IN "
             f"({id_list(item.inbound_id for item in group)}) AND state = :new "
-            f"AND claimed_by = :me{'' if db.dialect == 'sqlite' else ' FOR UPDATE'}",
+            f"AND claimed_by = :me{db.row_lock}",
             new=InboundState.NEW.value, me=this_worker())}
         for item in group:
             row = rows.get(item.inbound_id)
