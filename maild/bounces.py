@@ -23,6 +23,7 @@ Order of the evidence, most authoritative first:
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,6 +35,10 @@ from flufl.bounce import all_failures
 
 from maild.headers import single_line
 from maild.parsing import MessageTooComplex, message_tree
+
+# flufl.bounce logs each of its ~17 detectors at INFO for every automatic mail: under journald
+# an autoresponder storm would be nothing but that. Its warnings still come through.
+logging.getLogger("flufl.bounce").setLevel(logging.WARNING)
 
 # Actions of RFC 3464 §2.3.3 that say the mail went on, or arrived: not a failure.
 _DELIVERED_ACTIONS = ("delivered", "relayed", "expanded")

@@ -57,6 +57,7 @@ class OutgoingFile:
     filename: str
     content_type: str
     data: bytes = field(repr=False)
+    charset: str = ""  # of a text file, so its reader decodes it as it was written
 
     @cached_property
     def part(self) -> bytes:
@@ -310,6 +311,8 @@ def _file_part(attachment: OutgoingFile) -> bytes:
         content_type = "application/octet-stream"
     maintype, _, subtype = content_type.partition("/")
     part = MIMEBase(maintype or "application", subtype or "octet-stream")
+    if maintype == "text" and attachment.charset:
+        part.set_param("charset", attachment.charset)
     part.set_payload("")  # the headers only: the base64 follows, its lines ended as SMTP's
     part["Content-Transfer-Encoding"] = "base64"
     name = safe_filename(attachment.filename, "attachment")

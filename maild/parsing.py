@@ -94,6 +94,7 @@ class Attachment:
     content_type: str
     size: int
     data: bytes = field(default=b"", repr=False)  # the decoded content
+    charset: str = ""  # a text file's declared charset, as a MIME token ("" when none or unsafe)
 
 
 @dataclass(frozen=True)
@@ -704,7 +705,8 @@ def _bodies(msg: Message, defects: list[str]) -> tuple[str, str, list[Attachment
             payload = _payload(part) or b""
             attachments.append(Attachment(
                 filename=safe_filename(filename, "unnamed"), content_type=ctype,
-                size=len(payload), data=payload))
+                size=len(payload), data=payload,
+                charset=_token(_declared_charset(part)) if ctype.startswith("text/") else ""))
             continue
         body = _decoded_text(part, defects)
         if ctype == "text/html":
@@ -757,6 +759,15 @@ def _declared_charset(part: Message) -> str | None:
                           re.IGNORECASE)
         charset = match.group(1).lower() if match else None
     return charset
+
+
+_MIME_TOKEN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,39}")
+
+
+def _token(charset: str | None) -> str:
+    """A declared charset fit to be written into another message's header (a short MIME token,
+    RFC 2045 5.1), else ""."""
+    return charset.lower() if charset and _MIME_TOKEN.fullmatch(charset) else ""
 
 
 def _decoded_text(part: Message, defects: list[str]) -> str:

@@ -277,21 +277,30 @@ def customer_wrote(ctx: Context, ticket: Ticket, sender: str) -> None:
     _start_unattended(ctx, ticket)
 
 
-def reopen(ctx: Context, ticket: Ticket, sender: str, message: Message, contact: Contact,
-           *, notify_sender: bool) -> None:
-    """A message on a closed ticket: reopened, the customer and the owner told (SPEC §5; with
-    no owner, staff are told as of any follow-up)."""
+def reopen(ctx: Context, ticket: Ticket, sender: str, message: Message,
+           contact: Contact) -> None:
+    """A message on a closed ticket: reopened, the customer and the owner told (SPEC §5, §6;
+    with no owner, staff are told as of any follow-up). When someone else wrote — a Cc
+    participant — the customer's mail shows them in Cc, and they get a copy."""
     set_status(ctx, ticket, _working_status(ticket), sender, "reopened by a new message")
     event(ctx, ticket, EventType.REOPENED, sender, f"message {message.message_id or message.id}")
     ticket.close_requested_at = None
     ticket.unattended_since = None
     _start_unattended(ctx, ticket)
-    if notify_sender:
-        name = ticket.customer_name if sender == ticket.customer else ""
+    writer = "" if sender.endswith("@invalid") else (message.reply_to or sender)
+    name = ticket.customer_name
+    if sender == ticket.customer:
+        to, cc = writer, []
+    elif reachable(ticket):
+        to = customer_address(ctx, ticket)
+        cc = [writer] if writer and writer.lower() != to.lower() else []
+    else:  # a phone customer without an address: the writer hears of it alone
+        to, cc, name = writer, [], ""
+    if to:
         in_reply_to, references = _customer_thread(ctx, ticket, message)
         queue_mail(ctx.db, ctx.settings, ctx.templates, ctx.now, mailkinds.REOPENED,
-                   ticket=ticket, to=message.reply_to or sender, to_name=name,
-                   in_reply_to=in_reply_to, references=references, html=message.html,
+                   ticket=ticket, to=to, to_name=name, cc=cc, in_reply_to=in_reply_to,
+                   references=references, html=message.html,
                    context={"customer_name": name, "original_subject": message.subject})
     if ticket.owner:
         _notice(ctx, ticket, message, contact, mailkinds.REOPENED_OWNER,
@@ -320,10 +329,9 @@ def join_cc(ctx: Context, ticket: Ticket, addresses: Sequence[str], actor: str) 
 # --- staff act --------------------------------------------------------------------------------
 
 
-def assign(ctx: Context, ticket: Ticket, owner: str, actor: str, *,
-           notify: bool | None = None) -> None:
-    """Set the owner; the new owner gets the "assigned" mail (SPEC §6) — by default unless
-    they assigned the ticket to themselves; `notify=True` tells them in any case."""
+def assign(ctx: Context, ticket: Ticket, owner: str, actor: str) -> None:
+    """Set the owner; the new owner gets the "assigned" mail (SPEC §6) unless they assigned the
+    ticket to themselves."""
     owner = staff_member(ctx.settings, owner)
     if ticket.owner == owner:
         return
@@ -332,11 +340,12 @@ def assign(ctx: Context, ticket: Ticket, owner: str, actor: str, *,
     if ticket.status == TicketStatus.NEW:
         set_status(ctx, ticket, TicketStatus.OPEN, actor, "assigned")
     attended(ctx, ticket, actor)
-    if notify or (notify is None and owner != actor.lower()):
+    if owner != actor.lower():
         name = staff_name(ctx.settings, owner)
         queue_mail(ctx.db, ctx.settings, ctx.templates, ctx.now, mailkinds.ASSIGNED,
                    ticket=ticket, to=owner, to_name=name,
-                   context={"owner_name": name, "assigned_by": actor,
+                   context={"owner_name": name,
+                            "assigned_by": "" if actor == Actor.OPERATOR else actor,
                             "queue": queue_name(ctx, ticket),
                             "priority": priority_name(ticket.priority),
                             "excerpt": first_customer_text(ctx.db, ticket)})

@@ -123,6 +123,18 @@ def test_a_vacation_reply_or_a_feedback_report_is_no_bounce(helpdesk: Helpdesk, 
 # --- built here -------------------------------------------------------------------------------
 
 
+def test_reading_an_out_of_office_reply_logs_nothing_at_info(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The daemon logs at INFO; flufl.bounce would add a line per detector for every automatic
+    mail it reads (17 an out-of-office reply)."""
+    caplog.set_level("INFO")
+    reply = (b"From: Ivan <ivan@example.org>\r\nTo: support@example.com\r\n"
+             b"Subject: Out of office\r\nAuto-Submitted: auto-replied\r\n\r\n"
+             b"I am away until Monday.\r\n")
+    assert not detect(reply).failures
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("flufl")] == []
+
+
 def test_without_the_returned_mail_the_bounce_lands_by_its_failed_recipient(
     helpdesk: Helpdesk,
 ) -> None:

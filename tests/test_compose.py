@@ -5,6 +5,7 @@ what the generator would have written."""
 
 from __future__ import annotations
 
+import base64
 import os
 from datetime import UTC, datetime
 from email import policy
@@ -27,6 +28,7 @@ from maild.compose import (
     build_message,
     encoded_words,
 )
+from maild.parsing import parse_message
 
 TEXTS = [
     "Hello,\nyour ticket is 2026120100042.\n\n-- \nmaild, support@example.com\n",
@@ -98,6 +100,39 @@ def test_a_mail_with_files_and_html_reads_as_written(html: bool, body: str) -> N
                      ("page.html", "application/octet-stream", FILES[3].data)]
     assert all(part.defects == [] for part in msg.walk())
     assert FILES[1].part is FILES[1].part  # written once, for every mail that carries it
+
+
+@pytest.mark.parametrize(("declared", "relayed"), [
+    ("koi8-r", "koi8-r"), ("UTF-8", "utf-8"), ('"windows-1251"', "windows-1251"),
+    ("utf-8\"; x=\"y", ""), ("", "")])
+def test_a_text_file_is_relayed_with_the_charset_it_was_written_in(declared: str,
+                                                                    relayed: str) -> None:
+    """A customer's text file (a Thunderbird mail: a Cyrillic name in RFC 2231 form, the text in
+    KOI8-R) reaches staff as a file its reader decodes as written; a charset that is no plain
+    MIME token is not copied into maild's header."""
+    text = "Журнал: ошибка 42 при экспорте\n"
+    codec = relayed or "utf-8"
+    charset = f"; charset={declared}" if declared else ""
+    raw = ("From: Olga <olga@example.org>\r\nTo: support@example.com\r\nSubject: log\r\n"
+           "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+           "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsee the log\r\n"
+           f"--b\r\nContent-Type: text/plain{charset}\r\n"
+           "Content-Transfer-Encoding: base64\r\n"
+           "Content-Disposition: attachment; filename*=utf-8''%D0%BB%D0%BE%D0%B3.txt\r\n\r\n"
+           ).encode() + base64.encodebytes(text.encode(codec)) + b"\r\n--b--\r\n"
+    attached = parse_message(raw).attachments
+    assert [(a.filename, a.charset) for a in attached] == [("лог.txt", relayed)]
+    envelope = Envelope(message_id="maild.1.2@example.com", to_address="alice@example.com",
+                        attachments=tuple(OutgoingFile(a.filename, a.content_type, a.data,
+                                                       a.charset) for a in attached))
+    msg = BytesParser(policy=policy.default).parsebytes(build_message(
+        SETTINGS, Rendered("[Ticket#1] log", "body\n"), envelope,
+        datetime(2026, 12, 2, 12, 0, tzinfo=UTC)))
+    [file] = msg.iter_attachments()
+    assert isinstance(file, EmailMessage) and file.get_filename() == "лог.txt"
+    assert file.get_content_charset() == (relayed or None)
+    if relayed:
+        assert file.get_content() == text
 
 
 @given(st.text(st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=300))

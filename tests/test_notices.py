@@ -199,6 +199,26 @@ def test_a_reopened_ticket_tells_the_customer_in_their_thread_and_the_owner(
     assert recipient(owner) == "bob@example.com" and "Broken again." in plain_text(owner)
 
 
+def test_a_ticket_reopened_by_a_cc_participant_tells_the_customer_with_them_in_cc(
+    desk: Helpdesk,
+) -> None:
+    """SPEC §6: reopened → customer and owner, whoever's message reopened it."""
+    number = new(desk, mail(headers={"Cc": "Boss <boss@example.org>"}))
+    desk.run("ticket", "assign", number, "bob@example.com")
+    desk.run("ticket", "close", number)
+    before = len(desk.outbox())
+    desk.ingest(mail(subject=f"Re: [Ticket#{number}] Printer", sender="Boss <boss@example.org>",
+                     body="It is broken again.\n"))
+    sent = sent_since(desk, before)
+    reopened = [m for m in sent if "reopened" in plain_text(m) and "which you own" not in
+                plain_text(m)]
+    assert sorted(str(m["Delivered-To"]) for m in reopened) == ["boss@example.org", CUSTOMER]
+    assert all(recipient(m) == CUSTOMER and str(m["Cc"]) == "boss@example.org" for m in reopened)
+    assert all(plain_text(m).startswith("Hello Ivan Petrov,") for m in reopened)
+    assert "bob@example.com" in [recipient(m) for m in sent]
+    assert desk.ticket(number)["status"] == "open"
+
+
 @pytest.mark.parametrize("command", ["#cc ivan@example.org", "#uncc nobody@example.org"])
 def test_a_cc_command_that_cannot_apply_is_refused_and_nothing_runs(
     desk: Helpdesk, command: str,

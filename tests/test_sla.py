@@ -198,8 +198,8 @@ def test_escalation_mails_show_moscow_time_to_the_minute(desk: Helpdesk) -> None
     tick(desk, at("2026-11-30 14:05"))  # 4 h of net time passed at 14:00
     [escalation] = mails_to(desk, "alice@example.com", "[escalated]")
     assert "Unattended since: 2026-11-30 10:00 MSK" in escalation
-    assert "needs attention:\nunattended for 30m of business time since 2026-11-30 10:00 MSK.\n" \
-        in escalation
+    assert "needs attention:\nunattended for 31m of business time since 2026-11-30 10:00 MSK " \
+        "(escalated after 30m).\n" in escalation
     [breach] = mails_to(desk, "bob@example.com", "[SLA breached]")
     assert "resolution target of 4h net working time missed (due 2026-11-30 14:00 MSK)" \
         in breach
@@ -207,12 +207,24 @@ def test_escalation_mails_show_moscow_time_to_the_minute(desk: Helpdesk) -> None
         assert not ISO_INSTANT.search(body), body
 
 
+def test_an_escalation_found_late_says_how_long_the_ticket_really_waited(
+        desk: Helpdesk) -> None:
+    """SPEC §6: the escalation says how long the ticket was unattended — the business time
+    until the timer found it (a daemon stopped over the weekend), not the configured limit."""
+    arrive(desk, at("2026-11-30 10:00"))  # Monday
+    tick(desk, at("2026-12-02 11:15"))  # Wednesday: 8 + 9 + 2.25 business hours later
+    [escalation] = mails_to(desk, "alice@example.com", "[escalated]")
+    assert "unattended for 19h 15m of business time since 2026-11-30 10:00 MSK (escalated " \
+        "after 30m)" in escalation
+
+
 def test_the_why_of_an_event_shows_moscow_time(desk: Helpdesk) -> None:
     number = arrive(desk, at("2026-11-30 10:00"))
     tick(desk, at("2026-11-30 10:31"))
     [escalated] = [e for e in desk.ticket(number)["events"] if e["type"] == "escalated"]
     assert escalated["detail"].startswith(
-        "unattended for 30m of business time since 2026-11-30 10:00 MSK; notified ")
+        "unattended for 31m of business time since 2026-11-30 10:00 MSK (escalated after 30m); "
+        "notified ")
     assert escalated["at"] == at("2026-11-30 10:31").astimezone(UTC).isoformat()  # JSON: ISO
 
 
@@ -223,7 +235,8 @@ def test_russian_mails_say_times_and_durations_in_russian(
     tick(desk, at("2026-11-30 10:31"))
     tick(desk, at("2026-11-30 14:05"))
     [escalation] = mails_to(desk, "alice@example.com", "[эскалация]")
-    assert "требует внимания:\nбез внимания 30 мин рабочего времени с 2026-11-30 10:00 MSK.\n" \
+    assert "требует внимания:\nбез внимания 31 мин рабочего времени с 2026-11-30 10:00 MSK\n" \
+        "(эскалация после 30 мин).\n" \
         in escalation
     assert "Без внимания с: 2026-11-30 10:00 MSK" in escalation
     [breach] = mails_to(desk, "alice@example.com", "[SLA нарушен]")

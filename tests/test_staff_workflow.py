@@ -169,10 +169,12 @@ def test_the_whole_story_through_real_mail(desk_and_post: tuple[Helpdesk, Post])
     assert assigned["Subject"].startswith(f"[Ticket#{number}] ")
     assert "Compatibility problems" in plain_text(assigned)
     assert "HP LaserJet 1010" in plain_text(assigned)  # what the customer wrote
+    assert "is now yours." in plain_text(assigned)  # nobody named as the assigner: no --staff
     ticket = desk.ticket(number)
     assert (ticket["status"], ticket["owner"]) == ("open", "alice@example.com")
     [assignment] = events(ticket, "assigned")
     assert assignment["detail"] == "owner - -> alice@example.com"
+    assert assignment["actor"] == "operator"
     assert when(assignment) >= when(moved)
 
     # Alice answers from her mail client: on top of the quote, with her signature.

@@ -44,7 +44,8 @@ def context(breached: bool) -> dict[str, object]:
         "close_after": "7 days", "why": "unattended for 1h of business time since "
                                          "2026-12-01 20:54 MSK",
         "breached": breached, "unattended_since": "2026-12-01 20:54 MSK",
-        "escalate_after": "1h", "resolve_within": "8h", "missed_at": "2026-12-02 12:00 MSK",
+        "escalate_after": "1h", "unattended_for": "1h 5m", "resolve_within": "8h",
+        "missed_at": "2026-12-02 12:00 MSK",
         "errors": ["line 1: unknown command '#asign' (known: #assign EMAIL, #take)"],
         "attachments": [{"filename": "Снимок экрана.png", "size": 48_213, "attached": True},
                         {"filename": "logs.zip", "size": 31_000_000, "attached": False}],

@@ -69,7 +69,7 @@ def _add_ticket(command: argparse.ArgumentParser, what: str) -> None:
     assign = ticket.add_parser("assign", help="set the owner")
     assign.add_argument("number")
     assign.add_argument("staff_email")
-    assign.add_argument("--staff", help="who assigns (default: the new owner)")
+    assign.add_argument("--staff", help="who assigns (default: nobody named, 'operator')")
     assign.set_defaults(handler=ticket_assign)
     queue = ticket.add_parser("queue", help="move the ticket to another queue")
     queue.add_argument("number")
@@ -196,10 +196,10 @@ def ticket_new(app: App, args: argparse.Namespace) -> int:
 def ticket_assign(app: App, args: argparse.Namespace) -> int:
     from maild import tickets
 
-    actor = args.staff or args.staff_email
-    # Without --staff nobody said who assigns: the new owner is told (SPEC §6 "assigned").
+    # Without --staff nobody said who assigns (the event's actor is `operator`), so the new
+    # owner is told (SPEC §6 "assigned": not when they assigned the ticket to themselves).
     return _on_ticket(app, args, lambda ctx, t: tickets.assign(
-        ctx, t, args.staff_email, _actor(app, actor), notify=True if not args.staff else None))
+        ctx, t, args.staff_email, _actor(app, args.staff)))
 
 
 def ticket_queue(app: App, args: argparse.Namespace) -> int:

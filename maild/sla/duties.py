@@ -92,9 +92,13 @@ def _run(ctx: Context, calendar: BusinessCalendar, ticket: Ticket,
         if due > ctx.now:
             upcoming.append(due)
         elif _once(ctx, ticket, "escalation", ticket.unattended_since):
-            _escalate(ctx, ticket, policy, breached=False, missed_at=None,
-                      why=f"unattended for {duration_for_people(policy.escalate_after)} of "
-                          f"business time since {time_for_people(ticket.unattended_since, zone)}")
+            # How long it really was: a timer that did not run for a while (a stopped daemon,
+            # `maild tick` from cron) finds it past its limit by more than the limit.
+            unattended = calendar.business_time(ticket.unattended_since, ctx.now)
+            _escalate(ctx, ticket, policy, breached=False, missed_at=None, unattended=unattended,
+                      why=f"unattended for {duration_for_people(unattended)} of business time "
+                          f"since {time_for_people(ticket.unattended_since, zone)} (escalated "
+                          f"after {duration_for_people(policy.escalate_after)})")
             report.escalations.append(ticket.number)
 
     if not ticket.breached and ticket.status in RUNNING:
@@ -169,9 +173,10 @@ def _breach(ctx: Context, ticket: Ticket, policy: PrioritySla, net: timedelta,
 
 
 def _escalate(ctx: Context, ticket: Ticket, policy: PrioritySla, *, breached: bool,
-              missed_at: datetime | None, why: str) -> None:
+              missed_at: datetime | None, why: str, unattended: timedelta | None = None) -> None:
     """One mail to every staff member (SPEC §6), and an event; `missed_at` is the instant the
-    resolution target was reached, for a breach. `why` is the English sentence of the event;
+    resolution target was reached, for a breach; `unattended` the business time the ticket was
+    left unattended, for an escalation. `why` is the English sentence of the event;
     the mail's template has the same facts in the ticket's language to say it its own way."""
     staff = ctx.settings.staff
     tickets.event(ctx, ticket, EventType.ESCALATED, Actor.SYSTEM,
@@ -184,6 +189,7 @@ def _escalate(ctx: Context, ticket: Ticket, policy: PrioritySla, *, breached: bo
              "unattended_since": time_for_people(ticket.unattended_since, zone)
              if ticket.unattended_since else "",
              "escalate_after": duration_for_people(policy.escalate_after, language),
+             "unattended_for": duration_for_people(unattended, language) if unattended else "",
              "resolve_within": duration_for_people(policy.resolve_within, language),
              "missed_at": time_for_people(missed_at, zone) if missed_at else "",
              "excerpt": tickets.first_customer_text(ctx.db, ticket, 600)}

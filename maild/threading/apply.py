@@ -174,8 +174,7 @@ def _append(ctx: Context, ticket: Ticket, inbound: Received, mail: ParsedMail, v
         return Applied(ticket)
     tickets.join_cc(ctx, ticket, mail.to + mail.cc, mail.sender)
     if ticket.status == TicketStatus.CLOSED:
-        tickets.reopen(ctx, ticket, mail.sender, message, _contact(mail),
-                       notify_sender=not mail.sender.endswith("@invalid"))
+        tickets.reopen(ctx, ticket, mail.sender, message, _contact(mail))
         return Applied(ticket, reopened=True)
     tickets.customer_wrote(ctx, ticket, mail.sender)
     tickets.notify_staff(ctx, ticket, message, _contact(mail), new=False)
@@ -204,7 +203,7 @@ def _contact(mail: ParsedMail) -> Contact:
 
 
 def _files(mail: ParsedMail) -> list[OutgoingFile]:
-    return [OutgoingFile(a.filename, a.content_type, a.data) for a in mail.attachments]
+    return [OutgoingFile(a.filename, a.content_type, a.data, a.charset) for a in mail.attachments]
 
 
 # --- staff ------------------------------------------------------------------------------------
