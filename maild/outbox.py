@@ -77,7 +77,8 @@ def queue_mail(
     if kind.internal and ticket is not None:
         in_reply_to, references = _staff_thread(db, settings, ticket, usable[0],
                                                 in_reply_to, references)
-    variables: dict[str, Any] = {"support_address": settings.mail.support_address}
+    variables: dict[str, Any] = {"support_address": settings.mail.support_address,
+                                 "support_name": settings.mail.support_name}
     language = settings.mail.language if settings.mail.language != "auto" else "en"
     if ticket is not None:
         language = ticket.language

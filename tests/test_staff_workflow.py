@@ -506,6 +506,7 @@ def test_a_phone_ticket_with_an_address_is_acknowledged_by_mail(desk: Helpdesk) 
     assert recipient(ack) == "x@example.org" and ack["To"].addresses[0].display_name == "Xenia"
     assert ack["Subject"] == f"[Ticket#{number}] Cannot log in"
     assert number in plain_text(ack) and "Hello Xenia" in plain_text(ack)
+    assert plain_text(ack).endswith("\r\n-- \r\nSupport, support@example.com\r\n")  # support_name
 
 
 def test_a_phone_ticket_without_an_address_records_the_missing_acknowledgement(
@@ -519,6 +520,10 @@ def test_a_phone_ticket_without_an_address_records_the_missing_acknowledgement(
     assert desk.outbox() == []
     [missing] = events(ticket, "no_acknowledgement")
     assert "no email address" in missing["detail"]
+    answered = ok(desk.run("ticket", "reply", number, "--staff", "bob@example.com",
+                           "--body", "I called her back: fixed."))
+    assert "has no email address; the answer is on the ticket, not sent" in answered.err
+    assert desk.outbox() == []
 
 
 def test_a_web_ticket_needs_a_customer(desk: Helpdesk) -> None:

@@ -34,7 +34,8 @@ def context(breached: bool) -> dict[str, object]:
     return {
         "ticket": ticket, "number": ticket.number, "tag": "[Ticket#2026120100042]",
         "subject": "[Ticket#2026120100042] Printer does not print after the update",
-        "support_address": "support@example.com", "customer_name": "Ivan Petrov",
+        "support_address": "support@example.com", "support_name": "Служба поддержки",
+        "customer_name": "Ivan Petrov",
         "original_subject": "Re: Printer does not print after the update",
         "staff_name": "Alice", "owner_name": "Alice", "owner": "alice@example.com",
         "assigned_by": "bob@example.com", "queue": "Compatibility problems",

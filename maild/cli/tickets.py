@@ -220,7 +220,14 @@ def ticket_reply(app: App, args: argparse.Namespace) -> int:
     from maild import tickets
 
     text = body(args)
-    return _on_ticket(app, args, lambda ctx, t: tickets.answer(ctx, t, args.staff, text))
+
+    def reply(ctx: tickets.Context, ticket: Ticket) -> None:
+        tickets.answer(ctx, ticket, args.staff, text)
+        if not tickets.reachable(ticket):  # a phone contact who gave no address
+            print(f"maild: {args.number}: the customer has no email address; the answer is "
+                  "on the ticket, not sent", file=sys.stderr)
+
+    return _on_ticket(app, args, reply)
 
 
 def ticket_note(app: App, args: argparse.Namespace) -> int:
