@@ -100,6 +100,9 @@ def test_passing_resolve_within_marks_breached_and_escalates_again(desk: Helpdes
     breach_mails = [m for m in desk.outbox() if "[SLA breached]" in m["Subject"]]
     assert sorted(m["To"].addresses[0].addr_spec for m in breach_mails) == \
         ["alice@example.com", "bob@example.com"]
+    for breach in breach_mails:  # it has an owner: nobody is asked to take it
+        text = breach.get_body(("plain",)).get_content()
+        assert "#assign me" not in text and "Start your reply with #reply" in text
     assert tick(desk, at("2026-11-30 14:00"))["breached"] == []
 
 
