@@ -301,7 +301,8 @@ def reopen(ctx: Context, ticket: Ticket, sender: str, message: Message,
         queue_mail(ctx.db, ctx.settings, ctx.templates, ctx.now, mailkinds.REOPENED,
                    ticket=ticket, to=to, to_name=name, cc=cc, in_reply_to=in_reply_to,
                    references=references, html=message.html,
-                   context={"customer_name": name, "original_subject": message.subject})
+                   context={"customer_name": name, "original_subject": message.subject,
+                            "writer": cc[0] if cc else ""})  # who wrote, when not the customer
     if ticket.owner:
         _notice(ctx, ticket, message, contact, mailkinds.REOPENED_OWNER,
                 [(ticket.owner, staff_name(ctx.settings, ticket.owner))],

@@ -215,6 +215,8 @@ def test_a_ticket_reopened_by_a_cc_participant_tells_the_customer_with_them_in_c
     assert sorted(str(m["Delivered-To"]) for m in reopened) == ["boss@example.org", CUSTOMER]
     assert all(recipient(m) == CUSTOMER and str(m["Cc"]) == "boss@example.org" for m in reopened)
     assert all(plain_text(m).startswith("Hello Ivan Petrov,") for m in reopened)
+    assert all("A message from boss@example.org has reopened it," in plain_text(m)
+               for m in reopened)
     assert "bob@example.com" in [recipient(m) for m in sent]
     assert desk.ticket(number)["status"] == "open"
 

@@ -37,6 +37,7 @@ def context(breached: bool) -> dict[str, object]:
         "support_address": "support@example.com", "support_name": "Служба поддержки",
         "customer_name": "Ivan Petrov",
         "original_subject": "Re: Printer does not print after the update",
+        "writer": "boss@customer.example",
         "staff_name": "Alice", "owner_name": "Alice", "owner": "alice@example.com",
         "assigned_by": "bob@example.com", "queue": "Compatibility problems",
         "priority": "high", "sender": "ivan.petrov@customer.example",
