@@ -326,11 +326,32 @@ def _file_part(attachment: OutgoingFile) -> bytes:
 
 
 def _as_html(text: str) -> str:
-    """The plain text as a simple HTML page: paragraphs, line breaks, links left as text."""
+    """The plain text as a simple HTML page: paragraphs, line breaks, the indentation of
+    indented lines (the subject quoted in an acknowledgement), web addresses as links."""
     paragraphs = [p for p in text.split("\n\n") if p.strip()]
-    body = "\n".join("<p>" + html.escape(p).replace("\n", "<br>\n") + "</p>" for p in paragraphs)
+    body = "\n".join(
+        "<p>" + "<br>\n".join(_html_line(line) for line in p.strip("\n").split("\n")) + "</p>"
+        for p in paragraphs)
     return ('<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n'
             f'<body style="font-family: sans-serif">\n{body}\n</body></html>\n')
+
+
+# A web address in maild's own text (the status page link): up to a space or an angle bracket,
+# without the punctuation that ends a sentence around it.
+_WEB_ADDRESS = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)]")
+
+
+def _html_line(line: str) -> str:
+    """One line of text in HTML: escaped, its leading spaces kept, its web addresses linked."""
+    stripped = line.lstrip(" ")
+    linked, position = [], 0
+    for match in _WEB_ADDRESS.finditer(stripped):
+        address = html.escape(match.group(), quote=True)
+        linked += [html.escape(stripped[position:match.start()]),
+                   f'<a href="{address}">{address}</a>']
+        position = match.end()
+    linked.append(html.escape(stripped[position:]))
+    return "&nbsp;" * (len(line) - len(stripped)) + "".join(linked)
 
 
 _WORD_BYTES = 45

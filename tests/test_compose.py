@@ -102,6 +102,25 @@ def test_a_mail_with_files_and_html_reads_as_written(html: bool, body: str) -> N
     assert FILES[1].part is FILES[1].part  # written once, for every mail that carries it
 
 
+def test_the_html_alternative_links_web_addresses_and_keeps_indentation() -> None:
+    """What a customer writing HTML mail sees of an acknowledgement: the status page is a link
+    (without the full stop after it), the quoted subject stays indented, and the customer's own
+    text is escaped, never markup."""
+    body = ("Hello,\n\nwe opened ticket 1 for it:\n\n    Printer <b>offline</b> & more\n\n"
+            "Follow it on https://help.example.com/t/IjIw.MYfj?a=1&b=2.\n")
+    envelope = Envelope(message_id="maild.1.2@example.com", to_address="c@example.org",
+                        html=True)
+    msg = BytesParser(policy=policy.default).parsebytes(build_message(
+        SETTINGS, Rendered("[Ticket#1] Printer", body), envelope,
+        datetime(2026, 12, 2, 12, 0, tzinfo=UTC)))
+    shown = msg.get_body(("html",))
+    assert isinstance(shown, EmailMessage)
+    page = shown.get_content()
+    assert "<p>&nbsp;&nbsp;&nbsp;&nbsp;Printer &lt;b&gt;offline&lt;/b&gt; &amp; more</p>" in page
+    assert ('on <a href="https://help.example.com/t/IjIw.MYfj?a=1&amp;b=2">'
+            'https://help.example.com/t/IjIw.MYfj?a=1&amp;b=2</a>.</p>') in page
+
+
 @pytest.mark.parametrize(("declared", "relayed"), [
     ("koi8-r", "koi8-r"), ("UTF-8", "utf-8"), ('"windows-1251"', "windows-1251"),
     ("utf-8\"; x=\"y", ""), ("", "")])
