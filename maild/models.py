@@ -172,7 +172,6 @@ class Event(SQLModel, table=True):
     detail: str = ""
 
 
-
 class Inbound(SQLModel, table=True):
     """A received message, byte for byte, stored before anything acknowledges it."""
 

@@ -116,12 +116,11 @@ def is_participant(db: Tracker, settings: Settings, ticket: Ticket, address: str
         return True
     if settings.is_staff(address):
         return False
-    rows = db.sql
-    if rows.first(_CC_PARTICIPANT, ticket=ticket.id, address=address):
+    if db.sql.first(_CC_PARTICIPANT, ticket=ticket.id, address=address):
         return True
     # LIKE is a substring test; confirm the whole address on the candidates.
     return any(row["sender"] == address or address in row["recipients"].split(",")
-               for row in rows.rows(_ON_CORRESPONDENCE, ticket=ticket.id, address=address))
+               for row in db.sql.rows(_ON_CORRESPONDENCE, ticket=ticket.id, address=address))
 
 
 def _by_number(db: Tracker, settings: Settings, sender: str, numbers: list[str], *,
@@ -186,15 +185,14 @@ def _references(db: Tracker, message_ids: tuple[str, ...],
     ticket, in the order of `message_ids`."""
     if not message_ids:
         return []
-    rows = db.sql
     listed, wanted = bound_list("m", message_ids)
     # ascending ids: when two tickets hold the same Message-ID the newest one wins
-    found = {row["message_id"]: row["ticket_id"] for row in rows.rows(
+    found = {row["message_id"]: row["ticket_id"] for row in db.sql.rows(
         f"SELECT ticket_id, message_id FROM message WHERE message_id IN ({listed})"
         + (" AND direction = :out" if sent_only else "") + " ORDER BY id",
         **wanted, out=Direction.OUT.value)}
     # Every copy maild sent has a Message-ID of its own (the Cc copies of an answer too).
-    found.update({row["message_id"]: row["ticket_id"] for row in rows.rows(
+    found.update({row["message_id"]: row["ticket_id"] for row in db.sql.rows(
         f"SELECT ticket_id, message_id FROM outbox WHERE message_id IN ({listed}) "
         "AND ticket_id IS NOT NULL", **wanted) if row["message_id"] not in found})
     tickets = {t.id: t for t in db.load(TICKET, "id", list(set(found.values())))}
