@@ -7,8 +7,11 @@ SIGSTOP so that only the intake works (mail waits in the spool), `--count` mails
 stime from /proc), accepted messages/s and the p99 from DATA to 250. The worker is let go and
 the daemon stopped after each run. Numbers only; nothing here passes or fails.
 
+`--workload peer` sends peer_bench's new-ticket mails (bench/workload.py: 8 KB on average,
+HTML alternatives, 5 % with a 100 KB attachment) instead of e2e_bench's short plain ones.
+
     .venv/bin/python bench/intake_bench.py [--count 4000] [--clients 4] [--runs 2]
-                                           [--source DIR ...]
+                                           [--source DIR ...] [--workload plain|peer]
 """
 
 from __future__ import annotations
@@ -34,7 +37,15 @@ from e2e_bench import (
 )
 
 
-def run_once(source: Path, count: int, clients: int, tag: str) -> dict[str, float]:
+def mails_of(workload_name: str, count: int, tag: str) -> list[bytes]:
+    if workload_name == "peer":
+        import workload  # bench/workload.py
+        return [workload.render(m) for m in workload.new_tickets(count, 1)]
+    return make_mails(count, tag)
+
+
+def run_once(source: Path, mails: list[bytes], clients: int) -> dict[str, float]:
+    count = len(mails)
     with tempfile.TemporaryDirectory(prefix="maild-intake-bench-") as tmp:
         root, port = Path(tmp), free_port()
         config = root / "maild.toml"
@@ -52,7 +63,7 @@ def run_once(source: Path, count: int, clients: int, tag: str) -> dict[str, floa
             os.kill(worker, signal.SIGSTOP)
             try:
                 before = cpu_seconds(server.pid)
-                sent = send_all(port, make_mails(count, tag), clients, None)
+                sent = send_all(port, mails, clients, None)
                 spent = cpu_seconds(server.pid) - before
             finally:
                 os.kill(worker, signal.SIGCONT)
@@ -69,11 +80,13 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--source", action="append", type=Path, default=[])
+    parser.add_argument("--workload", choices=("plain", "peer"), default="plain")
     args = parser.parse_args()
     sources = [s.resolve() for s in args.source] or [REPO]
     for run in range(args.runs):
         for source in sources:
-            result = run_once(source, args.count, args.clients, f"i{run}-{source.name}")
+            mails = mails_of(args.workload, args.count, f"i{run}-{source.name}")
+            result = run_once(source, mails, args.clients)
             print(f"{source!s:40} intake {result['cpu_ms']:5.2f} CPU ms/msg, "
                   f"{result['per_second']:6.1f} msg/s accepted, "
                   f"DATA->250 p99 {result['p99_ms']:6.2f} ms", flush=True)

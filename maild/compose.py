@@ -98,6 +98,7 @@ class Templates:
             auto_reload=False,  # `_fresh` looks at the files instead
         )
         self.env.filters["size"] = _size_filter
+        self._globals = dict(self.env.globals)  # what every template sees besides its context
         self._checked = 0.0  # when the files were last looked at (time.monotonic())
 
     def load_all(self) -> None:
@@ -143,8 +144,16 @@ class Templates:
 
     def render(self, kind: str, language: str, context: dict[str, Any]) -> Rendered:
         self._fresh()
-        text = self.env.get_template(f"{language}/{kind}.txt").render(
-            {**context, "language": language})
+        template = self.env.get_template(f"{language}/{kind}.txt")
+        # What Template.render does, but with the globals merged in from a dict made once:
+        # render() copies them out of the template's ChainMap for every mail, a quarter of
+        # rendering a notice (`shared`: the context is taken as given, globals and all).
+        variables = {**self._globals, **context, "language": language}
+        try:
+            text = self.env.concat(
+                template.root_render_func(template.new_context(variables, shared=True)))
+        except Exception:
+            self.env.handle_exception()  # the template's own lines in the traceback, as render()
         head, _, body = text.partition("\n\n")
         if not head.startswith("Subject:"):
             raise ValueError(f"template {language}/{kind}.txt must start with 'Subject: ...'")

@@ -123,3 +123,27 @@ def test_a_mended_template_or_include_is_seen_within_a_second_by_a_running_proce
     time.sleep(TEMPLATE_RECHECK_SECONDS + 0.1)
     body = templates.render("notice_new", "en", values).body
     assert "A NEW TICKET" in body and "Priority: HIGH" in body
+
+
+def test_a_typo_in_an_operators_template_is_an_error_that_names_its_line(tmp_path: Path) -> None:
+    """A variable no mail gives (`{{ custmer_name }}`) fails the mail that needs it, with a
+    traceback that points at the template's own line, as Jinja2's `render()` gives it; and a
+    template may use Jinja2's globals (`range`, `namespace`)."""
+    import traceback
+
+    import jinja2
+
+    folder = tmp_path / "templates"
+    shutil.copytree(Path(__file__).resolve().parent.parent / "templates", folder)
+    ack = folder / "en" / "ack.txt"
+    ack.write_text(ack.read_text().replace("{{ customer_name }}", "{{ custmer_name }}"))
+    close = folder / "en" / "close_request.txt"
+    close.write_text(close.read_text() + "{% for i in range(2) %}{{ i }}{% endfor %}"
+                     "{% set ns = namespace(n=3) %}{{ ns.n }}\n")
+    templates = Templates(config.from_mapping({"mail": {
+        "support_address": "support@example.com", "templates_dir": str(folder)}}))
+    with pytest.raises(jinja2.UndefinedError, match="custmer_name") as failed:
+        templates.render("ack", "en", context(breached=False))
+    frames = traceback.extract_tb(failed.value.__traceback__)
+    assert any(frame.filename == str(ack) and frame.lineno == 3 for frame in frames), frames
+    assert templates.render("close_request", "en", context(breached=False)).body.endswith("013\n")
