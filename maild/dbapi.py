@@ -176,6 +176,18 @@ class Reader:
             finally:
                 cursor.close()
 
+    def execute_many(self, sql: str, rows: list[dict[str, Any]]) -> None:
+        """One statement that returns no rows, run once for each of `rows` (its parameters) —
+        in the driver's own loop: a batch's outcomes, one UPDATE each."""
+        if not rows:
+            return
+        with self._errors:
+            cursor = self.connection.cursor()
+            try:
+                cursor.executemany(self._sql(sql), [self._params(row) for row in rows])
+            finally:
+                cursor.close()
+
     def insert(self, table: Table[Any], values: dict[str, Any]) -> int:
         """Insert one row of `table` (`maild.schema`; columns not given get their defaults),
         its id. The statement is derived from the table, never written out."""

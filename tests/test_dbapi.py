@@ -50,6 +50,23 @@ def test_instants_bound_in_turn_on_one_reader_are_each_stored_as_themselves() ->
     assert stored[3] == stored[0]  # one moment, whatever its zone
 
 
+def test_execute_many_runs_the_statement_for_each_row_with_its_own_instants() -> None:
+    """`Reader.execute_many` (the sender's outcomes of a batch): each row's parameters, its
+    instants stored as `execute` stores them, the same instant object in two rows included."""
+    driver = sqlite3.connect(":memory:")
+    reader = Reader(driver, "sqlite")
+    reader.execute("CREATE TABLE t (n INTEGER, state TEXT, at DATETIME)")
+    for n in range(4):
+        reader.execute("INSERT INTO t (n, state) VALUES (:n, 'pending')", n=n)
+    moments = [INSTANTS[0], INSTANTS[3], INSTANTS[3], None]
+    reader.execute_many("UPDATE t SET state = :state, at = :at WHERE n = :n",
+                        [{"n": n, "state": f"s{n}", "at": at} for n, at in enumerate(moments)])
+    reader.execute_many("UPDATE t SET state = 'never' WHERE n = :n", [])
+    stored = driver.execute("SELECT state, at FROM t ORDER BY n").fetchall()
+    assert stored == [(f"s{n}", at and at.astimezone(UTC).replace(tzinfo=None).isoformat(
+        " ", "microseconds")) for n, at in enumerate(moments)]
+
+
 def test_a_database_that_cannot_write_now_is_storage_unavailable_a_broken_row_is_not(
     tmp_path: Path,
 ) -> None:

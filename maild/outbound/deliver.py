@@ -235,10 +235,11 @@ class _Claimed:
 
 def _record(db: Reader, outcomes: list[_Outcome]) -> None:
     """Write the outcomes of a batch, inside the caller's write transaction."""
+    db.execute_many(_FINISH, [
+        {"row": o.row.id, "state": o.state.value, "attempts": o.row.attempts + 1,
+         "error": o.error[:1000], "sent_at": o.at if o.state == OutboxState.SENT else None,
+         "next": o.next_attempt_at or o.row.next_attempt_at} for o in outcomes])
     for o in outcomes:
-        db.execute(_FINISH, row=o.row.id, state=o.state.value, attempts=o.row.attempts + 1,
-                   error=o.error[:1000], sent_at=o.at if o.state == OutboxState.SENT else None,
-                   next=o.next_attempt_at or o.row.next_attempt_at)
         if o.state == OutboxState.DEAD and o.row.ticket_id is not None:
             record_event(db, o.row.ticket_id, o.at, EventType.DELIVERY_FAILED, Actor.SYSTEM,
                          f"{o.row.kind} to {o.row.rcpt_to} <{o.row.message_id}>: "
