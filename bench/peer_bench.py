@@ -26,7 +26,13 @@ acknowledgement; bodies and structure are the same for both.
 Then each system's result is checked: every follow-up on its ticket, the closed ones
 reopened. `verify: OK` or `FAILED` per system; exit status 1 when one failed.
 
+With `--rounds N` django-helpdesk and maild on SQLite run N times, in turns, and each one's
+quietest round counts (each round's figures are printed beside it): on a machine whose load
+comes and goes, one round of each can fall on a busy minute for one system and a quiet one for
+the other.
+
     .venv/bin/python bench/peer_bench.py [--count 1000] [--seed 1] [--json] [--no-postgres]
+                                         [--rounds N]
 """
 
 from __future__ import annotations
@@ -557,7 +563,7 @@ def run_system(system: Helpdesk | Maild, new: Sequence[workload.Mail],
     numbers = [number for number, _ in assigned]
     system.close([numbers[i] for i in closed])
     out = folder / "follow" / system.name
-    out.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)  # written again by each round (`--rounds`)
     follow_raw = []
     for mail, (number, ack) in zip(follow_mails, assigned, strict=True):
         raw = workload.render(
@@ -577,6 +583,23 @@ def run_system(system: Helpdesk | Maild, new: Sequence[workload.Mail],
         if "server_cpu_seconds" in r:
             r["server_cpu_ms_per_mail"] = 1000 * r["server_cpu_seconds"] / count
     return result
+
+
+def quietest(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One system's result over `--rounds`: each phase from the round that spent the least CPU
+    a mail on it (as worker_bench: CPU time only grows with what else the machine runs, so the
+    quietest round is the closest to the code's own cost), every round's figures beside it,
+    and a failed round's verification should one have failed."""
+    best = dict(rounds[0])
+    for phase in ("new", "follow"):
+        best[phase] = min((r[phase] for r in rounds), key=lambda p: p["cpu_ms_per_mail"])
+    best["rounds"] = [(r["new"]["cpu_ms_per_mail"], r["follow"]["cpu_ms_per_mail"])
+                      for r in rounds]
+    best["verify"] = next((r["verify"] for r in rounds if not r["verify"]["ok"]),
+                          rounds[0]["verify"])
+    if "startup" in best:
+        best["startup"] = min((r["startup"] for r in rounds), key=lambda s: s["cpu_seconds"])
+    return best
 
 
 @contextlib.contextmanager
@@ -621,6 +644,10 @@ def report(results: dict[str, Any], args: argparse.Namespace, meta: dict[str, An
             if p.get("errors"):
                 line += f"; SMTP errors {p['errors']}"
             print(line)
+        if len(r.get("rounds", ())) > 1:
+            print("  the least of these rounds, in turns with the others (new / follow-ups, CPU "
+                  "ms/mail): " + ", ".join(f"{new:.1f} / {follow:.1f}"
+                                           for new, follow in r["rounds"]))
     if results["ratios"]:
         print("CPU ms per mail, django-helpdesk / maild:")
         for key, ratio in results["ratios"].items():
@@ -656,6 +683,9 @@ def main() -> int:
                         default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                         / "maild-peer-bench", help="where the django-helpdesk venv is kept")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="django-helpdesk and maild on SQLite this many times, in turns; "
+                             "the least CPU a mail of each counts")
     args = parser.parse_args()
 
     new = workload.new_tickets(args.count, args.seed)
@@ -678,14 +708,20 @@ def main() -> int:
                                "helpdesk": f"{HELPDESK} {DJANGO}", "systems": {}, "ratios": {}}
     systems = results["systems"]
     try:
-        if not args.no_helpdesk:
-            python = helpdesk_venv(args.cache)
-            site = Helpdesk(work / "helpdesk-site", python)
-            systems["django-helpdesk"] = run_system(site, new, follow, closed, work, 0)
-            systems["django-helpdesk"]["startup"] = site.startup
-        with maild_system(work / "maild-sqlite", f"sqlite:///{work}/maild-sqlite/maild.db", 1,
-                          "maild SQLite, 1 x maild run", "maild-sqlite") as m:
-            systems["maild-sqlite"] = run_system(m, new, follow, closed, work, args.clients)
+        rounds: dict[str, list[dict[str, Any]]] = {}
+        for round_ in range(1, args.rounds + 1):
+            suffix = f"-{round_}" if args.rounds > 1 else ""
+            if not args.no_helpdesk:
+                python = helpdesk_venv(args.cache)
+                site = Helpdesk(work / f"helpdesk-site{suffix}", python)
+                rounds.setdefault("django-helpdesk", []).append(
+                    {**run_system(site, new, follow, closed, work, 0), "startup": site.startup})
+            root = work / f"maild-sqlite{suffix}"
+            with maild_system(root, f"sqlite:///{root}/maild.db", 1,
+                              "maild SQLite, 1 x maild run", "maild-sqlite") as m:
+                rounds.setdefault("maild-sqlite", []).append(
+                    run_system(m, new, follow, closed, work, args.clients))
+        systems.update({key: quietest(results) for key, results in rounds.items()})
         if not args.no_postgres:
             try:
                 from tests.pg import PostgresCluster

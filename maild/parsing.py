@@ -31,6 +31,7 @@ from __future__ import annotations
 import binascii
 import codecs
 import contextlib
+import email.feedparser
 import mimetypes
 import quopri
 import re
@@ -242,6 +243,60 @@ class _BoundedParser(BytesFeedParser):
                 f"MIME parts nested more than {self._max_depth} deep (mail.max_mime_depth); "
                 "raise it and run `maild inbound retry` to take this message")
         super()._new_message()  # type: ignore[misc]
+
+
+class _FeedparserRe:
+    """The `re` that `email.feedparser` sees (set below): the module itself, except for the
+    boundary line of a multipart. The feed parser compiles a pattern for each multipart's
+    boundary — a new one each message, so re's cache never holds it — and compiling it costs
+    about 0.14 ms, more than parsing the rest of an average part (bench/README, issue #12,
+    thirteenth part). `_BoundaryLine` answers that pattern's `match` without compiling the
+    boundary; any other pattern, or a boundary pattern of another shape (should a Python
+    release change it), is compiled by `re` as before."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(re, name)
+
+    @staticmethod
+    def compile(pattern: Any, flags: int = 0) -> Any:
+        separator = _boundary_separator(pattern) if not flags else None
+        return re.compile(pattern, flags) if separator is None else _BoundaryLine(separator)
+
+
+# The boundary pattern of email/feedparser.py (Python 3.11-3.13): `(?P<sep>` + re.escape of
+# `--` and the boundary + `)` + this.
+_BOUNDARY_HEAD = "(?P<sep>"
+_BOUNDARY_REST = r")(?P<end>--)?(?P<ws>[ \t]*)(?P<linesep>\r\n|\r|\n)?$"
+_AFTER_SEPARATOR = re.compile(_BOUNDARY_REST[1:])
+_ESCAPED_CHARACTER = re.compile(r"\\(.)", re.DOTALL)
+
+
+def _boundary_separator(pattern: Any) -> str | None:
+    """The separator (`--boundary`) a feed parser boundary pattern matches; None for any other
+    pattern."""
+    if not (isinstance(pattern, str) and pattern.startswith(_BOUNDARY_HEAD)
+            and pattern.endswith(_BOUNDARY_REST)):
+        return None
+    escaped = pattern[len(_BOUNDARY_HEAD):-len(_BOUNDARY_REST)]
+    separator = _ESCAPED_CHARACTER.sub(r"\1", escaped)
+    return separator if re.escape(separator) == escaped else None
+
+
+class _BoundaryLine:
+    """The compiled boundary pattern, for its one use: `match(line)` gives what the pattern's
+    match would, with its groups `end`, `ws` and `linesep` (the feed parser reads `end` and
+    `linesep`)."""
+
+    def __init__(self, separator: str) -> None:
+        self.separator = separator
+
+    def match(self, line: str) -> re.Match[str] | None:
+        if not line.startswith(self.separator):
+            return None
+        return _AFTER_SEPARATOR.match(line, len(self.separator))
+
+
+email.feedparser.re = _FeedparserRe()  # type: ignore[attr-defined]
 
 
 def _normal_line_endings(raw: bytes) -> bytes:

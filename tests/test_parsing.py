@@ -559,3 +559,68 @@ def test_a_header_read_as_text_holds_no_control_characters() -> None:
     mail = parse_message(raw)
     assert mail.automatic and mail.automatic_reason.isprintable(), mail.automatic_reason
     assert "\x00" not in mail.subject
+
+
+# --- the feed parser's boundary lines (maild.parsing._FeedparserRe) -----------------------------
+
+
+def split_both_ways(data: bytes) -> tuple[object, object]:
+    """The MIME tree of `data` as maild's parser makes it, once with its boundary matcher
+    (`email.feedparser.re` as maild sets it) and once with the stdlib's compiled pattern: each
+    part's headers, preamble, epilogue, payload and defects, or the error it raised."""
+    import email.feedparser
+    import re
+
+    from maild import parsing
+
+    def tree() -> object:
+        try:
+            message = parsing._parse(data, (1000, 50))
+        except Exception as exc:  # MessageTooComplex: compared like a tree
+            return type(exc).__name__, str(exc)
+        return [(part.items(), part.preamble, part.epilogue,
+                 None if part.is_multipart() else part.get_payload(),
+                 [type(defect).__name__ for defect in part.defects]) for part in message.walk()]
+
+    ours = email.feedparser.re
+    assert isinstance(ours, parsing._FeedparserRe)  # what maild runs with
+    try:
+        email.feedparser.re = re  # type: ignore[attr-defined]
+        theirs = tree()
+    finally:
+        email.feedparser.re = ours  # type: ignore[attr-defined]
+    return tree(), theirs
+
+
+BOUNDARIES = ["simple", "=_maild_0123abcd", "----=_NextPart_000_0012_01D9.5A3B", "a(b)c[d]*+?",
+              "x" * 70, "with space", "dot.dot", "^$\\|{}", "'quoted'", "ends-"]
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+@pytest.mark.parametrize("eol", ["\r\n", "\n", "\r"])
+def test_boundary_lines_split_a_multipart_as_the_stdlib_pattern_does(boundary: str,
+                                                                     eol: str) -> None:
+    """Every shape a boundary line takes — trailing blanks, a line that only starts with the
+    boundary, a longer boundary that starts with it, the close with and without a line end,
+    no close at all, a nested multipart, text after the close — parses into the same tree with
+    maild's boundary matcher as with the pattern the stdlib compiles for every multipart."""
+    inner = f"{boundary}-inner"
+    split = []
+    for body in [
+        [f"--{boundary}", "Content-Type: text/plain", "", "one", f"--{boundary} \t",
+         "", "two", f"--{boundary}x", f"--{boundary[:-1]}~", f"--{boundary}--", "epilogue"],
+        ["preamble", f"--{boundary}", "", f"--{boundary}-- trailing", f"--{boundary}--"],
+        [f"--{boundary}", f'Content-Type: multipart/alternative; boundary="{inner}"', "",
+         f"--{inner}", "", "deep", f"--{inner}--", f"--{boundary}", "", "after",
+         f"--{boundary}--"],
+        [f"--{boundary}", "", "never closed", f"-- {boundary}", f"--{boundary}-"],
+        [f"--{boundary}", "", "closed without a line end", f"--{boundary}--NOEOL"],
+    ]:
+        data = raw("From: a@example.org", "MIME-Version: 1.0",
+                   f'Content-Type: multipart/mixed; boundary="{boundary}"', "", *body, eol=eol)
+        if body[-1].endswith("NOEOL"):
+            data = data.removesuffix(f"NOEOL{eol}".encode())
+        ours, theirs = split_both_ways(data)
+        assert ours == theirs, (boundary, body)
+        split.append(len(ours) if isinstance(ours, list) else 0)
+    assert max(split) >= 4  # multiparts were split here, the nested one too
