@@ -105,9 +105,9 @@ async def read_data(reader: asyncio.StreamReader, limit: int | None) -> bytes | 
     command stays for the session.
 
     aiosmtpd reads the data a line at a time, a coroutine step and a dozen checks for each:
-    0.2 ms of the intake's CPU for a mail of 8 KB and 3 ms for one of 130 KB (bench/README,
-    issue #12, thirteenth part). Here each read runs to the next `.CRLF`, which only a line that
-    ends with a dot gives before the end (base64 lines never do)."""
+    about 0.2 ms of the intake's CPU for an average mail of 8 KB (bench/README, issue #12,
+    thirteenth part). Here each read runs to the next `.CRLF`, which only a line that ends with
+    a dot gives before the end (base64 lines never do)."""
     chunks: list[bytes] = []
     size, too_much = 0, False
     before = b"\r\n"  # the two bytes before what is read next: the data starts a line
