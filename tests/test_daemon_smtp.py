@@ -468,7 +468,8 @@ DATA_CASES = [
 def _data_transcript(port: int, data: bytes, pieces: int) -> bytes:
     """What a server answers to one pipelined session: the data after DATA in `pieces` sends,
     then the dot line and QUIT in one (a command after the data must stay a command)."""
-    head = b"EHLO client\r\nMAIL FROM:<c@example.org>\r\nRCPT TO:<support@example.com>\r\nDATA\r\n"
+    head = (b"EHLO client\r\nHELP\r\nHELP DATA\r\nDATA\r\nMAIL FROM:<c@example.org>\r\n"
+            b"DATA now\r\nRCPT TO:<support@example.com>\r\nDATA\r\n")
     step = max(1, len(data) // pieces)
     parts = [data[i:i + step] for i in range(0, len(data), step)]
     with socket.create_connection(("127.0.0.1", port)) as conn:
@@ -489,7 +490,8 @@ def test_the_data_reader_answers_and_stores_as_aiosmtpd_does() -> None:
     line at a time: over real connections, for dots at every place a line can have them, bare
     CR and LF around the dot line (no smuggling), a message over the size limit, and the data
     arriving in one send or in many, maild's server answers what aiosmtpd's does and stores
-    the same bytes; the NOOP pipelined after the data is answered as a command."""
+    the same bytes; the NOOP pipelined after the data is answered as a command, and HELP, DATA
+    before RCPT and DATA with an argument get aiosmtpd's answers."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import SMTP
 

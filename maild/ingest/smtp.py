@@ -23,7 +23,7 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
+from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session, syntax
 
 from maild.config import SmtpSettings
 from maild.errors import StorageUnavailable
@@ -170,6 +170,7 @@ def _server_class(protocol: str, line_limit: int) -> type[SMTP]:
                 return None, None
             return address, rest
 
+        @syntax("DATA")  # as aiosmtpd's: HELP lists the command and its syntax
         async def smtp_DATA(self, arg: str) -> None:
             # aiosmtpd's own, but for how the data is read (`read_data`); maild's handler
             # always has `handle_DATA` and takes bytes (decode_data=False).
