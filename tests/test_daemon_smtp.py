@@ -461,13 +461,15 @@ DATA_CASES = [
     b"a\n.", b"a\n.\nb", b"a\r.\r\nb", b"a\n.\r\nb", b"a\r\n.\nb", b"a\r\n.\rb", b"a\r\n..\r\nb",
     b"line.\r\n.dot\r\n..\r\nend.", b"\n.\r\n", b"\r\n.\r", b".\n", b"\r", b"\n", b"\r\r\n.",
     b"Subject: x\r\n\r\n" + b"QUJD" * 19 + b"\r\n" + b"ok.\r\n" * 300,
-    b"x" * 2500, b"y" * 6000 + b"\r\n.end", b"\r\n".join([b"." * n for n in range(2, 60)]),
+    b"x" * 2500, b"y" * 6000 + b"\r\n.end", b"z" * 7000 + b".",
+    b"\r\n".join([b"." * n for n in range(2, 60)]),
 ]
 
 
 def _data_transcript(port: int, data: bytes, pieces: int) -> bytes:
-    """What a server answers to one pipelined session: the data after DATA in `pieces` sends,
-    then the dot line and QUIT in one (a command after the data must stay a command)."""
+    """What a server answers to one pipelined session: HELP and DATA out of place, then a
+    transaction whose data goes in `pieces` sends, then the end line, NOOP and QUIT in one send
+    (a command after the data must stay a command)."""
     head = (b"EHLO client\r\nHELP\r\nHELP DATA\r\nDATA\r\nMAIL FROM:<c@example.org>\r\n"
             b"DATA now\r\nRCPT TO:<support@example.com>\r\nDATA\r\n")
     step = max(1, len(data) // pieces)
