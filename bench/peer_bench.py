@@ -708,11 +708,11 @@ def main() -> int:
                                "helpdesk": f"{HELPDESK} {DJANGO}", "systems": {}, "ratios": {}}
     systems = results["systems"]
     try:
+        python = None if args.no_helpdesk else helpdesk_venv(args.cache)
         rounds: dict[str, list[dict[str, Any]]] = {}
         for round_ in range(1, args.rounds + 1):
             suffix = f"-{round_}" if args.rounds > 1 else ""
-            if not args.no_helpdesk:
-                python = helpdesk_venv(args.cache)
+            if python is not None:
                 site = Helpdesk(work / f"helpdesk-site{suffix}", python)
                 rounds.setdefault("django-helpdesk", []).append(
                     {**run_system(site, new, follow, closed, work, 0), "startup": site.startup})

@@ -114,7 +114,7 @@ async def read_data(reader: asyncio.StreamReader, limit: int | None) -> bytes | 
     while True:
         try:
             chunk = await reader.readuntil(_DOT_LINE)
-            ended = (before + chunk)[-5:-3] == b"\r\n"
+            ended = (before + chunk[-5:])[-5:-3] == b"\r\n"
         except asyncio.LimitOverrunError as exc:  # a run longer than the reader's limit
             chunk, ended = await reader.read(exc.consumed), False
         if ended:
@@ -127,7 +127,7 @@ async def read_data(reader: asyncio.StreamReader, limit: int | None) -> bytes | 
             chunks.append(chunk)
         if ended:
             break
-        before = (before + chunk)[-2:]
+        before = (before + chunk[-2:])[-2:]
     if too_much:
         return None
     data = b"".join(chunks).replace(b"\r\n.", b"\r\n")
